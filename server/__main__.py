@@ -1,0 +1,61 @@
+"""Command line: `milvus-memory-mcp [serve|demo] [--flags]` (flags mirror MEMORY_* variables)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from .errors import MemoryServiceError
+from .settings import Settings
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    for name, field in Settings.model_fields.items():
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            default=None,
+            help=f"{field.description} [env MEMORY_{name.upper()}]",
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="milvus-memory-mcp", description="Long-term memory MCP server.")
+    sub = parser.add_subparsers(dest="command")
+    serve_p = sub.add_parser("serve", help="Run the MCP server (default; stdio unless --transport says otherwise).")
+    _add_setting_flags(serve_p)
+    demo_p = sub.add_parser("demo", help="Replay the reference walk-through against a fresh server and print it.")
+    _add_setting_flags(demo_p)
+    args = parser.parse_args(argv)
+    command = args.command or "serve"
+    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+
+    try:
+        settings = Settings.load(**overrides)
+    except MemoryServiceError as e:
+        print(f"milvus-memory-mcp: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    import anyio
+
+    if command == "demo":
+        from .demo import run_demo
+
+        return anyio.run(run_demo, overrides)
+    from .app import serve
+
+    try:
+        anyio.run(serve, settings)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""Embedders turn texts into vectors.
+
+Contract of an `Embedder`:
+- `model_id` names the model (recorded with the collection; another model is refused) and
+  `dimensions` is the vector length; both are known without I/O.
+- `await embed(texts, kind)` returns one L2-normalised vector per text, in order. `kind` is
+  "document" for stored memories and "query" for searches (models that ignore it may).
+- `await open()` loads what is heavy (idempotent); `embed` calls it if needed.
+- Failures raise `EmbedderError` with a message fit for the agent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from ..errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+Kind = Literal["document", "query"]
+
+
+class Embedder(Protocol):
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dimensions(self) -> int: ...
+
+    async def open(self) -> None: ...
+
+    async def embed(self, texts: list[str], kind: Kind = "document") -> list[list[float]]: ...
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    """Pick the adapter from the `provider[:model]` string; no I/O."""
+    spec = settings.embedder
+    if spec == "local":
+        from .local import LocalEmbedder
+
+        return LocalEmbedder()
+    if spec.startswith("openai:") and len(spec) > len("openai:"):
+        from .openai import OpenAIEmbedder
+
+        return OpenAIEmbedder(spec.split(":", 1)[1], dimensions=settings.embedding_dims)
+    raise ConfigurationError(
+        f"Unknown embedder {spec!r}: use 'local' or 'openai:<model>' (e.g. openai:text-embedding-3-small)."
+    )

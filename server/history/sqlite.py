@@ -1,0 +1,333 @@
+"""SQLite adapter: the record of memories, their history, and pending vector-store writes.
+
+stdlib `sqlite3` on one connection, used from worker threads one call at a time (a capacity
+limiter of 1); WAL and a busy timeout so several processes can share the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import anyio
+
+from ..errors import StoreUnavailable
+from ..records import Change, HistoryEntry, MemoryRecord
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_memories_history_pending",
+        """
+        CREATE TABLE memories (
+            collection TEXT NOT NULL,
+            id TEXT NOT NULL,
+            memory TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            metadata TEXT NOT NULL DEFAULT '{}',
+            user_id TEXT NOT NULL DEFAULT '',
+            agent_id TEXT NOT NULL DEFAULT '',
+            run_id TEXT NOT NULL DEFAULT '',
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            deleted_at INTEGER,
+            PRIMARY KEY (collection, id)
+        );
+        CREATE INDEX memories_live_order ON memories (collection, deleted_at, created_at, id);
+        CREATE INDEX memories_user ON memories (collection, user_id, created_at, id);
+        CREATE INDEX memories_hash ON memories (collection, hash);
+        CREATE TABLE history (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            collection TEXT NOT NULL,
+            memory_id TEXT NOT NULL,
+            old_memory TEXT,
+            new_memory TEXT,
+            event TEXT NOT NULL CHECK (event IN ('ADD', 'UPDATE', 'DELETE')),
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            user_id TEXT NOT NULL DEFAULT '',
+            agent_id TEXT NOT NULL DEFAULT '',
+            run_id TEXT NOT NULL DEFAULT '',
+            actor TEXT,
+            role TEXT,
+            reason TEXT,
+            source_hash TEXT
+        );
+        CREATE INDEX history_memory ON history (collection, memory_id, seq);
+        CREATE TABLE pending (
+            collection TEXT NOT NULL,
+            memory_id TEXT NOT NULL,
+            PRIMARY KEY (collection, memory_id)
+        );
+        """,
+    ),
+]
+
+_MEMORY_COLUMNS = "id, memory, hash, metadata, user_id, agent_id, run_id, created_at, updated_at, deleted_at"
+_HISTORY_COLUMNS = (
+    "id, memory_id, old_memory, new_memory, event, created_at, updated_at, "
+    "user_id, agent_id, run_id, actor, role, reason, source_hash"
+)
+
+
+def _record(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:
+    return MemoryRecord(
+        id=row[0],
+        memory=row[1],
+        hash=row[2],
+        metadata=json.loads(row[3]),
+        user_id=row[4] or None,
+        agent_id=row[5] or None,
+        run_id=row[6] or None,
+        created_at=row[7],
+        updated_at=row[8],
+        deleted_at=row[9],
+    )
+
+
+def _history(row: sqlite3.Row | tuple[Any, ...]) -> HistoryEntry:
+    return HistoryEntry(
+        id=row[0],
+        memory_id=row[1],
+        old_memory=row[2],
+        new_memory=row[3],
+        event=row[4],
+        created_at=row[5],
+        updated_at=row[6],
+        user_id=row[7] or None,
+        agent_id=row[8] or None,
+        run_id=row[9] or None,
+        actor=row[10],
+        role=row[11],
+        reason=row[12],
+        source_hash=row[13],
+    )
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[str]:
+    """Run the named migrations not yet recorded, in order; returns the names applied."""
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {r[0] for r in conn.execute("SELECT name FROM migrations")}
+    applied = []
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
+        with conn:
+            conn.executescript("BEGIN;" + sql + ";")
+            conn.execute("INSERT INTO migrations VALUES (?, datetime('now'))", (name,))
+        applied.append(name)
+    return applied
+
+
+class SQLiteHistory:
+    def __init__(self, path: Path, collection: str) -> None:
+        self._path = path
+        self._collection = collection
+        self._conn: sqlite3.Connection | None = None
+        self._limiter = anyio.CapacityLimiter(1)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._conn is None:
+            raise StoreUnavailable("The history database is not open.")
+        conn = self._conn
+        try:
+            return await anyio.to_thread.run_sync(fn, conn, limiter=self._limiter)
+        except sqlite3.Error as e:
+            logger.exception("SQLite call failed")
+            raise StoreUnavailable(f"The history database at {self._path} failed: {e}") from e
+
+    async def open(self) -> None:
+        if self._conn is None:
+            await anyio.to_thread.run_sync(self._open, limiter=self._limiter)
+
+    def _open(self) -> None:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            for name in apply_migrations(conn):
+                logger.info("history database migrated: %s", name)
+        except (sqlite3.Error, OSError) as e:
+            raise StoreUnavailable(f"Could not open the history database at {self._path}: {e}") from e
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await anyio.to_thread.run_sync(conn.close, limiter=self._limiter)
+
+    # reads
+
+    async def get(self, memory_id: str) -> MemoryRecord | None:
+        def run(conn: sqlite3.Connection) -> MemoryRecord | None:
+            row = conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE collection = ? AND id = ?",
+                (self._collection, memory_id),
+            ).fetchone()
+            return _record(row) if row else None
+
+        return await self._run(run)
+
+    async def get_many(self, ids: list[str]) -> dict[str, MemoryRecord]:
+        def run(conn: sqlite3.Connection) -> dict[str, MemoryRecord]:
+            out: dict[str, MemoryRecord] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in conn.execute(
+                    f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE collection = ? AND id IN ({marks})",
+                    (self._collection, *chunk),
+                ):
+                    out[row[0]] = _record(row)
+            return out
+
+        return await self._run(run)
+
+    async def find_live_by_hash(self, text_hash: str, scope: tuple[str, str, str]) -> MemoryRecord | None:
+        def run(conn: sqlite3.Connection) -> MemoryRecord | None:
+            row = conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE collection = ? AND hash = ? AND user_id = ? "
+                "AND agent_id = ? AND run_id = ? AND deleted_at IS NULL ORDER BY created_at LIMIT 1",
+                (self._collection, text_hash, *scope),
+            ).fetchone()
+            return _record(row) if row else None
+
+        return await self._run(run)
+
+    async def list_live(
+        self, where: str, params: list[Any], limit: int | None, after: tuple[int, str] | None = None
+    ) -> list[MemoryRecord]:
+        """Live memories matching `where` (from `filters.to_sql`), oldest first, after a keyset cursor."""
+
+        def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
+            sql = f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE collection = ? AND deleted_at IS NULL AND ({where})"
+            args: list[Any] = [self._collection, *params]
+            if after is not None:
+                sql += " AND (created_at > ? OR (created_at = ? AND id > ?))"
+                args += [after[0], after[0], after[1]]
+            sql += " ORDER BY created_at, id"
+            if limit is not None:
+                sql += " LIMIT ?"
+                args.append(limit)
+            return [_record(r) for r in conn.execute(sql, args)]
+
+        return await self._run(run)
+
+    async def history(self, memory_id: str) -> list[HistoryEntry]:
+        def run(conn: sqlite3.Connection) -> list[HistoryEntry]:
+            rows = conn.execute(
+                f"SELECT {_HISTORY_COLUMNS} FROM history WHERE collection = ? AND memory_id = ? ORDER BY seq",
+                (self._collection, memory_id),
+            )
+            return [_history(r) for r in rows]
+
+        return await self._run(run)
+
+    async def pending_ids(self) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute("SELECT memory_id FROM pending WHERE collection = ?", (self._collection,))
+            return [r[0] for r in rows]
+
+        return await self._run(run)
+
+    async def live_ids(self) -> list[str]:
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id FROM memories WHERE collection = ? AND deleted_at IS NULL", (self._collection,)
+            )
+            return [r[0] for r in rows]
+
+        return await self._run(run)
+
+    # writes
+
+    def _put_record(self, conn: sqlite3.Connection, r: MemoryRecord) -> None:
+        conn.execute(
+            f"INSERT OR REPLACE INTO memories (collection, {_MEMORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                self._collection,
+                r.id,
+                r.memory,
+                r.hash,
+                json.dumps(r.metadata, ensure_ascii=False),
+                r.user_id or "",
+                r.agent_id or "",
+                r.run_id or "",
+                r.created_at,
+                r.updated_at,
+                r.deleted_at,
+            ),
+        )
+
+    async def commit(self, changes: list[Change]) -> None:
+        """One transaction: new states, history rows and pending marks."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                for ch in changes:
+                    self._put_record(conn, ch.new)
+                    h = ch.history
+                    conn.execute(
+                        f"INSERT INTO history (collection, {_HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            self._collection,
+                            h.id,
+                            h.memory_id,
+                            h.old_memory,
+                            h.new_memory,
+                            h.event,
+                            h.created_at,
+                            h.updated_at,
+                            h.user_id or "",
+                            h.agent_id or "",
+                            h.run_id or "",
+                            h.actor,
+                            h.role,
+                            h.reason,
+                            h.source_hash,
+                        ),
+                    )
+                    conn.execute(
+                        "INSERT OR IGNORE INTO pending (collection, memory_id) VALUES (?, ?)",
+                        (self._collection, ch.new.id),
+                    )
+
+        await self._run(run)
+
+    async def revert(self, changes: list[Change]) -> None:
+        """Undo `commit(changes)`; the pending marks stay until the vector store agrees again."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                for ch in reversed(changes):
+                    if ch.old is None:
+                        conn.execute(
+                            "DELETE FROM memories WHERE collection = ? AND id = ?", (self._collection, ch.new.id)
+                        )
+                    else:
+                        self._put_record(conn, ch.old)
+                    conn.execute("DELETE FROM history WHERE id = ?", (ch.history.id,))
+
+        await self._run(run)
+
+    async def clear_pending(self, ids: list[str]) -> None:
+        def run(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "DELETE FROM pending WHERE collection = ? AND memory_id = ?",
+                    [(self._collection, i) for i in ids],
+                )
+
+        await self._run(run)

@@ -1,0 +1,121 @@
+"""Plain internal records shared by the core and its adapters (no I/O here)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
+SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
+
+
+def now_us() -> int:
+    """Wall-clock time in microseconds since the epoch (the stores' time unit)."""
+    return time.time_ns() // 1000
+
+
+def iso(us: int | None) -> str | None:
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us / 1_000_000, tz=timezone.utc).isoformat()
+
+
+def text_hash(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who a memory belongs to. `None` means "not part of the scope"; stores keep it as ""."""
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+
+    def is_empty(self) -> bool:
+        return not (self.user_id or self.agent_id or self.run_id)
+
+    def items(self) -> list[tuple[str, str]]:
+        """The fields that are set, as (name, value) pairs."""
+        return [(k, v) for k, v in zip(SCOPE_FIELDS, (self.user_id, self.agent_id, self.run_id), strict=True) if v]
+
+    def contains(self, record: MemoryRecord) -> bool:
+        """True when every field set here matches the record's (a bound scope's by-id check)."""
+        return all(getattr(record, k) == v for k, v in self.items())
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.items()) or "no scope"
+
+
+@dataclass(frozen=True)
+class MemoryRecord:
+    """The current state of one memory, as both stores keep it (the vector lives in Milvus only)."""
+
+    id: str
+    memory: str
+    hash: str
+    metadata: dict[str, Any]
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    created_at: int
+    updated_at: int
+    deleted_at: int | None = None
+
+    @property
+    def scope(self) -> Scope:
+        return Scope(self.user_id, self.agent_id, self.run_id)
+
+    def updated(self, **changes: Any) -> MemoryRecord:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One ADD / UPDATE / DELETE event of a memory."""
+
+    id: str
+    memory_id: str
+    old_memory: str | None
+    new_memory: str | None
+    event: Event
+    created_at: int
+    updated_at: int
+    user_id: str | None
+    agent_id: str | None
+    run_id: str | None
+    actor: str | None = None
+    role: str | None = None
+    reason: str | None = None
+    source_hash: str | None = None
+
+
+@dataclass
+class Change:
+    """One memory's transition, applied to both stores by the write protocol.
+
+    `old` is None for an ADD; `new.deleted_at` is set for a DELETE. `vector` is the embedding of
+    `new.memory` when the text is live (None for a delete).
+    """
+
+    old: MemoryRecord | None
+    new: MemoryRecord
+    history: HistoryEntry
+    vector: list[float] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: a scope bound by a credential (None: unrestricted), the actor name for
+    history, and whether writes are allowed. The tool adapter builds it per call."""
+
+    bound: Scope | None = None
+    actor: str | None = None
+    read_only: bool = False
+
+
+ANONYMOUS = Caller()

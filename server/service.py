@@ -1,0 +1,454 @@
+"""MemoryService: the one async core behind every tool.
+
+It is the only place that orchestrates embed -> store -> history. Writes follow the protocol of
+DESIGN.md ("two stores, one truth"): the new state, its history row and a pending mark are
+committed to SQLite in one transaction, then applied to Milvus idempotently by id, then the mark
+is cleared. If Milvus fails, the SQLite change is reverted and the memory reconciled; marks left
+by a crash are re-applied when the service opens, before the first call is served.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import anyio
+from anyio.abc import TaskGroup
+
+from . import filters
+from .embedders import Embedder, make_embedder
+from .errors import BackendError, InvalidInput, MemoryServiceError, PermissionDenied, not_found
+from .history import SQLiteHistory
+from .models import (
+    AddEvent,
+    AddResult,
+    DeleteAllResult,
+    DeleteResult,
+    HistoryEvent,
+    HistoryResult,
+    ListResult,
+    MemoryItem,
+    SearchHit,
+    SearchResult,
+)
+from .records import ANONYMOUS, Caller, Change, HistoryEntry, MemoryRecord, Scope, now_us, text_hash
+from .settings import Settings
+from .stores import VectorStore
+from .validation import check_limit, check_memory_id, check_metadata, check_scope, check_text
+
+logger = logging.getLogger(__name__)
+
+MAX_SEARCH_LIMIT = 100
+MAX_LIST_LIMIT = 1000
+APPLY_CHUNK = 500
+ROLES = ("user", "assistant", "system")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str | None
+    content: str
+
+
+class MemoryService:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        vectors: VectorStore | None = None,
+        history: SQLiteHistory | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder or make_embedder(settings)
+        if vectors is None:
+            from .stores.milvus import MilvusStore
+
+            vectors = MilvusStore(settings.resolved_milvus_uri, settings.collection, settings.milvus_token)
+        self.vectors: VectorStore = vectors
+        self.history = history or SQLiteHistory(settings.resolved_history_path, settings.collection)
+        self._open_lock = anyio.Lock()
+        self._write_lock = anyio.Lock()
+        self._ready = False
+        self._tg: TaskGroup | None = None
+        self._flush_send, self._flush_recv = anyio.create_memory_object_stream[None](1)
+
+    # lifecycle
+
+    async def __aenter__(self) -> MemoryService:
+        self._tg = await anyio.create_task_group().__aenter__()
+        self._tg.start_soon(self._flusher)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+            self._tg = None
+        with anyio.CancelScope(shield=True):
+            if self._ready and self.vectors.needs_flush:
+                try:
+                    await self.vectors.flush()
+                except BackendError:
+                    logger.warning("final flush failed; Milvus Lite replays its log on the next open")
+            await self.vectors.close()
+            await self.history.close()
+            self._ready = False
+
+    def warm_up(self) -> None:
+        """Open the stores and the model in the background (after the MCP handshake)."""
+        if self._tg is not None and not self._ready:
+            self._tg.start_soon(self._warm_up)
+
+    async def _warm_up(self) -> None:
+        try:
+            await self.ready()
+        except MemoryServiceError as e:
+            logger.error("warm-up failed: %s", e)
+
+    @property
+    def is_ready(self) -> bool:
+        return self._ready
+
+    async def ready(self) -> None:
+        """Open everything once; a failure is raised to the caller and retried on the next call."""
+        if self._ready:
+            return
+        async with self._open_lock:
+            if self._ready:
+                return
+            await self.history.open()
+            await self.embedder.open()
+            await self.vectors.open(self.embedder.model_id, self.embedder.dimensions)
+            pending = await self.history.pending_ids()
+            if pending:
+                logger.warning("re-applying %d change(s) left unfinished by an earlier run", len(pending))
+                await self._reconcile(pending)
+            self._ready = True
+            logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
+
+    async def _flusher(self) -> None:
+        async for _ in self._flush_recv:
+            await anyio.sleep(self.settings.flush_delay)
+            try:
+                await self.vectors.flush()
+            except BackendError as e:
+                logger.warning("flush failed: %s", e)
+
+    def _request_flush(self) -> None:
+        if self.vectors.needs_flush:
+            try:
+                self._flush_send.send_nowait(None)
+            except anyio.WouldBlock:
+                pass  # a flush is already due
+
+    # scope rules
+
+    def _scope_for(self, explicit: Scope, caller: Caller, *, use_default: bool = True) -> Scope:
+        explicit = check_scope(explicit.user_id, explicit.agent_id, explicit.run_id)
+        bound = caller.bound
+        if bound is not None:
+            merged = {}
+            for name, value in (
+                ("user_id", explicit.user_id),
+                ("agent_id", explicit.agent_id),
+                ("run_id", explicit.run_id),
+            ):
+                fixed = getattr(bound, name)
+                if fixed and value and value != fixed:
+                    raise PermissionDenied(f"This credential is limited to {name}={fixed!r}; it cannot use {value!r}.")
+                merged[name] = fixed or value
+            scope = Scope(**merged)
+            if not scope.is_empty():
+                return scope
+        if not explicit.is_empty():
+            return explicit
+        if use_default and self.settings.user_id:
+            return Scope(user_id=self.settings.user_id)
+        raise InvalidInput(
+            'Name at least one of user_id, agent_id or run_id (for example user_id="alice"), '
+            "or start the server with MEMORY_USER_ID set."
+        )
+
+    @staticmethod
+    def _check_writable(caller: Caller) -> None:
+        if caller.read_only:
+            raise PermissionDenied("This credential is read-only; it cannot change memories.")
+
+    async def _owned(self, memory_id: str, caller: Caller, *, include_deleted: bool = False) -> MemoryRecord:
+        memory_id = check_memory_id(memory_id)
+        await self.ready()
+        record = await self.history.get(memory_id)
+        if record is None or (record.deleted_at is not None and not include_deleted):
+            raise not_found(memory_id)
+        if caller.bound is not None and not caller.bound.contains(record):
+            raise not_found(memory_id)
+        return record
+
+    # the write protocol
+
+    async def _apply(self, changes: list[Change]) -> None:
+        for start in range(0, len(changes), APPLY_CHUNK):
+            await self._apply_chunk(changes[start : start + APPLY_CHUNK])
+
+    async def _apply_chunk(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        await self.history.commit(changes)
+        try:
+            await self.vectors.upsert([(c.new, c.vector) for c in changes if c.vector is not None])
+            await self.vectors.delete([c.new.id for c in changes if c.new.deleted_at is not None])
+        except BackendError as e:
+            await self._undo(changes)
+            raise BackendError(f"{e} Nothing was changed; try again.") from e
+        ids = [c.new.id for c in changes]
+        try:
+            await self.history.clear_pending(ids)
+        except BackendError:
+            logger.warning("could not clear pending marks; they are re-checked at the next start")
+        self._request_flush()
+
+    async def _undo(self, changes: list[Change]) -> None:
+        try:
+            await self.history.revert(changes)
+            await self._reconcile([c.new.id for c in changes])
+        except MemoryServiceError:
+            logger.exception("undo incomplete; the pending marks are re-applied at the next start")
+
+    async def _reconcile(self, ids: list[str]) -> None:
+        """Make the vector store match SQLite's record for these ids, then clear their marks."""
+        records = await self.history.get_many(ids)
+        live = [r for r in records.values() if r.deleted_at is None]
+        dead = [i for i in ids if i not in records or records[i].deleted_at is not None]
+        if live:
+            vectors = await self.embedder.embed([r.memory for r in live])
+            await self.vectors.upsert(list(zip(live, vectors, strict=True)))
+        await self.vectors.delete(dead)
+        await self.history.clear_pending(ids)
+        self._request_flush()
+
+    @staticmethod
+    def _entry(
+        event: Literal["ADD", "UPDATE", "DELETE"],
+        old: MemoryRecord | None,
+        new: MemoryRecord,
+        caller: Caller,
+        *,
+        role: str | None = None,
+        reason: str | None = None,
+        source_hash: str | None = None,
+    ) -> HistoryEntry:
+        return HistoryEntry(
+            id=str(uuid.uuid4()),
+            memory_id=new.id,
+            old_memory=old.memory if old else None,
+            new_memory=None if event == "DELETE" else new.memory,
+            event=event,
+            created_at=new.created_at,
+            updated_at=new.deleted_at or new.updated_at,
+            user_id=new.user_id,
+            agent_id=new.agent_id,
+            run_id=new.run_id,
+            actor=caller.actor,
+            role=role,
+            reason=reason,
+            source_hash=source_hash,
+        )
+
+    # tools
+
+    def _messages(self, messages: object) -> list[Message]:
+        if isinstance(messages, str):
+            return [Message(None, check_text(messages, self.settings.max_memory_bytes))]
+        if not isinstance(messages, list) or not messages:
+            raise InvalidInput("messages must be a string or a non-empty list of {role, content} objects.")
+        if len(messages) > self.settings.max_messages:
+            raise InvalidInput(f"messages holds {len(messages)} items; the limit is {self.settings.max_messages}.")
+        out: list[Message] = []
+        for i, m in enumerate(messages):
+            role = getattr(m, "role", None) if not isinstance(m, dict) else m.get("role")
+            content = getattr(m, "content", None) if not isinstance(m, dict) else m.get("content")
+            if role not in ROLES:
+                raise InvalidInput(f"messages[{i}].role must be one of {', '.join(ROLES)}.")
+            out.append(
+                Message(str(role), check_text(content, self.settings.max_memory_bytes, f"messages[{i}].content"))
+            )
+        return out
+
+    async def add(
+        self,
+        messages: object,
+        scope: Scope,
+        metadata: object = None,
+        infer: bool | None = None,
+        caller: Caller = ANONYMOUS,
+    ) -> AddResult:
+        self._check_writable(caller)
+        scope = self._scope_for(scope, caller)
+        meta = check_metadata(metadata)
+        parsed = [m for m in self._messages(messages) if m.role != "system"]
+        if not parsed:
+            raise InvalidInput("messages holds only system messages; there is nothing to remember.")
+        if infer:
+            raise InvalidInput("infer=true needs an LLM, and none is configured (set MEMORY_LLM); omit infer.")
+        await self.ready()
+        vectors = await self.embedder.embed([m.content for m in parsed])
+        return await self._add_verbatim(parsed, vectors, scope, meta, caller)
+
+    async def _add_verbatim(
+        self, parsed: list[Message], vectors: list[list[float]], scope: Scope, meta: dict[str, Any], caller: Caller
+    ) -> AddResult:
+        key = (scope.user_id or "", scope.agent_id or "", scope.run_id or "")
+        results: list[AddEvent] = []
+        changes: list[Change] = []
+        async with self._write_lock:
+            seen: dict[str, MemoryRecord] = {}
+            for message, vector in zip(parsed, vectors, strict=True):
+                digest = text_hash(message.content)
+                existing = seen.get(digest) or await self.history.find_live_by_hash(digest, key)
+                if existing is not None:
+                    results.append(
+                        AddEvent(
+                            id=existing.id, memory=existing.memory, event="NONE", reason="Already stored in this scope."
+                        )
+                    )
+                    continue
+                ts = now_us()
+                record = MemoryRecord(
+                    id=str(uuid.uuid4()),
+                    memory=message.content,
+                    hash=digest,
+                    metadata=meta,
+                    user_id=scope.user_id,
+                    agent_id=scope.agent_id,
+                    run_id=scope.run_id,
+                    created_at=ts,
+                    updated_at=ts,
+                )
+                seen[digest] = record
+                changes.append(
+                    Change(None, record, self._entry("ADD", None, record, caller, role=message.role), vector)
+                )
+                results.append(AddEvent(id=record.id, memory=record.memory, event="ADD"))
+            await self._apply(changes)
+        return AddResult(results=results)
+
+    async def search(
+        self,
+        query: object,
+        scope: Scope,
+        limit: object = 10,
+        threshold: float | None = None,
+        filters_: object = None,
+        caller: Caller = ANONYMOUS,
+    ) -> SearchResult:
+        text = check_text(query, self.settings.max_memory_bytes, "query")
+        scope = self._scope_for(scope, caller)
+        limit = check_limit(limit, 1, MAX_SEARCH_LIMIT)
+        if threshold is not None and not -1.0 <= threshold <= 1.0:
+            raise InvalidInput(f"threshold must be from -1 to 1 (cosine similarity), got {threshold}.")
+        expr = filters.to_milvus(filters.combine(filters.scope_conditions(scope), filters.parse(filters_)))
+        await self.ready()
+        [vector] = await self.embedder.embed([text], kind="query")
+        hits = await self.vectors.search(vector, expr, limit)
+        return SearchResult(results=[SearchHit.scored(r, s) for r, s in hits if threshold is None or s >= threshold])
+
+    async def get(self, memory_id: str, caller: Caller = ANONYMOUS) -> MemoryItem:
+        return MemoryItem.of(await self._owned(memory_id, caller))
+
+    async def list(
+        self,
+        scope: Scope,
+        filters_: object = None,
+        limit: object = 100,
+        cursor: str | None = None,
+        caller: Caller = ANONYMOUS,
+    ) -> ListResult:
+        scope = self._scope_for(scope, caller)
+        limit = check_limit(limit, 1, MAX_LIST_LIMIT)
+        where, params = filters.to_sql(filters.combine(filters.scope_conditions(scope), filters.parse(filters_)))
+        after = _decode_cursor(cursor) if cursor else None
+        await self.ready()
+        rows = await self.history.list_live(where, params, limit + 1, after)
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = _encode_cursor(page[-1]) if more else None
+        return ListResult(results=[MemoryItem.of(r) for r in page], next_cursor=next_cursor)
+
+    async def update(
+        self, memory_id: str, data: object, metadata: object = None, caller: Caller = ANONYMOUS
+    ) -> MemoryItem:
+        self._check_writable(caller)
+        memory_id = check_memory_id(memory_id)
+        text = check_text(data, self.settings.max_memory_bytes)
+        meta = None if metadata is None else check_metadata(metadata)
+        await self._owned(memory_id, caller)  # fail fast before embedding
+        [vector] = await self.embedder.embed([text])
+        async with self._write_lock:
+            old = await self._owned(memory_id, caller)
+            new_meta = old.metadata if meta is None else meta
+            if old.memory == text and old.metadata == new_meta:
+                return MemoryItem.of(old)
+            new = old.updated(memory=text, hash=text_hash(text), metadata=new_meta, updated_at=now_us())
+            await self._apply([Change(old, new, self._entry("UPDATE", old, new, caller), vector)])
+        return MemoryItem.of(new)
+
+    async def delete(self, memory_id: str, caller: Caller = ANONYMOUS) -> DeleteResult:
+        self._check_writable(caller)
+        memory_id = check_memory_id(memory_id)
+        async with self._write_lock:
+            old = await self._owned(memory_id, caller)
+            new = old.updated(deleted_at=now_us())
+            await self._apply([Change(old, new, self._entry("DELETE", old, new, caller))])
+        return DeleteResult(id=memory_id, deleted=True, message=f"Memory {memory_id} deleted.")
+
+    async def delete_all(
+        self, scope: Scope, confirm: bool, filters_: object = None, caller: Caller = ANONYMOUS
+    ) -> DeleteAllResult:
+        self._check_writable(caller)
+        scope = check_scope(scope.user_id, scope.agent_id, scope.run_id)
+        if scope.is_empty() and caller.bound is None:
+            raise InvalidInput("delete_all_memories needs a scope: name user_id, agent_id or run_id.")
+        scope = self._scope_for(scope, caller, use_default=False)
+        if confirm is not True:
+            raise InvalidInput(f"This would delete every memory of {scope.describe()}; call again with confirm=true.")
+        where, params = filters.to_sql(filters.combine(filters.scope_conditions(scope), filters.parse(filters_)))
+        await self.ready()
+        async with self._write_lock:
+            records = await self.history.list_live(where, params, None)
+            ts = now_us()
+            changes = []
+            for old in records:
+                new = old.updated(deleted_at=ts)
+                changes.append(Change(old, new, self._entry("DELETE", old, new, caller)))
+            await self._apply(changes)
+        return DeleteAllResult(
+            deleted_count=len(records),
+            scope={k: v for k, v in scope.items()},
+            message=f"Deleted {len(records)} memories of {scope.describe()}.",
+        )
+
+    async def memory_history(self, memory_id: str, caller: Caller = ANONYMOUS) -> HistoryResult:
+        record = await self._owned(memory_id, caller, include_deleted=True)
+        events = await self.history.history(record.id)
+        return HistoryResult(memory_id=record.id, events=[HistoryEvent.of(h) for h in events])
+
+
+def _encode_cursor(last: MemoryRecord) -> str:
+    raw = json.dumps([last.created_at, last.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, memory_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(created_at, int) or not isinstance(memory_id, str):
+            raise ValueError
+        return created_at, memory_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not valid: pass the next_cursor value from the previous page.") from None

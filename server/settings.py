@@ -1,0 +1,100 @@
+"""Settings: `MEMORY_*` environment variables, mirrored one to one by command-line flags.
+
+Every field below is a setting: `data_dir` is `MEMORY_DATA_DIR` and `--data-dir`. An unknown
+`MEMORY_*` variable is an error, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigurationError
+
+ENV_PREFIX = "MEMORY_"
+_COLLECTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("milvus-memory-mcp", appauthor=False))
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Directory for the Milvus Lite file and the history database "
+        "(default: the platform's user data dir, never the working directory).",
+    )
+    milvus_uri: str | None = Field(
+        None,
+        description="Milvus URI: a Milvus Lite file path (default <data dir>/milvus.db), "
+        "or http(s)://host:19530 for a Milvus server / Zilliz Cloud.",
+    )
+    milvus_token: str | None = Field(default=None, description="Milvus token ('user:password' or an API key).")
+    collection: str = Field("memories", description="Milvus collection name.")
+    history_path: Path | None = Field(default=None, description="SQLite history file (default <data dir>/history.db).")
+    embedder: str = Field(
+        "local",
+        description="'local' (offline all-MiniLM-L6-v2, 384 dims) or 'openai:<model>' "
+        "(uses OPENAI_API_KEY / OPENAI_BASE_URL).",
+    )
+    embedding_dims: int | None = Field(None, ge=1, le=32768, description="Override the embedding dimension.")
+    user_id: str | None = Field(default=None, description="Default user_id for calls that name no scope.")
+    transport: Literal["stdio", "sse", "streamable-http"] = Field("stdio", description="MCP transport.")
+    host: str = Field("127.0.0.1", description="Bind address for HTTP transports.")
+    port: int = Field(8000, ge=0, le=65535, description="Port for HTTP transports.")
+    max_memory_bytes: int = Field(8192, ge=16, le=65535, description="Largest memory text, in UTF-8 bytes.")
+    max_messages: int = Field(100, ge=1, le=10000, description="Most messages accepted by one add_memory.")
+    flush_delay: float = Field(0.5, ge=0, le=60, description="Seconds to wait before flushing a burst (Lite).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")
+
+    @field_validator("collection")
+    @classmethod
+    def _collection_name(cls, v: str) -> str:
+        if not _COLLECTION_RE.match(v):
+            raise ValueError("must start with a letter or '_' and hold only letters, digits and '_'")
+        return v
+
+    @property
+    def resolved_milvus_uri(self) -> str:
+        return self.milvus_uri or str(self.data_dir / "milvus.db")
+
+    @property
+    def resolved_history_path(self) -> Path:
+        return self.history_path or self.data_dir / "history.db"
+
+    @property
+    def milvus_is_lite(self) -> bool:
+        return not self.resolved_milvus_uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `MEMORY_*` variables, then explicit overrides (CLI flags) on top."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {
+            key[len(ENV_PREFIX) :].lower(): value
+            for key, value in env.items()
+            if key.startswith(ENV_PREFIX) and value != ""
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as e:
+            problems = []
+            for err in e.errors():
+                name = str(err["loc"][0]) if err["loc"] else "?"
+                label = f"{ENV_PREFIX}{name.upper()} / --{name.replace('_', '-')}"
+                if err["type"] == "extra_forbidden":
+                    problems.append(f"unknown setting {ENV_PREFIX}{name.upper()}")
+                else:
+                    problems.append(f"{label}: {err['msg']}")
+            raise ConfigurationError("Invalid settings: " + "; ".join(problems)) from None

@@ -1,0 +1,38 @@
+"""Vector stores keep each live memory with its vector and serve similarity search.
+
+Contract of a `VectorStore`:
+- `await open(model_id, dimensions)` creates the collection or checks that an existing one was
+  made by the same embedder (ConfigurationError naming both otherwise), then loads it.
+- `upsert(rows)` and `delete(ids)` are idempotent by id; writes are serialised by the adapter.
+- `search(vector, expr, limit)` returns (record, score) best first, score higher is better;
+  `expr` is a filter built by `server.filters` (never raw user text).
+- `get(ids)` and `ids()` read back what is stored (for consistency checks).
+- Failures raise BackendError subclasses with a message fit for the agent.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..records import MemoryRecord
+
+
+class VectorStore(Protocol):
+    async def open(self, model_id: str, dimensions: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None: ...
+
+    async def delete(self, ids: list[str]) -> None: ...
+
+    async def search(self, vector: list[float], expr: str, limit: int) -> list[tuple[MemoryRecord, float]]: ...
+
+    async def get(self, ids: list[str]) -> list[MemoryRecord]: ...
+
+    async def ids(self) -> list[str]: ...
+
+    async def flush(self) -> None: ...
+
+    @property
+    def needs_flush(self) -> bool: ...

@@ -1,0 +1,123 @@
+"""Input checks shared by every entry point. Each failure is an InvalidInput naming the problem."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from typing import Any
+
+from .errors import InvalidInput
+from .records import SCOPE_FIELDS, Scope
+
+MAX_SCOPE_BYTES = 128
+MAX_METADATA_BYTES = 16384
+MAX_METADATA_DEPTH = 5
+METADATA_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def has_control_chars(value: str) -> bool:
+    """NUL and other control characters (tab, newline and CR are allowed)."""
+    return bool(_CONTROL_RE.search(value))
+
+
+def check_text(text: object, max_bytes: int, what: str = "memory text") -> str:
+    if not isinstance(text, str):
+        raise InvalidInput(f"The {what} must be a string, got {type(text).__name__}.")
+    if not text.strip():
+        raise InvalidInput(f"The {what} is empty; give a short, self-contained fact to remember.")
+    if "\x00" in text:
+        raise InvalidInput(f"The {what} contains a NUL character.")
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise InvalidInput(
+            f"The {what} is {size} bytes in UTF-8; the limit is {max_bytes}. Split it into shorter facts."
+        )
+    return text.strip()
+
+
+def check_scope_value(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string, got {type(value).__name__}.")
+    if not value.strip():
+        raise InvalidInput(f"{name} is empty; omit it or give a non-empty id.")
+    if has_control_chars(value) or any(c in value for c in "\n\r\t"):
+        raise InvalidInput(f"{name} contains a control character.")
+    if len(value.encode("utf-8")) > MAX_SCOPE_BYTES:
+        raise InvalidInput(f"{name} is longer than {MAX_SCOPE_BYTES} bytes.")
+    return value
+
+
+def check_scope(user_id: object = None, agent_id: object = None, run_id: object = None) -> Scope:
+    return Scope(
+        check_scope_value("user_id", user_id),
+        check_scope_value("agent_id", agent_id),
+        check_scope_value("run_id", run_id),
+    )
+
+
+def check_memory_id(memory_id: object) -> str:
+    if not isinstance(memory_id, str) or not memory_id:
+        raise InvalidInput("memory_id must be a non-empty string (a UUID returned by add_memory).")
+    try:
+        parsed = uuid.UUID(memory_id)
+    except ValueError:
+        shown = memory_id if len(memory_id) <= 80 else memory_id[:80] + "..."
+        raise InvalidInput(f"memory_id {shown!r} is not a valid memory id (expected a UUID).") from None
+    return str(parsed)
+
+
+def check_limit(limit: object, low: int, high: int, name: str = "limit") -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidInput(f"{name} must be an integer from {low} to {high}.")
+    if not low <= limit <= high:
+        raise InvalidInput(f"{name} must be from {low} to {high}, got {limit}.")
+    return limit
+
+
+def _check_json(value: Any, path: str, depth: int) -> None:
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidInput(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels at {path}.")
+    if value is None or isinstance(value, (bool, int, str)):
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInput(f"metadata value at {path} contains a NUL character.")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInput(f"metadata value at {path} is {value}; only finite numbers are JSON.")
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json(item, f"{path}[{i}]", depth + 1)
+        return
+    if isinstance(value, dict):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise InvalidInput(f"metadata key {k!r} at {path} is not a string.")
+            _check_json(item, f"{path}.{k}", depth + 1)
+        return
+    raise InvalidInput(f"metadata value at {path} has type {type(value).__name__}, which is not JSON.")
+
+
+def check_metadata(metadata: object) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise InvalidInput('metadata must be a JSON object such as {"category": "hobbies"}.')
+    for key in metadata:
+        if not isinstance(key, str) or not METADATA_KEY_RE.match(key):
+            raise InvalidInput(
+                f"metadata key {key!r} is not allowed: use 1-64 letters, digits, '_' or '-', "
+                "starting with a letter or '_'."
+            )
+        if key in SCOPE_FIELDS:
+            raise InvalidInput(f"metadata key {key!r} is reserved; pass it as the {key} argument instead.")
+    _check_json(metadata, "metadata", 1)
+    size = len(json.dumps(metadata, ensure_ascii=False).encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise InvalidInput(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}.")
+    return dict(metadata)
