@@ -75,6 +75,7 @@ class MemoryService:
         self._open_lock = anyio.Lock()
         self._write_lock = anyio.Lock()
         self._ready = False
+        self._warming = False
         self._tg: TaskGroup | None = None
         self._flush_send, self._flush_recv = anyio.create_memory_object_stream[None](1)
 
@@ -102,7 +103,8 @@ class MemoryService:
 
     def warm_up(self) -> None:
         """Open the stores and the model in the background (after the MCP handshake)."""
-        if self._tg is not None and not self._ready:
+        if self._tg is not None and not self._ready and not self._warming:
+            self._warming = True
             self._tg.start_soon(self._warm_up)
 
     async def _warm_up(self) -> None:
@@ -110,6 +112,8 @@ class MemoryService:
             await self.ready()
         except MemoryServiceError as e:
             logger.error("warm-up failed: %s", e)
+        finally:
+            self._warming = False
 
     @property
     def is_ready(self) -> bool:

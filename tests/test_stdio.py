@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -143,3 +144,14 @@ def test_unknown_setting_is_refused_with_its_name(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert b"unknown setting MEMORY_USERID" in proc.stderr
     assert proc.stdout == b""
+
+
+async def test_a_call_after_a_long_idle_pause_still_works(tmp_path: Path) -> None:
+    # Desktop clients keep a stdio server open for hours; the store must still answer after idling.
+    idle = float(os.environ.get("MEMORY_TEST_IDLE_SECONDS", "90"))
+    async with Client(params(tmp_path), read_timeout_seconds=60) as client:
+        added = (await call(client, "add_memory", messages="Before the pause", user_id="idle"))["results"][0]
+        await anyio.sleep(idle)
+        hits = (await call(client, "search_memories", query="pause", user_id="idle"))["results"]
+        assert [h["id"] for h in hits] == [added["id"]]
+        await call(client, "add_memory", messages="After the pause", user_id="idle")
