@@ -15,10 +15,13 @@ from .settings import Settings
 logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
-    "Long-term memory for this user: search_memories before answering anything that may depend on what you "
-    "were told before, and add_memory for durable facts, preferences and plans (short, self-contained). "
-    "Every call is scoped by user_id, agent_id or run_id (at least one, unless the server has a default "
-    "user), and a memory is only ever visible within its own scope."
+    "Long-term memory across conversations: call search_memories before answering anything that may depend on "
+    "what you were told before, and add_memory when you learn a durable fact, preference or plan, stored as one "
+    "short, self-contained sentence. "
+    "Scope: every call says whose memory it is with user_id, agent_id or run_id (at least one, combined with AND, "
+    "the same stable values each time), and may leave them out only when the server has a default user. A memory "
+    "is only ever visible within its own scope: a search or list never returns another user's, agent's or run's "
+    "memories."
 )
 
 

@@ -6,9 +6,10 @@ core's errors into `ToolError`, whose message is all the agent sees.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -29,6 +30,7 @@ from server.records import ANONYMOUS, Caller, Scope
 from server.service import MemoryService
 
 CallerProvider = Callable[[], Caller]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ChatMessage(BaseModel):
@@ -39,13 +41,23 @@ class ChatMessage(BaseModel):
 UserId = Annotated[
     str | None,
     Field(
-        description='The user the memory is about, e.g. "alice". Name at least one of user_id, agent_id, run_id '
-        "unless the server has a default user."
+        description='The user the memory is about, e.g. "alice"; use the same stable id in every call. Name at '
+        "least one of user_id, agent_id, run_id unless the server has a default user."
     ),
 ]
-AgentId = Annotated[str | None, Field(description='The agent the memory belongs to, e.g. "travel-planner".')]
-RunId = Annotated[str | None, Field(description='A single conversation or task run, e.g. "session-42".')]
-MemoryId = Annotated[str, Field(description="The memory's id (a UUID from add_memory, search or list).")]
+AgentId = Annotated[
+    str | None, Field(description='The agent the memory belongs to, e.g. "travel-planner"; combined with AND.')
+]
+RunId = Annotated[
+    str | None, Field(description='One conversation or task run, e.g. "session-42"; for short-lived context.')
+]
+MemoryId = Annotated[
+    str,
+    Field(
+        description="The memory's id as returned by add_memory, search_memories or list_memories, "
+        'e.g. "5f3dd46a-3d39-489d-9137-ab79be234add".'
+    ),
+]
 Filters = Annotated[
     dict[str, Any] | None,
     Field(
@@ -55,7 +67,10 @@ Filters = Annotated[
 ]
 Metadata = Annotated[
     dict[str, Any] | None,
-    Field(description='JSON object stored with the memory, e.g. {"category": "hobbies"}. Keys: letters, digits, _ -.'),
+    Field(
+        description='JSON object stored with the memory for later filtering, e.g. {"category": "hobbies"}. '
+        "Keys: letters, digits, _ -."
+    ),
 ]
 
 READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
@@ -72,16 +87,26 @@ def agent_errors() -> Iterator[None]:
         raise ToolError(str(e)) from e
 
 
+def tool(server: MCPServer, annotations: ToolAnnotations) -> Callable[[F], F]:
+    """`server.tool` with the docstring dedented (before Python 3.13 the SDK sends its indentation to clients)."""
+
+    def decorate(fn: F) -> F:
+        return server.tool(annotations=annotations, description=inspect.cleandoc(fn.__doc__ or ""))(fn)
+
+    return decorate
+
+
 def register(server: MCPServer, service: MemoryService, caller: CallerProvider = lambda: ANONYMOUS) -> None:
     """Register every memory tool on `server`, bound to `service`."""
 
-    @server.tool(annotations=WRITE)
+    @tool(server, WRITE)
     async def add_memory(
         messages: Annotated[
             str | list[ChatMessage],
             Field(
-                description='A short, self-contained fact to remember ("Prefers window seats on flights"), '
-                "or a list of {role, content} messages; each user/assistant message is stored."
+                description='One short, self-contained fact to remember, e.g. "Prefers window seats on '
+                'flights", or a list of messages, e.g. [{"role": "user", "content": "I moved to Lyon"}]; '
+                "each user/assistant message is stored."
             ),
         ],
         user_id: UserId = None,
@@ -93,86 +118,113 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
             Field(description="With an LLM configured: extract and reconcile facts (default). false stores verbatim."),
         ] = None,
     ) -> AddResult:
-        """Remember something about the user or the task for later conversations.
+        """Remember a fact about the user or the task for later conversations.
 
-        Call it when you learn a durable fact, preference, plan or correction worth recalling later.
-        Good memories are short and self-contained ("Is allergic to peanuts", "Works at Acme as a
-        data engineer"). Storing text identical to an existing memory in the same scope returns that
-        memory with event NONE instead of a duplicate.
+        Call it when you learn something durable worth recalling in a future conversation: a fact,
+        preference, plan, relationship or correction ("Is allergic to peanuts", "Works at Acme as a
+        data engineer", "Exam on linear algebra on November 20"). A good memory is one short,
+        self-contained sentence that still makes sense without the conversation: name things instead
+        of "it" or "that", one fact per memory, no greetings or small talk. Search first if the fact
+        may already be stored; to correct one, use update_memory. Identical text in the same scope
+        returns the existing memory with event NONE instead of a duplicate.
         """
         with agent_errors():
             return await service.add(messages, Scope(user_id, agent_id, run_id), metadata, infer, caller())
 
-    @server.tool(annotations=READ)
+    @tool(server, READ)
     async def search_memories(
         query: Annotated[
-            str, Field(description='What you want to recall, in natural language, e.g. "What are Alice\'s hobbies?"')
+            str,
+            Field(
+                description='What you want to recall, in natural language, e.g. "What are Alice\'s hobbies?" or '
+                '"dietary restrictions".'
+            ),
         ],
         user_id: UserId = None,
         agent_id: AgentId = None,
         run_id: RunId = None,
-        limit: Annotated[int, Field(description="Most results to return (1-100).")] = 10,
+        limit: Annotated[int, Field(description="Most results to return (1-100), e.g. 5.")] = 10,
         threshold: Annotated[
-            float | None, Field(description="Drop results scoring below this (scores are cosine similarity, -1 to 1).")
+            float | None,
+            Field(description="Drop results scoring below this (cosine similarity, -1 to 1), e.g. 0.3."),
         ] = None,
         filters: Filters = None,
     ) -> SearchResult:
         """Find stored memories by meaning, best match first.
 
-        Call it before answering anything that may depend on what you were told earlier (preferences,
-        plans, facts about the user). Each result has a `score`: higher is more relevant.
+        Call it at the start of a conversation and before answering anything that may depend on what
+        you were told earlier (preferences, plans, facts about the user), and before add_memory to
+        avoid storing a fact twice. Ask a focused question rather than pasting the whole message.
+        Each result has a `score`: higher is more relevant; weak matches may be unrelated.
         """
         with agent_errors():
             return await service.search(query, Scope(user_id, agent_id, run_id), limit, threshold, filters, caller())
 
-    @server.tool(annotations=READ)
+    @tool(server, READ)
     async def get_memory(memory_id: MemoryId) -> MemoryItem:
-        """Read one memory by its id, e.g. to check its current text and metadata before updating it."""
+        """Read one memory by its id, e.g. to check its current text and metadata before updating it.
+
+        Call it when you hold an id (from add_memory, search_memories or list_memories); to find
+        memories by content, use search_memories instead.
+        """
         with agent_errors():
             return await service.get(memory_id, caller())
 
-    @server.tool(annotations=READ)
+    @tool(server, READ)
     async def list_memories(
         user_id: UserId = None,
         agent_id: AgentId = None,
         run_id: RunId = None,
         filters: Filters = None,
-        limit: Annotated[int, Field(description="Page size (1-1000).")] = 100,
-        cursor: Annotated[str | None, Field(description="next_cursor from the previous page.")] = None,
+        limit: Annotated[int, Field(description="Page size (1-1000), e.g. 50.")] = 100,
+        cursor: Annotated[
+            str | None, Field(description="next_cursor from the previous page; omit it for the first page.")
+        ] = None,
     ) -> ListResult:
         """List the memories of a scope, oldest first, one page at a time.
 
-        Use it to review everything stored; to find something specific, search_memories is better.
-        When `next_cursor` is not null, pass it as `cursor` to get the next page.
+        Call it when the user asks what you remember about them, or to review and tidy a scope; to find
+        something specific, search_memories is better. When `next_cursor` is not null, pass it as
+        `cursor` to get the next page.
         """
         with agent_errors():
             return await service.list(Scope(user_id, agent_id, run_id), filters, limit, cursor, caller())
 
-    @server.tool(annotations=CHANGE)
+    @tool(server, CHANGE)
     async def update_memory(
         memory_id: MemoryId,
-        data: Annotated[str, Field(description='The corrected memory text, e.g. "Likes to play tennis on weekends".')],
+        data: Annotated[
+            str,
+            Field(
+                description="The complete corrected memory, one short self-contained sentence, "
+                'e.g. "Likes to play tennis on weekends".'
+            ),
+        ],
         metadata: Annotated[
-            dict[str, Any] | None, Field(description="Replaces the memory's metadata when given; kept when omitted.")
+            dict[str, Any] | None,
+            Field(description='Replaces the metadata when given, e.g. {"category": "hobbies"}; kept when omitted.'),
         ] = None,
     ) -> MemoryItem:
         """Replace a memory's text (and optionally its metadata) when a fact changed or was wrong.
 
-        Keeps the id and creation time; the old text stays readable in memory_history.
+        Call it instead of add_memory when the user corrects or updates something already stored
+        (find it with search_memories first). Write the whole new fact as a short, self-contained
+        sentence, not a diff. Keeps the id and creation time; the old text stays in memory_history.
         """
         with agent_errors():
             return await service.update(memory_id, data, metadata, caller())
 
-    @server.tool(annotations=CHANGE)
+    @tool(server, CHANGE)
     async def delete_memory(memory_id: MemoryId) -> DeleteResult:
         """Forget one memory, e.g. when the user asks you to or it is no longer true.
 
-        Its history stays readable with memory_history.
+        Call it for a fact that stopped being true with nothing to replace it; when it changed, use
+        update_memory instead. Its history stays readable with memory_history.
         """
         with agent_errors():
             return await service.delete(memory_id, caller())
 
-    @server.tool(annotations=CHANGE)
+    @tool(server, CHANGE)
     async def delete_all_memories(
         user_id: UserId = None,
         agent_id: AgentId = None,
@@ -181,16 +233,18 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
     ) -> DeleteAllResult:
         """Forget every memory of one scope (a user, an agent or a run). Only when explicitly asked.
 
-        Needs an explicit scope and confirm=true; other scopes are never touched.
+        Call it only when the user asks to erase everything you remember about them (or a run);
+        never to tidy up. Needs an explicit scope and confirm=true; other scopes are never touched.
         """
         with agent_errors():
             return await service.delete_all(Scope(user_id, agent_id, run_id), confirm, None, caller())
 
-    @server.tool(annotations=READ)
+    @tool(server, READ)
     async def memory_history(memory_id: MemoryId) -> HistoryResult:
         """Show how one memory changed over time: every ADD, UPDATE and DELETE, oldest first.
 
-        Works for deleted memories too.
+        Call it when the user asks what a fact used to be, or when or why it changed. Works for
+        deleted memories too.
         """
         with agent_errors():
             return await service.memory_history(memory_id, caller())
