@@ -46,13 +46,16 @@ UserId = Annotated[
 AgentId = Annotated[str | None, Field(description='The agent the memory belongs to, e.g. "travel-planner".')]
 RunId = Annotated[str | None, Field(description='A single conversation or task run, e.g. "session-42".')]
 MemoryId = Annotated[str, Field(description="The memory's id (a UUID from add_memory, search or list).")]
-Filters = Annotated[
-    dict[str, Any] | None,
-    Field(
-        description="Equality conditions on metadata keys or scope fields, all of which must hold, "
-        'e.g. {"category": "hobbies"}.',
-    ),
-]
+FILTERS_HELP = (
+    "Conditions on metadata keys, user_id / agent_id / run_id, or created_at / updated_at. "
+    '{"category": "hobbies"} is equality; several keys must all hold. Operators: '
+    '{"priority": {"gte": 3, "lt": 7}} with eq, ne, in, nin (lists), gt, gte, lt, lte, contains '
+    "(array holds the value, or string holds the substring). Times are ISO-8601: "
+    '{"created_at": {"gte": "2024-05-01T00:00:00Z"}}. Nest with AND / OR (lists) and NOT (one object): '
+    '{"OR": [{"category": "work"}, {"NOT": {"tags": {"contains": "done"}}}]}. '
+    "A memory lacking a metadata key never matches a condition on it (not even ne / nin / NOT)."
+)
+Filters = Annotated[dict[str, Any] | None, Field(description=FILTERS_HELP)]
 Metadata = Annotated[
     dict[str, Any] | None,
     Field(description='JSON object stored with the memory, e.g. {"category": "hobbies"}. Keys: letters, digits, _ -.'),
@@ -113,11 +116,15 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         run_id: RunId = None,
         limit: Annotated[int, Field(description="Most results to return (1-100).")] = 10,
         threshold: Annotated[
-            float | None, Field(description="Drop results scoring below this (scores are cosine similarity, -1 to 1).")
+            float | None,
+            Field(
+                description="Drop results whose score is below this. Hybrid scores (the default) run 0-1; "
+                "dense-only scores are cosine similarity, -1 to 1."
+            ),
         ] = None,
         filters: Filters = None,
     ) -> SearchResult:
-        """Find stored memories by meaning, best match first.
+        """Find stored memories by meaning and by keywords, best match first.
 
         Call it before answering anything that may depend on what you were told earlier (preferences,
         plans, facts about the user). Each result has a `score`: higher is more relevant.
@@ -178,13 +185,18 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         agent_id: AgentId = None,
         run_id: RunId = None,
         confirm: Annotated[bool, Field(description="Must be true: this deletes every memory of the scope.")] = False,
+        filters: Annotated[
+            dict[str, Any] | None,
+            Field(description="Delete only the scope's memories matching these conditions. " + FILTERS_HELP),
+        ] = None,
     ) -> DeleteAllResult:
         """Forget every memory of one scope (a user, an agent or a run). Only when explicitly asked.
 
-        Needs an explicit scope and confirm=true; other scopes are never touched.
+        Needs an explicit scope and confirm=true; other scopes are never touched. With filters, only
+        the matching memories of the scope are deleted.
         """
         with agent_errors():
-            return await service.delete_all(Scope(user_id, agent_id, run_id), confirm, None, caller())
+            return await service.delete_all(Scope(user_id, agent_id, run_id), confirm, filters, caller())
 
     @server.tool(annotations=READ)
     async def memory_history(memory_id: MemoryId) -> HistoryResult:
