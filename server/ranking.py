@@ -3,10 +3,10 @@
 Scores (higher is better):
 - dense: cosine similarity of the query and memory embeddings, -1..1;
 - keyword: BM25 divided by the best BM25 among the candidates, 0..1;
-- hybrid: (1 - w) * dense' + w * keyword', where dense' is the cosine min-max normalised over the
-  dense candidates, keyword' as above and w is MEMORY_KEYWORD_WEIGHT; 0..1. A candidate found by
-  one search only gets 0 for the other part. Measured on LoCoMo (bench/retrieval.py), this beat
-  reciprocal-rank fusion.
+- hybrid: (1 - w) * dense' + w * keyword', each min-max normalised over its own candidates (the
+  top max(limit, 20) of each search), w = MEMORY_KEYWORD_WEIGHT; 0..1. A candidate found by one
+  search only gets 0 for the other part. Measured on LoCoMo (bench/retrieval.py): R@10 0.65,
+  against 0.56 for reciprocal-rank fusion of the same lists and 0.60-0.63 with 50-100 candidates.
 - recency (MEMORY_RECENCY_WEIGHT r > 0): (1 - r) * score + r * 0.5 ** (age / half-life).
 """
 
@@ -23,20 +23,24 @@ def keyword_scores(hits: Hits) -> Hits:
     return [(r, s / best if best > 0 else 0.0) for r, s in hits]
 
 
+def min_max(hits: Hits) -> Hits:
+    """Scores mapped to 0..1 across the list (all 1 when they are equal)."""
+    if not hits:
+        return []
+    high = max(s for _, s in hits)
+    low = min(s for _, s in hits)
+    span = high - low
+    return [(r, (s - low) / span if span > 0 else 1.0) for r, s in hits]
+
+
 def fuse(dense: Hits, keyword: Hits, keyword_weight: float) -> Hits:
-    """Weighted sum of normalised scores over the union of both candidate lists, best first."""
+    """Weighted sum of min-max normalised scores over the union of both candidate lists, best first."""
     records: dict[str, MemoryRecord] = {}
     scores: dict[str, float] = {}
-    if dense:
-        high = max(s for _, s in dense)
-        low = min(s for _, s in dense)
-        span = high - low
-        for r, s in dense:
-            records[r.id] = r
-            scores[r.id] = (1 - keyword_weight) * ((s - low) / span if span > 0 else 1.0)
-    for r, s in keyword_scores(keyword):
-        records.setdefault(r.id, r)
-        scores[r.id] = scores.get(r.id, 0.0) + keyword_weight * s
+    for hits, weight in ((dense, 1 - keyword_weight), (keyword, keyword_weight)):
+        for r, s in min_max(hits):
+            records.setdefault(r.id, r)
+            scores[r.id] = scores.get(r.id, 0.0) + weight * s
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
     return [(records[i], s) for i, s in ranked]
 

@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 MAX_SEARCH_LIMIT = 100
 MAX_LIST_LIMIT = 1000
 # Each search of a hybrid query fetches this many candidates (at least `limit`) before fusing.
-FUSION_CANDIDATES = 50
+FUSION_CANDIDATES = 20
 APPLY_CHUNK = 500
 ROLES = ("user", "assistant", "system")
 

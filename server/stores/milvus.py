@@ -15,6 +15,7 @@ from typing import Any, Callable, TypeVar
 import anyio
 
 from ..errors import BackendError, ConfigurationError, StoreUnavailable
+from ..keywords import analyse
 from ..records import SCOPE_FIELDS, MemoryRecord
 
 logger = logging.getLogger(__name__)
@@ -51,11 +52,6 @@ class Capabilities:
         return cls(lite=lite, index_type="FLAT" if lite else "AUTOINDEX", flush_after_writes=lite, bm25=lite)
 
 
-def keyword_text(text: str) -> str:
-    """What the BM25 analyser indexes for a memory or a query (Milvus lower-cases and splits it)."""
-    return text
-
-
 def to_row(record: MemoryRecord, vector: list[float], keywords: bool = False) -> dict[str, Any]:
     row = {
         "id": record.id,
@@ -70,7 +66,7 @@ def to_row(record: MemoryRecord, vector: list[float], keywords: bool = False) ->
         "updated_at": record.updated_at,
     }
     if keywords:
-        row[KEYWORD_FIELD] = keyword_text(record.memory)
+        row[KEYWORD_FIELD] = analyse(record.memory)
     return row
 
 
@@ -276,10 +272,14 @@ class MilvusStore:
     async def search_keywords(self, text: str, expr: str, limit: int) -> list[tuple[MemoryRecord, float]]:
         """BM25 full-text search (only when `keyword_search`); score higher is better, >= 0."""
 
+        words = analyse(text)
+        if not words:
+            return []  # only stop words: nothing for BM25 to match
+
         def run() -> list[tuple[MemoryRecord, float]]:
             hits = self._client.search(
                 self._collection,
-                data=[keyword_text(text)],
+                data=[words],
                 anns_field=SPARSE_FIELD,
                 filter=expr,
                 limit=limit,
