@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import re
-import statistics
 import sys
 import tempfile
 import time
@@ -108,7 +107,9 @@ async def evaluate(
                 row["r5"] += len(found5) / len(gold)
                 row["r10"] += len(found10) / len(gold)
                 row["hit10"] += 1.0 if found10 else 0.0
-    table = {name: {m: row[m] / row["n"] for m in ("r5", "r10", "hit10")} | {"n": row["n"]} for name, row in sums.items()}
+    table = {
+        name: {m: row[m] / row["n"] for m in ("r5", "r10", "hit10")} | {"n": row["n"]} for name, row in sums.items()
+    }
     return table, latencies
 
 
@@ -135,14 +136,18 @@ async def main() -> None:
             dia_of, ingest_lat = await ingest(svc, samples)
             report["memories"] = len(dia_of)
             report["embedder"] = svc.embedder.model_id
-            print(f"ingested {len(dia_of)} memories from {len(samples)} conversations ({svc.embedder.model_id}); "
-                  f"add_memory {ms(ingest_lat)}")
+            print(
+                f"ingested {len(dia_of)} memories from {len(samples)} conversations ({svc.embedder.model_id}); "
+                f"add_memory {ms(ingest_lat)}"
+            )
             report["ingest_ms"] = {"p50": pct(ingest_lat, 0.5) * 1000, "p95": pct(ingest_lat, 0.95) * 1000}
             for mode in modes:
                 svc.settings = settings.model_copy(update={"search_mode": mode})
                 table, search_lat = await evaluate(svc, samples, dia_of)
-                report["modes"][mode] = {"table": table, "search_ms": {
-                    "p50": pct(search_lat, 0.5) * 1000, "p95": pct(search_lat, 0.95) * 1000}}
+                report["modes"][mode] = {
+                    "table": table,
+                    "search_ms": {"p50": pct(search_lat, 0.5) * 1000, "p95": pct(search_lat, 0.95) * 1000},
+                }
                 print(f"\n{mode}: {int(table['overall']['n'])} questions; search {ms(search_lat)}")
                 print(f"| {'category':<12} | {'n':>4} | R@5   | R@10  | hit@10 |")
                 print(f"|{'-' * 14}|{'-' * 6}|-------|-------|--------|")

@@ -149,7 +149,9 @@ class _Parser:
         if depth > MAX_FILTER_DEPTH:
             raise InvalidInput(f"filters are nested deeper than {MAX_FILTER_DEPTH} levels.")
         if not isinstance(obj, dict):
-            raise InvalidInput(f'each filter must be a JSON object such as {{"category": "hobbies"}}, got {_shown(obj)}.')
+            raise InvalidInput(
+                f'each filter must be a JSON object such as {{"category": "hobbies"}}, got {_shown(obj)}.'
+            )
         if not obj:
             raise InvalidInput("a filter object is empty; give at least one condition.")
         parts = [self.entry(k, v, depth) for k, v in obj.items()]
@@ -173,12 +175,12 @@ class _Parser:
             )
         if isinstance(value, dict):
             if not value:
-                raise InvalidInput(f"filter on {key!r} has an empty operator object; use e.g. {{\"gte\": 3}}.")
+                raise InvalidInput(f'filter on {key!r} has an empty operator object; use e.g. {{"gte": 3}}.')
             conds = [self.cond(key, op, v) for op, v in value.items()]
             return conds[0] if len(conds) == 1 else And(tuple(conds))
         if isinstance(value, list):
             raise InvalidInput(
-                f"filter on {key!r}: a list needs an operator, e.g. {{{json.dumps(key)}: {{\"in\": {_shown(value)}}}}}."
+                f'filter on {key!r}: a list needs an operator, e.g. {{{json.dumps(key)}: {{"in": {_shown(value)}}}}}.'
             )
         return self.cond(key, "eq", value)
 

@@ -50,7 +50,5 @@ def with_recency(hits: Hits, weight: float, half_life_days: float, now_us: int) 
     if weight <= 0:
         return hits
     half_life = half_life_days * US_PER_DAY
-    out = [
-        (r, (1 - weight) * s + weight * 0.5 ** (max(0, now_us - r.updated_at) / half_life)) for r, s in hits
-    ]
+    out = [(r, (1 - weight) * s + weight * 0.5 ** (max(0, now_us - r.updated_at) / half_life)) for r, s in hits]
     return sorted(out, key=lambda h: -h[1])

@@ -386,10 +386,15 @@ class MemoryService:
         wanted = max(limit, FUSION_CANDIDATES) if mode == "hybrid" or self.settings.recency_weight > 0 else limit
         if mode == "keyword":
             return ranking.keyword_scores(await self.vectors.search_keywords(text, expr, wanted))
-        [vector] = await self.embedder.embed([text], kind="query")
-        if mode == "dense":
+
+        async def dense() -> list[tuple[MemoryRecord, float]]:
+            [vector] = await self.embedder.embed([text], kind="query")
             return await self.vectors.search(vector, expr, wanted)
-        # Both searches at once; errors are caught here so that no ExceptionGroup reaches the caller.
+
+        if mode == "dense":
+            return await dense()
+        # The keyword search runs while the query is embedded and searched; errors are caught here
+        # so that no ExceptionGroup reaches the caller.
         found: dict[str, list[tuple[MemoryRecord, float]]] = {}
         failed: list[MemoryServiceError] = []
 
@@ -400,7 +405,7 @@ class MemoryService:
                 failed.append(e)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(run, "dense", lambda: self.vectors.search(vector, expr, wanted))
+            tg.start_soon(run, "dense", dense)
             tg.start_soon(run, "keyword", lambda: self.vectors.search_keywords(text, expr, wanted))
         if failed:
             raise failed[0]

@@ -59,7 +59,9 @@ async def test_recency_weight_favours_newer_memories(service: MemoryService) -> 
     # Make the first memory a year old, as its stores would hold it.
     record = await service.history.get(old.id)
     assert record is not None
-    aged = record.updated(created_at=record.created_at - 365 * 86_400_000_000, updated_at=record.updated_at - 365 * 86_400_000_000)
+    aged = record.updated(
+        created_at=record.created_at - 365 * 86_400_000_000, updated_at=record.updated_at - 365 * 86_400_000_000
+    )
     [vector] = await service.embedder.embed([aged.memory])
     await service.history._run(lambda c: service.history._put_record(c, aged))
     await service.vectors.upsert([(aged, vector)])
