@@ -58,7 +58,7 @@ class Settings(BaseModel):
         "'dense' or 'keyword' use one alone. Without BM25 in the engine, search is dense.",
     )
     keyword_weight: float = Field(
-        0.5, ge=0, le=1, description="Share of BM25 keyword relevance in the hybrid score (the rest is similarity)."
+        0.6, ge=0, le=1, description="Share of BM25 keyword relevance in the hybrid score (the rest is similarity)."
     )
     recency_weight: float = Field(
         0.0, ge=0, le=1, description="Share of recency in the search score (0 = off): newer memories rank higher."
