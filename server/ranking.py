@@ -8,6 +8,10 @@ Scores (higher is better):
   search only gets 0 for the other part. Measured on the LoCoMo dev split (bench/retrieval.py's
   candidate lists): R@10 0.66 with w = 0.6 and 20 candidates, 0.65 with w = 0.5; reciprocal-rank
   fusion of the same kind of lists gave 0.56, and 100 candidates 0.59-0.64.
+  That sum is relative (the best candidate always gets about 1), so it is multiplied by the best
+  cosine similarity among the candidates (clamped at 0): the order within a query comes from the
+  fusion, the level across queries from how close the best match is, and `threshold` can still
+  drop everything for a query that matches nothing well.
 - recency (MEMORY_RECENCY_WEIGHT r > 0): (1 - r) * score + r * 0.5 ** (age / half-life).
 """
 
@@ -42,8 +46,9 @@ def fuse(dense: Hits, keyword: Hits, keyword_weight: float) -> Hits:
         for r, s in min_max(hits):
             records.setdefault(r.id, r)
             scores[r.id] = scores.get(r.id, 0.0) + weight * s
+    level = max(0.0, max((s for _, s in dense), default=0.0))
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [(records[i], s) for i, s in ranked]
+    return [(records[i], s * level) for i, s in ranked]
 
 
 def with_recency(hits: Hits, weight: float, half_life_days: float, now_us: int) -> Hits:

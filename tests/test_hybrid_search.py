@@ -49,8 +49,11 @@ async def test_threshold_drops_low_hybrid_scores(client: Client) -> None:
         await call(client, "add_memory", messages=fact, user_id="u")
     everything = (await call(client, "search_memories", query="tennis on weekends", user_id="u"))["results"]
     assert everything[0]["memory"] == FACTS[0] and len(everything) == len(FACTS)
-    strict = (await call(client, "search_memories", query="tennis on weekends", user_id="u", threshold=0.9))["results"]
+    cut = (everything[0]["score"] + everything[1]["score"]) / 2
+    strict = (await call(client, "search_memories", query="tennis on weekends", user_id="u", threshold=cut))["results"]
     assert [h["memory"] for h in strict] == [FACTS[0]]
+    unrelated = await call(client, "search_memories", query="quantum chromodynamics", user_id="u", threshold=0.5)
+    assert unrelated["results"] == []  # scores carry the best match's similarity, not just the rank
 
 
 async def test_recency_weight_favours_newer_memories(service: MemoryService) -> None:
