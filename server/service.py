@@ -14,13 +14,14 @@ import binascii
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
 
-from . import filters
+from . import filters, ranking
 from .embedders import Embedder, make_embedder
 from .errors import BackendError, InvalidInput, MemoryServiceError, PermissionDenied, not_found
 from .history import SQLiteHistory
@@ -45,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 MAX_SEARCH_LIMIT = 100
 MAX_LIST_LIMIT = 1000
+# Each search of a hybrid query fetches this many candidates (at least `limit`) before fusing.
+FUSION_CANDIDATES = 20
 APPLY_CHUNK = 500
 ROLES = ("user", "assistant", "system")
 
@@ -129,12 +132,28 @@ class MemoryService:
             await self.history.open()
             await self.embedder.open()
             await self.vectors.open(self.embedder.model_id, self.embedder.dimensions)
+            if self.vectors.stale_schema:
+                await self._rebuild_collection()
             pending = await self.history.pending_ids()
             if pending:
                 logger.warning("re-applying %d change(s) left unfinished by an earlier run", len(pending))
                 await self._reconcile(pending)
             self._ready = True
             logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
+
+    async def _rebuild_collection(self) -> None:
+        """Move a collection made before keyword search to the current schema, refilled from SQLite.
+
+        Every live memory is marked pending first, so a crash midway is finished at the next start.
+        """
+        ids = await self.history.live_ids()
+        logger.warning(
+            "collection %r predates keyword search: rebuilding it from the history database (%d memories)",
+            self.settings.collection,
+            len(ids),
+        )
+        await self.history.mark_pending(ids)
+        await self.vectors.recreate(self.embedder.model_id, self.embedder.dimensions)
 
     async def _flusher(self) -> None:
         async for _ in self._flush_recv:
@@ -229,9 +248,10 @@ class MemoryService:
         records = await self.history.get_many(ids)
         live = [r for r in records.values() if r.deleted_at is None]
         dead = [i for i in ids if i not in records or records[i].deleted_at is not None]
-        if live:
-            vectors = await self.embedder.embed([r.memory for r in live])
-            await self.vectors.upsert(list(zip(live, vectors, strict=True)))
+        for start in range(0, len(live), APPLY_CHUNK):
+            chunk = live[start : start + APPLY_CHUNK]
+            vectors = await self.embedder.embed([r.memory for r in chunk])
+            await self.vectors.upsert(list(zip(chunk, vectors, strict=True)))
         await self.vectors.delete(dead)
         await self.history.clear_pending(ids)
         self._request_flush()
@@ -355,12 +375,45 @@ class MemoryService:
         scope = self._scope_for(scope, caller)
         limit = check_limit(limit, 1, MAX_SEARCH_LIMIT)
         if threshold is not None and not -1.0 <= threshold <= 1.0:
-            raise InvalidInput(f"threshold must be from -1 to 1 (cosine similarity), got {threshold}.")
+            raise InvalidInput(f"threshold must be from -1 to 1 (scores are -1..1, higher is better), got {threshold}.")
         expr = filters.to_milvus(filters.combine(filters.scope_conditions(scope), filters.parse(filters_)))
         await self.ready()
-        [vector] = await self.embedder.embed([text], kind="query")
-        hits = await self.vectors.search(vector, expr, limit)
-        return SearchResult(results=[SearchHit.scored(r, s) for r, s in hits if threshold is None or s >= threshold])
+        hits = await self._ranked(text, expr, limit)
+        s = self.settings
+        hits = ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, now_us())[:limit]
+        return SearchResult(results=[SearchHit.scored(r, x) for r, x in hits if threshold is None or x >= threshold])
+
+    async def _ranked(self, text: str, expr: str, limit: int) -> list[tuple[MemoryRecord, float]]:
+        """Candidates best first, scored as `server.ranking` documents for the configured mode."""
+        mode = self.settings.search_mode if self.vectors.keyword_search else "dense"
+        # Recency may reorder, so it needs more candidates than the page.
+        wanted = max(limit, FUSION_CANDIDATES) if mode == "hybrid" or self.settings.recency_weight > 0 else limit
+        if mode == "keyword":
+            return ranking.keyword_scores(await self.vectors.search_keywords(text, expr, wanted))
+
+        async def dense() -> list[tuple[MemoryRecord, float]]:
+            [vector] = await self.embedder.embed([text], kind="query")
+            return await self.vectors.search(vector, expr, wanted)
+
+        if mode == "dense":
+            return await dense()
+        # The keyword search runs while the query is embedded and searched; errors are caught here
+        # so that no ExceptionGroup reaches the caller.
+        found: dict[str, list[tuple[MemoryRecord, float]]] = {}
+        failed: list[MemoryServiceError] = []
+
+        async def run(name: str, search: Callable[[], Awaitable[list[tuple[MemoryRecord, float]]]]) -> None:
+            try:
+                found[name] = await search()
+            except MemoryServiceError as e:
+                failed.append(e)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "dense", dense)
+            tg.start_soon(run, "keyword", lambda: self.vectors.search_keywords(text, expr, wanted))
+        if failed:
+            raise failed[0]
+        return ranking.fuse(found["dense"], found["keyword"], self.settings.keyword_weight)
 
     async def get(self, memory_id: str, caller: Caller = ANONYMOUS) -> MemoryItem:
         return MemoryItem.of(await self._owned(memory_id, caller))

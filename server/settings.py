@@ -52,6 +52,20 @@ class Settings(BaseModel):
     transport: Literal["stdio", "sse", "streamable-http"] = Field("stdio", description="MCP transport.")
     host: str = Field("127.0.0.1", description="Bind address for HTTP transports.")
     port: int = Field(8000, ge=0, le=65535, description="Port for HTTP transports.")
+    search_mode: Literal["hybrid", "dense", "keyword"] = Field(
+        "hybrid",
+        description="search_memories ranking: 'hybrid' fuses embedding similarity with BM25 keyword relevance; "
+        "'dense' or 'keyword' use one alone. Without BM25 in the engine, search is dense.",
+    )
+    keyword_weight: float = Field(
+        0.6, ge=0, le=1, description="Share of BM25 keyword relevance in the hybrid score (the rest is similarity)."
+    )
+    recency_weight: float = Field(
+        0.0, ge=0, le=1, description="Share of recency in the search score (0 = off): newer memories rank higher."
+    )
+    recency_half_life_days: float = Field(
+        30.0, gt=0, le=36500, description="Age (days since the last update) at which the recency bonus halves."
+    )
     max_memory_bytes: int = Field(8192, ge=16, le=65535, description="Largest memory text, in UTF-8 bytes.")
     max_messages: int = Field(100, ge=1, le=10000, description="Most messages accepted by one add_memory.")
     flush_delay: float = Field(0.5, ge=0, le=60, description="Seconds to wait before flushing a burst (Lite).")

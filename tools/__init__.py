@@ -58,13 +58,16 @@ MemoryId = Annotated[
         'e.g. "5f3dd46a-3d39-489d-9137-ab79be234add".'
     ),
 ]
-Filters = Annotated[
-    dict[str, Any] | None,
-    Field(
-        description="Equality conditions on metadata keys or scope fields, all of which must hold, "
-        'e.g. {"category": "hobbies"}.',
-    ),
-]
+FILTERS_HELP = (
+    "Conditions on metadata keys, user_id / agent_id / run_id, or created_at / updated_at, "
+    'e.g. {"category": "hobbies"} (equality); several keys must all hold. Operators: '
+    '{"priority": {"gte": 3, "lt": 7}} with eq, ne, in, nin (lists), gt, gte, lt, lte, contains '
+    "(array holds the value, or string holds the substring). Times are ISO-8601: "
+    '{"created_at": {"gte": "2024-05-01T00:00:00Z"}}. Nest with AND / OR (lists) and NOT (one object): '
+    '{"OR": [{"category": "work"}, {"NOT": {"tags": {"contains": "done"}}}]}. '
+    "A memory lacking a metadata key never matches a condition on it (not even ne / nin / NOT)."
+)
+Filters = Annotated[dict[str, Any] | None, Field(description=FILTERS_HELP)]
 Metadata = Annotated[
     dict[str, Any] | None,
     Field(
@@ -146,11 +149,14 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         limit: Annotated[int, Field(description="Most results to return (1-100), e.g. 5.")] = 10,
         threshold: Annotated[
             float | None,
-            Field(description="Drop results scoring below this (cosine similarity, -1 to 1), e.g. 0.3."),
+            Field(
+                description="Drop results whose score is below this, e.g. 0.3. Hybrid scores (the default) run "
+                "0-1; dense-only scores are cosine similarity, -1 to 1."
+            ),
         ] = None,
         filters: Filters = None,
     ) -> SearchResult:
-        """Find stored memories by meaning, best match first.
+        """Find stored memories by meaning and by keywords, best match first.
 
         Call it at the start of a conversation and before answering anything that may depend on what
         you were told earlier (preferences, plans, facts about the user), and before add_memory to
@@ -230,14 +236,19 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         agent_id: AgentId = None,
         run_id: RunId = None,
         confirm: Annotated[bool, Field(description="Must be true: this deletes every memory of the scope.")] = False,
+        filters: Annotated[
+            dict[str, Any] | None,
+            Field(description="Delete only the scope's memories matching these conditions. " + FILTERS_HELP),
+        ] = None,
     ) -> DeleteAllResult:
         """Forget every memory of one scope (a user, an agent or a run). Only when explicitly asked.
 
         Call it only when the user asks to erase everything you remember about them (or a run);
         never to tidy up. Needs an explicit scope and confirm=true; other scopes are never touched.
+        With filters, only the matching memories of the scope are deleted.
         """
         with agent_errors():
-            return await service.delete_all(Scope(user_id, agent_id, run_id), confirm, None, caller())
+            return await service.delete_all(Scope(user_id, agent_id, run_id), confirm, filters, caller())
 
     @tool(server, READ)
     async def memory_history(memory_id: MemoryId) -> HistoryResult:

@@ -321,6 +321,19 @@ class SQLiteHistory:
 
         await self._run(run)
 
+    async def mark_pending(self, ids: list[str]) -> None:
+        """Mark memories for re-application to the vector store (e.g. before rebuilding it)."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.executemany(
+                    "INSERT OR IGNORE INTO pending (collection, memory_id) VALUES (?, ?)",
+                    [(self._collection, i) for i in ids],
+                )
+
+        await self._run(run)
+
     async def clear_pending(self, ids: list[str]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             with conn:

@@ -15,17 +15,21 @@ from typing import Any, Callable, TypeVar
 import anyio
 
 from ..errors import BackendError, ConfigurationError, StoreUnavailable
+from ..keywords import analyse
 from ..records import SCOPE_FIELDS, MemoryRecord
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+# 2: adds `keywords` (analysed text) and `sparse` (its BM25 vector, made by Milvus) for keyword search.
+SCHEMA_VERSION = 2
 # Recorded with the collection so that another embedder is refused when it opens it.
 PROP_EMBEDDER = "memory.embedder"
 PROP_DIMS = "memory.dims"
 PROP_SCHEMA = "memory.schema"
 MAX_TEXT_BYTES = 65535
+KEYWORD_FIELD = "keywords"
+SPARSE_FIELD = "sparse"
 OUTPUT_FIELDS = ["id", "memory", "hash", "metadata", *SCOPE_FIELDS, "created_at", "updated_at"]
 QUERY_BATCH = 1000
 
@@ -37,16 +41,19 @@ class Capabilities:
     lite: bool
     index_type: str
     flush_after_writes: bool
+    # Full-text search (a BM25 function feeding a sparse field): Lite 3.2.2 and Milvus >= 2.5 have
+    # it, 2.3 has not. Servers stay dense-only until their version is detected.
+    bm25: bool = False
 
     @classmethod
     def detect(cls, uri: str) -> Capabilities:
         lite = not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
         # FLAT on Lite: its HNSW combined with a scope filter loses results (DESIGN.md).
-        return cls(lite=lite, index_type="FLAT" if lite else "AUTOINDEX", flush_after_writes=lite)
+        return cls(lite=lite, index_type="FLAT" if lite else "AUTOINDEX", flush_after_writes=lite, bm25=lite)
 
 
-def to_row(record: MemoryRecord, vector: list[float]) -> dict[str, Any]:
-    return {
+def to_row(record: MemoryRecord, vector: list[float], keywords: bool = False) -> dict[str, Any]:
+    row = {
         "id": record.id,
         "vector": vector,
         "memory": record.memory,
@@ -58,6 +65,9 @@ def to_row(record: MemoryRecord, vector: list[float]) -> dict[str, Any]:
         "created_at": record.created_at,
         "updated_at": record.updated_at,
     }
+    if keywords:
+        row[KEYWORD_FIELD] = analyse(record.memory)
+    return row
 
 
 def from_row(row: dict[str, Any]) -> MemoryRecord:
@@ -82,6 +92,10 @@ class MilvusStore:
         self._client: Any = None
         self._write_lock = threading.Lock()
         self.capabilities = Capabilities.detect(uri)
+        # Set by open(): whether the collection has the BM25 field, and whether it was made before
+        # keyword search although the engine has it (the service then rebuilds it from SQLite).
+        self.keyword_search = False
+        self.stale_schema = False
 
     @property
     def needs_flush(self) -> bool:
@@ -129,7 +143,13 @@ class MilvusStore:
         c = self._client
         name = self._collection
         if c.has_collection(name):
-            self._check_signature(c.describe_collection(name), model_id, dimensions)
+            described = c.describe_collection(name)
+            self._check_signature(described, model_id, dimensions)
+            fields = {f["name"] for f in described.get("fields") or []}
+            self.keyword_search = SPARSE_FIELD in fields and self.capabilities.bm25
+            self.stale_schema = SPARSE_FIELD not in fields and self.capabilities.bm25
+            if not self.keyword_search and not self.stale_schema:
+                logger.info("collection %r: this Milvus has no BM25 full-text search; search is dense only", name)
         else:
             self._create(model_id, dimensions)
         c.load_collection(name)
@@ -153,8 +173,20 @@ class MilvusStore:
                 "MEMORY_DATA_DIR for the new embedder."
             )
 
+    async def recreate(self, model_id: str, dimensions: int) -> None:
+        """Drop the collection and create it anew with the current schema (empty); see `stale_schema`."""
+
+        def run() -> None:
+            with self._write_lock:
+                self._client.drop_collection(self._collection)
+                self._create(model_id, dimensions)
+                self._client.load_collection(self._collection)
+            self.stale_schema = False
+
+        await self._call(run, "rebuild the collection")
+
     def _create(self, model_id: str, dimensions: int) -> None:
-        from pymilvus import DataType, MilvusClient
+        from pymilvus import DataType, Function, FunctionType, MilvusClient
 
         schema = MilvusClient.create_schema(
             auto_id=False, enable_dynamic_field=False, description="milvus-memory-mcp memories"
@@ -168,6 +200,17 @@ class MilvusStore:
         schema.add_field("metadata", DataType.JSON)
         schema.add_field("created_at", DataType.INT64)
         schema.add_field("updated_at", DataType.INT64)
+        if self.capabilities.bm25:
+            schema.add_field(KEYWORD_FIELD, DataType.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True)
+            schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_function(
+                Function(
+                    name="keywords_bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=[KEYWORD_FIELD],
+                    output_field_names=[SPARSE_FIELD],
+                )
+            )
         properties = {PROP_EMBEDDER: model_id, PROP_DIMS: str(dimensions), PROP_SCHEMA: str(SCHEMA_VERSION)}
         self._client.create_collection(
             self._collection, schema=schema, consistency_level="Strong", properties=properties
@@ -175,6 +218,8 @@ class MilvusStore:
         # Indexes one by one with sync=False: pymilvus otherwise sleeps 0.5 s per index before polling.
         index = self._client.prepare_index_params()
         index.add_index(field_name="vector", index_type=self.capabilities.index_type, metric_type="COSINE")
+        if self.capabilities.bm25:
+            index.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         self._client.create_index(self._collection, index, sync=False)
         for field in SCOPE_FIELDS:
             scalar = self._client.prepare_index_params()
@@ -183,7 +228,14 @@ class MilvusStore:
                 self._client.create_index(self._collection, scalar, sync=False)
             except Exception as e:  # engines without INVERTED (Milvus 2.3) filter without an index
                 logger.info("no INVERTED index on %s (%s); filtering scans", field, _short(e))
-        logger.info("created collection %r (%s, %d dims)", self._collection, model_id, dimensions)
+        self.keyword_search = self.capabilities.bm25
+        logger.info(
+            "created collection %r (%s, %d dims, keyword search %s)",
+            self._collection,
+            model_id,
+            dimensions,
+            "on" if self.keyword_search else "off: this Milvus has no BM25",
+        )
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -192,7 +244,7 @@ class MilvusStore:
 
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
         if rows:
-            data = [to_row(r, v) for r, v in rows]
+            data = [to_row(r, v, self.keyword_search) for r, v in rows]
             await self._write(lambda: self._client.upsert(self._collection, data), "store the memory")
 
     async def delete(self, ids: list[str]) -> None:
@@ -207,6 +259,7 @@ class MilvusStore:
             hits = self._client.search(
                 self._collection,
                 data=[vector],
+                anns_field="vector",
                 filter=expr,
                 limit=limit,
                 output_fields=OUTPUT_FIELDS,
@@ -215,6 +268,28 @@ class MilvusStore:
             return [(from_row(h["entity"] | {"id": h["id"]}), float(h["distance"])) for h in hits[0]]
 
         return await self._call(run, "search")
+
+    async def search_keywords(self, text: str, expr: str, limit: int) -> list[tuple[MemoryRecord, float]]:
+        """BM25 full-text search (only when `keyword_search`); score higher is better, >= 0."""
+
+        words = analyse(text)
+        if not words:
+            return []  # only stop words: nothing for BM25 to match
+
+        def run() -> list[tuple[MemoryRecord, float]]:
+            hits = self._client.search(
+                self._collection,
+                data=[words],
+                anns_field=SPARSE_FIELD,
+                filter=expr,
+                limit=limit,
+                output_fields=OUTPUT_FIELDS,
+                search_params={"metric_type": "BM25"},
+            )
+            # Milvus Lite reports BM25 negated (a server reports it positive); the score itself is >= 0.
+            return [(from_row(h["entity"] | {"id": h["id"]}), abs(float(h["distance"]))) for h in hits[0]]
+
+        return await self._call(run, "search by keywords")
 
     async def get(self, ids: list[str]) -> list[MemoryRecord]:
         if not ids:

@@ -1,0 +1,163 @@
+"""Retrieval quality on LoCoMo: evidence recall@k of search_memories, with ingest and search latency.
+
+    python bench/retrieval.py PATH/locomo10.json [--mode all|hybrid|dense|keyword] [--conversations N]
+
+Every dialogue turn is stored through the product's own core (`MemoryService`: real Milvus Lite in a
+temporary directory, the configured embedder, LLM inference off) as one memory "Speaker: text",
+with the session date and dia_id in its metadata and one scope (user_id) per conversation. Every
+question except category 5 (adversarial) is then asked through `MemoryService.search`, the call
+behind the search_memories tool, with limit 10, in each requested mode (MEMORY_SEARCH_MODE).
+
+Evidence recall@k = share of a question's evidence turns among the top k results; hit@10 = share
+of questions with at least one evidence turn in the top 10. Settings come from MEMORY_* variables
+(e.g. MEMORY_EMBEDDER) as for the server; the data directory is always a fresh temporary one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from server.records import Scope  # noqa: E402
+from server.service import MemoryService  # noqa: E402
+from server.settings import Settings  # noqa: E402
+
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+MODES = ("hybrid", "dense", "keyword")
+K = 10
+
+
+def evidence_ids(raw: list[str]) -> set[str]:
+    """Normalise LoCoMo's evidence ids: split on ';', drop stray colons and leading zeros ("D:11:26")."""
+    out: set[str] = set()
+    for item in raw:
+        for part in item.split(";"):
+            m = re.fullmatch(r"D:?(\d+):+(\d+)", part.strip())
+            if m:
+                out.add(f"D{int(m.group(1))}:{int(m.group(2))}")
+    return out
+
+
+def turns(sample: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(dia_id, text, session date) for every turn of a conversation, in order."""
+    conv = sample["conversation"]
+    out = []
+    n = 1
+    while f"session_{n}" in conv:
+        date = conv.get(f"session_{n}_date_time", "")
+        for turn in conv[f"session_{n}"]:
+            out.append((turn["dia_id"], f"{turn['speaker']}: {turn['text']}", date))
+        n += 1
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+async def ingest(svc: MemoryService, samples: list[dict[str, Any]]) -> tuple[dict[str, set[str]], list[float]]:
+    """Store every turn; returns memory id -> dia_ids (a repeated text maps to the first memory)."""
+    dia_of: dict[str, set[str]] = defaultdict(set)
+    latencies = []
+    for sample in samples:
+        scope = Scope(user_id=sample["sample_id"])
+        for dia_id, text, date in turns(sample):
+            start = time.perf_counter()
+            out = await svc.add(text, scope, {"dia_id": dia_id, "session_date": date}, infer=False)
+            latencies.append(time.perf_counter() - start)
+            dia_of[out.results[0].id].add(dia_id)
+    await svc.vectors.flush()
+    return dia_of, latencies
+
+
+async def evaluate(
+    svc: MemoryService, samples: list[dict[str, Any]], dia_of: dict[str, set[str]]
+) -> tuple[dict[str, dict[str, float]], list[float]]:
+    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    latencies = []
+    for sample in samples:
+        scope = Scope(user_id=sample["sample_id"])
+        for qa in sample["qa"]:
+            category = qa.get("category")
+            gold = evidence_ids(qa.get("evidence", []))
+            if category == 5 or category not in CATEGORIES or not gold:
+                continue
+            start = time.perf_counter()
+            result = await svc.search(qa["question"], scope, limit=K)
+            latencies.append(time.perf_counter() - start)
+            ranked = [dia_of.get(hit.id, set()) for hit in result.results]
+            found5 = set().union(*ranked[:5]) & gold
+            found10 = set().union(*ranked[:K]) & gold
+            for name in (CATEGORIES[category], "overall"):
+                row = sums[name]
+                row["n"] += 1
+                row["r5"] += len(found5) / len(gold)
+                row["r10"] += len(found10) / len(gold)
+                row["hit10"] += 1.0 if found10 else 0.0
+    table = {
+        name: {m: row[m] / row["n"] for m in ("r5", "r10", "hit10")} | {"n": row["n"]} for name, row in sums.items()
+    }
+    return table, latencies
+
+
+def ms(values: list[float]) -> str:
+    return f"p50 {pct(values, 0.5) * 1000:.1f} ms, p95 {pct(values, 0.95) * 1000:.1f} ms"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", type=Path, help="LoCoMo-format JSON file (e.g. locomo10.json)")
+    parser.add_argument("--mode", choices=("all", *MODES), default="all", help="search mode(s) to measure")
+    parser.add_argument("--conversations", type=int, default=None, help="use only the first N conversations")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+
+    samples = json.loads(args.path.read_text())[: args.conversations]
+    modes = MODES if args.mode == "all" else (args.mode,)
+    report: dict[str, Any] = {"conversations": len(samples), "modes": {}}
+    with tempfile.TemporaryDirectory(prefix="retrieval-bench-") as tmp:
+        settings = Settings.load(data_dir=Path(tmp), flush_delay=0.5)
+        async with MemoryService(settings) as svc:
+            await svc.ready()
+            dia_of, ingest_lat = await ingest(svc, samples)
+            report["memories"] = len(dia_of)
+            report["embedder"] = svc.embedder.model_id
+            print(
+                f"ingested {len(dia_of)} memories from {len(samples)} conversations ({svc.embedder.model_id}); "
+                f"add_memory {ms(ingest_lat)}"
+            )
+            report["ingest_ms"] = {"p50": pct(ingest_lat, 0.5) * 1000, "p95": pct(ingest_lat, 0.95) * 1000}
+            for mode in modes:
+                svc.settings = settings.model_copy(update={"search_mode": mode})
+                table, search_lat = await evaluate(svc, samples, dia_of)
+                report["modes"][mode] = {
+                    "table": table,
+                    "search_ms": {"p50": pct(search_lat, 0.5) * 1000, "p95": pct(search_lat, 0.95) * 1000},
+                }
+                print(f"\n{mode}: {int(table['overall']['n'])} questions; search {ms(search_lat)}")
+                print(f"| {'category':<12} | {'n':>4} | R@5   | R@10  | hit@10 |")
+                print(f"|{'-' * 14}|{'-' * 6}|-------|-------|--------|")
+                for name in (*CATEGORIES.values(), "overall"):
+                    if name in table:
+                        r = table[name]
+                        print(f"| {name:<12} | {int(r['n']):>4} | {r['r5']:.3f} | {r['r10']:.3f} | {r['hit10']:.3f}  |")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    anyio.run(main)
