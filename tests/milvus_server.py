@@ -84,10 +84,9 @@ class MilvusStandalone:
     def _configure(self) -> None:
         from milvus import MilvusServerConfig, _initialize_data_files  # type: ignore[import-not-found]
 
-        if not self.ports:
-            self.ports = {key: free_port() for key in _PORT_KEYS}
-            self.metrics_port = free_port()
-            self.ports["etcd_peer_port"] = free_port()
+        self.ports = {key: free_port() for key in _PORT_KEYS}
+        self.metrics_port = free_port()
+        self.ports["etcd_peer_port"] = free_port()
         config = MilvusServerConfig(data_dir=str(self.base_dir))
         config.update(**{k: v for k, v in self.ports.items() if k in _PORT_KEYS})
         config.set("authorization_enabled", self.auth)
@@ -104,7 +103,9 @@ class MilvusStandalone:
         )
         milvus_yaml = self.base_dir / "configs" / "milvus.yaml"
         text, n = re.subn(
-            r"(\n  use:\n    embed: true[^\n]*\n)", lambda m: f"{m.group(1)}  config:\n    path: {etcd_conf}\n", milvus_yaml.read_text()
+            r"(\n  use:\n    embed: true[^\n]*\n)",
+            lambda m: f"{m.group(1)}  config:\n    path: {etcd_conf}\n",
+            milvus_yaml.read_text(),
         )
         if n != 1:
             raise RuntimeError("unexpected milvus.yaml template: cannot point embedded etcd at 127.0.0.1")
@@ -114,7 +115,8 @@ class MilvusStandalone:
     def start(self, timeout: float = 90.0) -> None:
         if self._proc is not None:
             return
-        self._configure()
+        if not self.ports:  # a restart reuses the config: the ports may sit in TIME_WAIT for the probe
+            self._configure()
         env = os.environ | {
             "DEPLOY_MODE": "STANDALONE",
             "METRICS_PORT": str(self.metrics_port),

@@ -30,6 +30,7 @@ PROP_TENANCY = "memory.tenancy"  # how scopes are separated: "partition_key" or 
 MAX_TEXT_BYTES = 65535
 OUTPUT_FIELDS = ["id", "memory", "hash", "metadata", *SCOPE_FIELDS, "created_at", "updated_at"]
 QUERY_BATCH = 1000
+COLLECTION_NOT_LOADED = 101  # Milvus error code
 
 
 @dataclass(frozen=True)
@@ -75,9 +76,9 @@ class Capabilities:
     def describe(self) -> dict[str, object]:
         engine = "Milvus Lite" if self.lite else "Milvus server"
         version = ".".join(map(str, self.version)) if self.version else "unknown"
-        return {"engine": engine, "version": version} | {
-            k: v for k, v in self.__dict__.items() if k not in ("lite", "version")
-        }
+        out: dict[str, object] = {"engine": engine, "version": version}
+        out.update({k: v for k, v in self.__dict__.items() if k not in ("lite", "version")})
+        return out
 
 
 def _is_lite(uri: str) -> bool:
@@ -150,7 +151,7 @@ class MilvusStore:
 
     async def _call(self, fn: Callable[[], T], what: str) -> T:
         try:
-            return await anyio.to_thread.run_sync(fn)
+            return await anyio.to_thread.run_sync(lambda: self._reloading(fn))
         except BackendError:
             raise
         except Exception as e:  # pymilvus raises many unrelated types; translate them all here
@@ -160,6 +161,19 @@ class MilvusStore:
                 raise StoreUnavailable(f"The vector store failed to {what}: {unavailable}") from e
             logger.exception("Milvus %s failed", what)
             raise BackendError(f"The vector store failed to {what}: {_short(e)}") from e
+
+    def _reloading(self, fn: Callable[[], T]) -> T:
+        """Run `fn`; if a restarted server has not loaded the collection again, load it and retry once."""
+        from pymilvus import MilvusException
+
+        try:
+            return fn()
+        except MilvusException as e:
+            if e.code != COLLECTION_NOT_LOADED and "not loaded" not in str(e.message):
+                raise
+        logger.warning("collection %r is not loaded (the server restarted?); loading it again", self._collection)
+        self._client.load_collection(self._collection)
+        return fn()
 
     async def _write(self, fn: Callable[[], T], what: str) -> T:
         def locked() -> T:
@@ -339,6 +353,9 @@ class _Deadline:
     """
 
     _NO_DEADLINE = frozenset({"prepare_index_params", "create_schema", "close", "get_server_type"})
+    # Collection set-up waits for the server (loading takes seconds on a server): a longer deadline.
+    _ADMIN = frozenset({"create_collection", "create_index", "load_collection", "flush", "drop_collection"})
+    ADMIN_TIMEOUT = 120.0
 
     def __init__(self, client: Any, timeout: float) -> None:
         self._client = client
@@ -348,9 +365,10 @@ class _Deadline:
         attr = getattr(self._client, name)
         if name in self._NO_DEADLINE or not callable(attr):
             return attr
+        deadline = max(self._timeout, self.ADMIN_TIMEOUT) if name in self._ADMIN else self._timeout
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("timeout", self._timeout)
+            kwargs.setdefault("timeout", deadline)
             return attr(*args, **kwargs)
 
         return call
@@ -394,7 +412,7 @@ def _connection_problem(e: BaseException, uri: str, timeout: float) -> str | Non
 def _rpc_details(rpc: BaseException | None) -> str:
     details = getattr(rpc, "details", None)
     text = details() if callable(details) else ""
-    return (text or "").strip()[:200]
+    return str(text or "").strip()[:200]
 
 
 def _short(e: Exception) -> str:
