@@ -208,3 +208,15 @@ async def test_connection_problems_are_named_quickly(
             await svc.search("anything", Scope(user_id="u"))
     assert expected in str(e.value)
     assert time.monotonic() - started < 15
+
+
+def test_database_name_is_refused_with_a_lite_file_and_accepted_with_a_server() -> None:
+    from server.errors import ConfigurationError
+    from server.settings import Settings
+
+    with pytest.raises(ConfigurationError, match="MEMORY_MILVUS_DB_NAME applies to a Milvus server only"):
+        Settings.load({"MEMORY_MILVUS_DB_NAME": "team"})
+    s = Settings.load({"MEMORY_MILVUS_DB_NAME": "team", "MEMORY_MILVUS_URI": "https://db:19530"})
+    assert (s.milvus_db_name, s.milvus_timeout, s.milvus_num_partitions) == ("team", 10.0, 16)
+    with pytest.raises(ConfigurationError, match="MEMORY_MILVUS_NUM_PARTITIONS"):
+        Settings.load({"MEMORY_MILVUS_NUM_PARTITIONS": "5000"})

@@ -390,7 +390,7 @@ def _connection_problem(e: BaseException, uri: str, timeout: float) -> str | Non
             f"Milvus refused the credentials ({_rpc_details(rpc) or 'authentication failed'}). "
             "Set MEMORY_MILVUS_TOKEN to 'user:password' or an API key that this server accepts."
         )
-    if "database not found" in text:
+    if re.search(r"database\b.{0,80}not found", text):
         return "the database named by MEMORY_MILVUS_DB_NAME does not exist on this server; create it or unset it."
     if re.search(r"tls|ssl|handshake|certificate", text, re.IGNORECASE):
         return (
