@@ -105,15 +105,15 @@ async def main() -> None:
             print(f"server capabilities: {remote.capabilities.describe()}")
             await remote.close()
 
-            print("\nserver RSS growth per memory (loaded, sealed and indexed):")
+            print("\nserver RSS growth (loaded, sealed and indexed):")
             for dims in (384, 1536):
                 before = _rss_mb(server.pid)
                 store = MilvusStore(server.uri, f"size_{dims}", server.token)
                 await measure(store, args.rows, args.users, 5, dims)
                 await anyio.sleep(5)  # let index building settle
                 grown = _rss_mb(server.pid) - before
-                per_million_gb = grown / args.rows * 1_000_000 / 1024
-                print(f"  {dims:5} dims: +{grown:7.1f} MB for {args.rows} -> ~{per_million_gb:5.1f} GB per million")
+                # At small sizes this is dominated by a fixed per-collection cost: compare the two dims.
+                print(f"  {dims:5} dims: +{grown:7.1f} MB for {args.rows} memories")
                 await store.close()
         finally:
             server.stop()
