@@ -72,7 +72,14 @@ class MemoryService:
         if vectors is None:
             from .stores.milvus import MilvusStore
 
-            vectors = MilvusStore(settings.resolved_milvus_uri, settings.collection, settings.milvus_token)
+            vectors = MilvusStore(
+                settings.resolved_milvus_uri,
+                settings.collection,
+                settings.milvus_token,
+                db_name=settings.milvus_db_name,
+                timeout=settings.milvus_timeout,
+                num_partitions=settings.milvus_num_partitions,
+            )
         self.vectors: VectorStore = vectors
         self.history = history or SQLiteHistory(settings.resolved_history_path, settings.collection)
         self._open_lock = anyio.Lock()

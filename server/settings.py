@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigurationError
 
@@ -40,6 +40,19 @@ class Settings(BaseModel):
         "or http(s)://host:19530 for a Milvus server / Zilliz Cloud.",
     )
     milvus_token: str | None = Field(default=None, description="Milvus token ('user:password' or an API key).")
+    milvus_db_name: str | None = Field(
+        default=None, description="Milvus database on a server (default: the server's 'default'; not for Lite)."
+    )
+    milvus_timeout: float = Field(
+        10.0, gt=0, le=600, description="Seconds allowed for one Milvus call, retries of transient errors included."
+    )
+    milvus_num_partitions: int = Field(
+        16,
+        ge=0,
+        le=1024,
+        description="Partitions of the user_id partition key, on servers that have one (Milvus 2.4+); "
+        "0 = no partition key (scope fields filtered through a scalar index). Fixed when the collection is made.",
+    )
     collection: str = Field("memories", description="Milvus collection name.")
     history_path: Path | None = Field(default=None, description="SQLite history file (default <data dir>/history.db).")
     embedder: str = Field(
@@ -78,6 +91,19 @@ class Settings(BaseModel):
             raise ValueError("must start with a letter or '_' and hold only letters, digits and '_'")
         return v
 
+    @field_validator("milvus_db_name")
+    @classmethod
+    def _db_name(cls, v: str | None) -> str | None:
+        if v is not None and not _COLLECTION_RE.match(v):
+            raise ValueError("must start with a letter or '_' and hold only letters, digits and '_'")
+        return v
+
+    @model_validator(mode="after")
+    def _db_name_needs_server(self) -> Settings:
+        if self.milvus_db_name and self.milvus_is_lite:
+            raise ValueError("MEMORY_MILVUS_DB_NAME applies to a Milvus server only, not to a Milvus Lite file")
+        return self
+
     @property
     def resolved_milvus_uri(self) -> str:
         return self.milvus_uri or str(self.data_dir / "milvus.db")
@@ -105,7 +131,10 @@ class Settings(BaseModel):
         except ValidationError as e:
             problems = []
             for err in e.errors():
-                name = str(err["loc"][0]) if err["loc"] else "?"
+                if not err["loc"]:  # a rule across settings names them in its message
+                    problems.append(err["msg"].removeprefix("Value error, "))
+                    continue
+                name = str(err["loc"][0])
                 label = f"{ENV_PREFIX}{name.upper()} / --{name.replace('_', '-')}"
                 if err["type"] == "extra_forbidden":
                     problems.append(f"unknown setting {ENV_PREFIX}{name.upper()}")

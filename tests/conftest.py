@@ -1,8 +1,15 @@
-"""Shared fixtures: real Milvus Lite and SQLite in temp dirs, real MCP clients."""
+"""Shared fixtures: real Milvus Lite and SQLite in temp dirs, real MCP clients.
+
+The `engine` fixture is "lite" unless a module parametrises it with `ENGINES`: then each test
+also runs against a real Milvus 2.3.5 standalone (tests/milvus_server.py), started once per
+session, one fresh collection per test.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +20,13 @@ from server.app import build_server
 from server.embedders.local import LocalEmbedder
 from server.service import MemoryService
 from server.settings import Settings
+
+from .milvus_server import MilvusStandalone, unavailable_reason
+
+# Run a module's tests on Milvus Lite and on a Milvus server: `pytestmark = [..., ENGINES]`.
+ENGINES = pytest.mark.parametrize("engine", ["lite", "server"], indirect=True)
+# .ci/run sets this so that a server that cannot start fails the run instead of skipping.
+SERVER_REQUIRED = os.environ.get("MILVUS_MEMORY_TEST_SERVER") == "required"
 
 
 class ToolFailed(Exception):
@@ -34,9 +48,52 @@ def make_settings(data_dir: Path, **extra: Any) -> Settings:
     return Settings(data_dir=data_dir, flush_delay=0.05, **extra)
 
 
+@pytest.fixture(scope="session")
+def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusStandalone]:
+    """A Milvus 2.3.5 standalone with authorization on, on free ports, killed by process group."""
+    reason = unavailable_reason()
+    if reason is not None:
+        if SERVER_REQUIRED:
+            pytest.fail(f"Milvus server tests are required but cannot run: {reason}")
+        pytest.skip(reason)
+    server = MilvusStandalone(tmp_path_factory.mktemp("milvus-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return make_settings(tmp_path / "data")
+def engine(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "lite")
+
+
+def server_settings(server: MilvusStandalone, data_dir: Path, **extra: Any) -> Settings:
+    """Settings for a fresh collection on the test server (history stays in the temp dir)."""
+    extra.setdefault("collection", f"t_{uuid.uuid4().hex}")
+    return make_settings(data_dir, milvus_uri=server.uri, milvus_token=server.token, **extra)
+
+
+def drop_collection(server: MilvusStandalone, name: str) -> None:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=server.uri, token=server.token, timeout=10, dedicated=True)
+    try:
+        client.drop_collection(name, timeout=30)
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    if engine == "lite":
+        yield make_settings(tmp_path / "data")
+        return
+    server: MilvusStandalone = request.getfixturevalue("milvus_server")
+    s = server_settings(server, tmp_path / "data")
+    yield s
+    drop_collection(server, s.collection)
 
 
 @pytest.fixture

@@ -76,10 +76,17 @@ async def test_recency_weight_favours_newer_memories(service: MemoryService) -> 
     assert ranked[0].id == new.id
 
 
+class NoBM25Store(MilvusStore):
+    """Real Milvus Lite that reports no BM25 functions, as a Milvus 2.3 server would."""
+
+    def _connect(self) -> None:
+        super()._connect()
+        self.capabilities = dataclasses.replace(self.capabilities, bm25=False)
+
+
 async def test_engine_without_bm25_searches_dense_only(tmp_path: Path, local_embedder: LocalEmbedder) -> None:
     settings = make_settings(tmp_path)
-    store = MilvusStore(settings.resolved_milvus_uri, settings.collection)
-    store.capabilities = dataclasses.replace(store.capabilities, bm25=False)
+    store = NoBM25Store(settings.resolved_milvus_uri, settings.collection)
     async with MemoryService(settings, embedder=local_embedder, vectors=store) as svc:
         for fact in FACTS:
             await svc.add(fact, Scope(user_id="u"), infer=False)
@@ -93,8 +100,7 @@ async def test_collection_without_keyword_field_is_rebuilt_from_history(
     tmp_path: Path, local_embedder: LocalEmbedder, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = make_settings(tmp_path)
-    old_store = MilvusStore(settings.resolved_milvus_uri, settings.collection)
-    old_store.capabilities = dataclasses.replace(old_store.capabilities, bm25=False)
+    old_store = NoBM25Store(settings.resolved_milvus_uri, settings.collection)
     async with MemoryService(settings, embedder=local_embedder, vectors=old_store) as svc:
         ids = [(await svc.add(f, Scope(user_id="u"), {"n": i}, infer=False)).results[0].id for i, f in enumerate(FACTS)]
         await svc.delete(ids[1])

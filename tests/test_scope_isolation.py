@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 
-from .conftest import call
+from .conftest import ENGINES, call
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, ENGINES]
 
 HOSTILE = [
     'alice" or 1==1 or "',

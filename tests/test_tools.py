@@ -8,9 +8,9 @@ from datetime import datetime
 import pytest
 from mcp import Client
 
-from .conftest import call
+from .conftest import ENGINES, call
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, ENGINES]
 
 EXPECTED_TOOLS = {
     "add_memory",

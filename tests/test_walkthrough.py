@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
-from .conftest import call
+from .conftest import ENGINES, call
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@ENGINES
 async def test_reference_walkthrough(client: Client) -> None:
     # 1. add
     out = await call(

@@ -7,6 +7,7 @@ Lite client corrupt its write-ahead log (DESIGN.md). Reads run concurrently.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,29 +28,71 @@ SCHEMA_VERSION = 2
 PROP_EMBEDDER = "memory.embedder"
 PROP_DIMS = "memory.dims"
 PROP_SCHEMA = "memory.schema"
+PROP_TENANCY = "memory.tenancy"  # how scopes are separated: "partition_key" or "scalar_index"
 MAX_TEXT_BYTES = 65535
 KEYWORD_FIELD = "keywords"
 SPARSE_FIELD = "sparse"
 OUTPUT_FIELDS = ["id", "memory", "hash", "metadata", *SCOPE_FIELDS, "created_at", "updated_at"]
 QUERY_BATCH = 1000
+COLLECTION_NOT_LOADED = 101  # Milvus error code
 
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What the connected engine can do; the only place Lite and server differ."""
+    """What the connected engine can do; the only place Lite and server differ.
+
+    Known from the URI before connecting (Lite or server), refined from the server's version at
+    connect time. Unknown version strings (e.g. a managed service) count as a current server.
+    """
 
     lite: bool
-    index_type: str
-    flush_after_writes: bool
-    # Full-text search (a BM25 function feeding a sparse field): Lite 3.2.2 and Milvus >= 2.5 have
-    # it, 2.3 has not. Servers stay dense-only until their version is detected.
-    bm25: bool = False
+    version: tuple[int, int, int] | None = None
+    index_type: str = "AUTOINDEX"  # FLAT on Lite: its HNSW with a scope filter loses results (DESIGN.md)
+    consistency: str = "Strong"  # a server defaults to Bounded: a new row would be invisible for ~0.3 s
+    flush_after_writes: bool = False  # Lite converts unflushed rows on every search; a server seals by itself
+    inverted_index: bool = True  # INVERTED scalar indexes: Milvus 2.4+, Lite
+    filter_params: bool = True  # filter templates: Milvus 2.5+; Lite 3.2.2 rejects them
+    bm25: bool = True  # built-in BM25 full-text functions: Milvus 2.5+, Lite
+    partition_key: bool = True  # user_id as partition key: Milvus 2.4+ (2.3 upserts ignore it: milvus#30607)
 
     @classmethod
-    def detect(cls, uri: str) -> Capabilities:
-        lite = not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
-        # FLAT on Lite: its HNSW combined with a scope filter loses results (DESIGN.md).
-        return cls(lite=lite, index_type="FLAT" if lite else "AUTOINDEX", flush_after_writes=lite, bm25=lite)
+    def detect(cls, uri: str, server_version: str | None = None) -> Capabilities:
+        if _is_lite(uri):
+            return cls(
+                lite=True,
+                version=_parse_version(server_version),
+                index_type="FLAT",
+                flush_after_writes=True,
+                filter_params=False,
+                partition_key=False,
+            )
+        version = _parse_version(server_version)
+        at_least = (lambda major, minor: version >= (major, minor, 0)) if version else (lambda major, minor: True)
+        return cls(
+            lite=False,
+            version=version,
+            inverted_index=at_least(2, 4),
+            filter_params=at_least(2, 5),
+            bm25=at_least(2, 5),
+            partition_key=at_least(2, 4),
+        )
+
+    def describe(self) -> dict[str, object]:
+        engine = "Milvus Lite" if self.lite else "Milvus server"
+        version = ".".join(map(str, self.version)) if self.version else "unknown"
+        out: dict[str, object] = {"engine": engine, "version": version}
+        out.update({k: v for k, v in self.__dict__.items() if k not in ("lite", "version")})
+        return out
+
+
+def _is_lite(uri: str) -> bool:
+    return not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
+
+
+def _parse_version(text: str | None) -> tuple[int, int, int] | None:
+    """'v2.3.5-lite' -> (2, 3, 5); 'milvus_lite-3.2.2' -> (3, 2, 2); None when there is no number."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
+    return (int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
 
 
 def to_row(record: MemoryRecord, vector: list[float], keywords: bool = False) -> dict[str, Any]:
@@ -85,13 +128,29 @@ def from_row(row: dict[str, Any]) -> MemoryRecord:
 
 
 class MilvusStore:
-    def __init__(self, uri: str, collection: str, token: str | None = None) -> None:
+    def __init__(
+        self,
+        uri: str,
+        collection: str,
+        token: str | None = None,
+        *,
+        db_name: str | None = None,
+        timeout: float = 10.0,
+        num_partitions: int = 16,
+        partition_key: bool | None = None,
+    ) -> None:
+        """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported."""
         self._uri = uri
         self._collection = collection
         self._token = token
+        self._db_name = db_name
+        self._timeout = timeout
+        self._num_partitions = num_partitions
+        self._partition_key = partition_key
         self._client: Any = None
         self._write_lock = threading.Lock()
-        self.capabilities = Capabilities.detect(uri)
+        self.capabilities = Capabilities.detect(uri)  # refined from the server's version by open()
+        self.tenancy: str | None = None  # recorded with the collection; known after open()
         # Set by open(): whether the collection has the BM25 field, and whether it was made before
         # keyword search although the engine has it (the service then rebuilds it from SQLite).
         self.keyword_search = False
@@ -103,12 +162,29 @@ class MilvusStore:
 
     async def _call(self, fn: Callable[[], T], what: str) -> T:
         try:
-            return await anyio.to_thread.run_sync(fn)
+            return await anyio.to_thread.run_sync(lambda: self._reloading(fn))
         except BackendError:
             raise
         except Exception as e:  # pymilvus raises many unrelated types; translate them all here
+            unavailable = _connection_problem(e, self._uri, self._timeout)
+            if unavailable is not None:
+                logger.warning("Milvus %s failed: %s", what, unavailable)
+                raise StoreUnavailable(f"The vector store failed to {what}: {unavailable}") from e
             logger.exception("Milvus %s failed", what)
             raise BackendError(f"The vector store failed to {what}: {_short(e)}") from e
+
+    def _reloading(self, fn: Callable[[], T]) -> T:
+        """Run `fn`; if a restarted server has not loaded the collection again, load it and retry once."""
+        from pymilvus import MilvusException
+
+        try:
+            return fn()
+        except MilvusException as e:
+            if e.code != COLLECTION_NOT_LOADED and "not loaded" not in str(e.message):
+                raise
+        logger.warning("collection %r is not loaded (the server restarted?); loading it again", self._collection)
+        self._client.load_collection(self._collection)
+        return fn()
 
     async def _write(self, fn: Callable[[], T], what: str) -> T:
         def locked() -> T:
@@ -125,19 +201,27 @@ class MilvusStore:
     def _connect(self) -> None:
         from pymilvus import MilvusClient
 
-        if self.capabilities.lite:
+        lite = self.capabilities.lite
+        if lite:
             Path(self._uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        options: dict[str, Any] = {} if lite else {"dedicated": True, "db_name": self._db_name or ""}
         try:
-            self._client = MilvusClient(uri=self._uri, token=self._token or "", timeout=30)
+            client = MilvusClient(uri=self._uri, token=self._token or "", timeout=self._timeout, **options)
+            bounded = _Deadline(client, self._timeout)
+            version = bounded.get_server_version()
         except Exception as e:  # connection errors come as several pymilvus types
             text = str(e)
-            if self.capabilities.lite and "Open local milvus failed" in text:
+            if lite and "Open local milvus failed" in text:
                 raise StoreUnavailable(
                     f"Could not open the Milvus Lite file {self._uri}: another process probably holds it "
                     "(only one process may open a Milvus Lite file). Stop the other server or set "
                     "MEMORY_DATA_DIR / MEMORY_MILVUS_URI to another location."
                 ) from e
-            raise StoreUnavailable(f"Could not connect to Milvus at {self._uri}: {_short(e)}") from e
+            problem = _connection_problem(e, self._uri, self._timeout) or _short(e)
+            raise StoreUnavailable(f"Could not connect to Milvus at {self._uri}: {problem}") from e
+        self._client = bounded
+        self.capabilities = Capabilities.detect(self._uri, version)
+        logger.info("connected to %s: %s", self._uri, self.capabilities.describe())
 
     def _prepare(self, model_id: str, dimensions: int) -> None:
         c = self._client
@@ -145,6 +229,7 @@ class MilvusStore:
         if c.has_collection(name):
             described = c.describe_collection(name)
             self._check_signature(described, model_id, dimensions)
+            self.tenancy = (described.get("properties") or {}).get(PROP_TENANCY, "scalar_index")
             fields = {f["name"] for f in described.get("fields") or []}
             self.keyword_search = SPARSE_FIELD in fields and self.capabilities.bm25
             self.stale_schema = SPARSE_FIELD not in fields and self.capabilities.bm25
@@ -195,8 +280,10 @@ class MilvusStore:
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimensions)
         schema.add_field("memory", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
         schema.add_field("hash", DataType.VARCHAR, max_length=64)
+        tenancy = self._choose_tenancy()
         for field in SCOPE_FIELDS:
-            schema.add_field(field, DataType.VARCHAR, max_length=128)
+            key = tenancy == "partition_key" and field == "user_id"
+            schema.add_field(field, DataType.VARCHAR, max_length=128, is_partition_key=key)
         schema.add_field("metadata", DataType.JSON)
         schema.add_field("created_at", DataType.INT64)
         schema.add_field("updated_at", DataType.INT64)
@@ -211,31 +298,48 @@ class MilvusStore:
                     output_field_names=[SPARSE_FIELD],
                 )
             )
-        properties = {PROP_EMBEDDER: model_id, PROP_DIMS: str(dimensions), PROP_SCHEMA: str(SCHEMA_VERSION)}
+        properties = {
+            PROP_EMBEDDER: model_id,
+            PROP_DIMS: str(dimensions),
+            PROP_SCHEMA: str(SCHEMA_VERSION),
+            PROP_TENANCY: tenancy,
+        }
+        partitions = {"num_partitions": self._num_partitions} if tenancy == "partition_key" else {}
         self._client.create_collection(
-            self._collection, schema=schema, consistency_level="Strong", properties=properties
+            self._collection,
+            schema=schema,
+            consistency_level=self.capabilities.consistency,
+            properties=properties,
+            **partitions,
         )
+        self.tenancy = tenancy
         # Indexes one by one with sync=False: pymilvus otherwise sleeps 0.5 s per index before polling.
         index = self._client.prepare_index_params()
         index.add_index(field_name="vector", index_type=self.capabilities.index_type, metric_type="COSINE")
         if self.capabilities.bm25:
             index.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
         self._client.create_index(self._collection, index, sync=False)
+        # Scope fields: INVERTED where the engine has it, else its default scalar index (Trie on 2.3).
+        scalar_type = "INVERTED" if self.capabilities.inverted_index else ""
         for field in SCOPE_FIELDS:
             scalar = self._client.prepare_index_params()
-            scalar.add_index(field_name=field, index_type="INVERTED")
-            try:
-                self._client.create_index(self._collection, scalar, sync=False)
-            except Exception as e:  # engines without INVERTED (Milvus 2.3) filter without an index
-                logger.info("no INVERTED index on %s (%s); filtering scans", field, _short(e))
+            scalar.add_index(field_name=field, index_type=scalar_type)
+            self._client.create_index(self._collection, scalar, sync=False)
         self.keyword_search = self.capabilities.bm25
         logger.info(
-            "created collection %r (%s, %d dims, keyword search %s)",
+            "created collection %r (%s, %d dims, %s, keyword search %s)",
             self._collection,
             model_id,
             dimensions,
+            tenancy,
             "on" if self.keyword_search else "off: this Milvus has no BM25",
         )
+
+    def _choose_tenancy(self) -> str:
+        """user_id as partition key where the engine supports it (a search then reads one user's
+        partition only); otherwise scope fields are filtered through a scalar index."""
+        wanted = self.capabilities.partition_key if self._partition_key is None else self._partition_key
+        return "partition_key" if wanted and self._num_partitions > 0 else "scalar_index"
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -311,6 +415,76 @@ class MilvusStore:
             return out
 
         return await self._call(run, "list ids")
+
+
+class _Deadline:
+    """The pymilvus client with a deadline on every call.
+
+    Without `timeout`, pymilvus retries a failing call up to 75 times with back-off (minutes); with
+    it, its retries on transient errors (UNAVAILABLE, rate limits) stop when the deadline passes.
+    """
+
+    _NO_DEADLINE = frozenset({"prepare_index_params", "create_schema", "close", "get_server_type"})
+    # Collection set-up waits for the server (loading takes seconds on a server): a longer deadline.
+    _ADMIN = frozenset({"create_collection", "create_index", "load_collection", "flush", "drop_collection"})
+    ADMIN_TIMEOUT = 120.0
+
+    def __init__(self, client: Any, timeout: float) -> None:
+        self._client = client
+        self._timeout = timeout
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name in self._NO_DEADLINE or not callable(attr):
+            return attr
+        deadline = max(self._timeout, self.ADMIN_TIMEOUT) if name in self._ADMIN else self._timeout
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", deadline)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def _connection_problem(e: BaseException, uri: str, timeout: float) -> str | None:
+    """A message naming the cause when `e` is a connection, credential or TLS problem, else None."""
+    import grpc
+
+    chain: list[BaseException] = []
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    text = " ".join(str(x) for x in chain)
+    rpc = next((x for x in chain if isinstance(x, grpc.RpcError)), None)
+    code = rpc.code() if rpc is not None and hasattr(rpc, "code") else None  # type: ignore[attr-defined]
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or "auth check fail" in text:
+        return (
+            f"Milvus refused the credentials ({_rpc_details(rpc) or 'authentication failed'}). "
+            "Set MEMORY_MILVUS_TOKEN to 'user:password' or an API key that this server accepts."
+        )
+    if re.search(r"database\b.{0,80}not found", text):
+        return "the database named by MEMORY_MILVUS_DB_NAME does not exist on this server; create it or unset it."
+    if re.search(r"tls|ssl|handshake|certificate", text, re.IGNORECASE):
+        return (
+            f"the TLS handshake failed ({_rpc_details(rpc) or 'TLS error'}). Use https:// only for a server "
+            "with TLS and http:// for one without; check the server's certificate."
+        )
+    if "resolving" in text or "Domain name not found" in text or "Name or service not known" in text:
+        return f"the host in {uri} could not be resolved; check MEMORY_MILVUS_URI."
+    if code == grpc.StatusCode.UNAVAILABLE or re.search(r"UNAVAILABLE|Fail connecting to server", text):
+        return (
+            f"Milvus at {uri} is unreachable ({_rpc_details(rpc) or 'connection failed'}). Check that the server "
+            "is running and MEMORY_MILVUS_URI; calls recover by themselves once it is back."
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED or re.search(r"Retry timeout|DEADLINE_EXCEEDED", text):
+        return f"Milvus at {uri} did not answer within {timeout:g} s (MEMORY_MILVUS_TIMEOUT); try again."
+    return None
+
+
+def _rpc_details(rpc: BaseException | None) -> str:
+    details = getattr(rpc, "details", None)
+    text = details() if callable(details) else ""
+    return str(text or "").strip()[:200]
 
 
 def _short(e: Exception) -> str:
