@@ -68,10 +68,10 @@ def parse_reply(text: str, model: type[M]) -> M:
     fenced = _FENCE_RE.search(text)
     body = fenced.group(1) if fenced else text
     start, end = body.find("{"), body.rfind("}")
-    if start < 0 or end < start:
+    if start < 0:
         raise InferenceError(f"The LLM's reply holds no JSON object: {text[:120]!r}")
     try:
-        return model.model_validate(json.loads(body[start : end + 1]))
+        return model.model_validate(json.loads(body[start : end + 1] if end > start else body[start:]))
     except json.JSONDecodeError as e:
         raise InferenceError(f"The LLM's reply is not valid JSON ({e.msg} at character {e.pos}).") from e
     except ValidationError as e:
