@@ -326,7 +326,8 @@ class MemoryService:
         source_hash: str | None = None,
     ) -> AddResult:
         """Store each message as given; identical text in the scope (or, with `near_dup`, text whose
-        closest memory scores above `dedup_threshold`) returns that memory with event NONE."""
+        closest memory scores above `dedup_threshold` and has the same numbers) returns that memory
+        with event NONE."""
         key = (scope.user_id or "", scope.agent_id or "", scope.run_id or "")
         threshold = self.settings.dedup_threshold
         check_near = near_dup and threshold < 1
