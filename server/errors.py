@@ -7,6 +7,8 @@ MemoryServiceError            base; its message is written for the agent and is 
  └── BackendError             a store or model failed; nothing was half-written
       ├── StoreUnavailable    Milvus or SQLite could not be opened or reached
       ├── EmbedderError       the embedding model or API failed
+      ├── InferenceError      the LLM failed, refused or answered unparseably (add_memory then
+      │                       stores the input verbatim instead of failing)
       └── ConfigurationError  settings that cannot work (e.g. a collection made by another embedder)
 
 The tool layer turns every MemoryServiceError into a ToolError with the same message.
@@ -40,6 +42,10 @@ class StoreUnavailable(BackendError):
 
 
 class EmbedderError(BackendError):
+    pass
+
+
+class InferenceError(BackendError):
     pass
 
 

@@ -93,7 +93,8 @@ class HistoryEvent(BaseModel):
     run_id: str | None = None
     actor: str | None = None
     role: str | None = None
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="Why an inferred change was made (the LLM's one line).")
+    source_hash: str | None = Field(default=None, description="md5 of the messages an inferred change came from.")
 
     @classmethod
     def of(cls, h: HistoryEntry) -> HistoryEvent:
@@ -112,6 +113,7 @@ class HistoryEvent(BaseModel):
             actor=h.actor,
             role=h.role,
             reason=h.reason,
+            source_hash=h.source_hash,
         )
 
 

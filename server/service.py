@@ -13,9 +13,11 @@ import base64
 import binascii
 import json
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 import anyio
@@ -23,8 +25,10 @@ from anyio.abc import TaskGroup
 
 from . import filters, ranking
 from .embedders import Embedder, make_embedder
-from .errors import BackendError, InvalidInput, MemoryServiceError, PermissionDenied, not_found
+from .errors import BackendError, InferenceError, InvalidInput, MemoryServiceError, PermissionDenied, not_found
 from .history import SQLiteHistory
+from .inference import ChatModel, make_llm
+from .inference.reconcile import Action, Decision, decide, extract, plan
 from .models import (
     AddEvent,
     AddResult,
@@ -50,6 +54,7 @@ MAX_LIST_LIMIT = 1000
 FUSION_CANDIDATES = 20
 APPLY_CHUNK = 500
 ROLES = ("user", "assistant", "system")
+CANDIDATES_PER_FACT = 5  # similar stored memories shown to the LLM for each new fact
 
 
 @dataclass(frozen=True)
@@ -66,9 +71,11 @@ class MemoryService:
         embedder: Embedder | None = None,
         vectors: VectorStore | None = None,
         history: SQLiteHistory | None = None,
+        llm: ChatModel | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder or make_embedder(settings)
+        self.llm = llm or make_llm(settings)
         if vectors is None:
             from .stores.milvus import MilvusStore
 
@@ -325,20 +332,42 @@ class MemoryService:
         parsed = [m for m in self._messages(messages) if m.role != "system"]
         if not parsed:
             raise InvalidInput("messages holds only system messages; there is nothing to remember.")
-        if infer:
+        if infer and self.llm is None:
             raise InvalidInput("infer=true needs an LLM, and none is configured (set MEMORY_LLM); omit infer.")
         await self.ready()
+        if self.llm is not None and infer is not False:
+            return await self._add_inferred(self.llm, parsed, scope, meta, caller)
         vectors = await self.embedder.embed([m.content for m in parsed])
-        return await self._add_verbatim(parsed, vectors, scope, meta, caller)
+        return await self._add_verbatim(parsed, vectors, scope, meta, caller, near_dup=infer is None)
+
+    def _scope_expr(self, scope: Scope) -> str:
+        return filters.to_milvus(filters.scope_conditions(scope))
 
     async def _add_verbatim(
-        self, parsed: list[Message], vectors: list[list[float]], scope: Scope, meta: dict[str, Any], caller: Caller
+        self,
+        parsed: list[Message],
+        vectors: list[list[float]],
+        scope: Scope,
+        meta: dict[str, Any],
+        caller: Caller,
+        *,
+        near_dup: bool = False,
+        note: str | None = None,
+        reason: str | None = None,
+        source_hash: str | None = None,
     ) -> AddResult:
+        """Store each message as given; identical text in the scope (or, with `near_dup`, text whose
+        closest memory scores above `dedup_threshold` and has the same numbers) returns that memory
+        with event NONE."""
         key = (scope.user_id or "", scope.agent_id or "", scope.run_id or "")
+        threshold = self.settings.dedup_threshold
+        check_near = near_dup and threshold < 1
         results: list[AddEvent] = []
         changes: list[Change] = []
+        skipped = 0
         async with self._write_lock:
             seen: dict[str, MemoryRecord] = {}
+            batch: list[tuple[MemoryRecord, list[float]]] = []
             for message, vector in zip(parsed, vectors, strict=True):
                 digest = text_hash(message.content)
                 existing = seen.get(digest) or await self.history.find_live_by_hash(digest, key)
@@ -349,6 +378,23 @@ class MemoryService:
                         )
                     )
                     continue
+                if check_near:
+                    close = await self._closest(vector, scope, batch)
+                    if (
+                        close is not None
+                        and close[1] > threshold
+                        and _numbers(close[0].memory) == _numbers(message.content)
+                    ):
+                        skipped += 1
+                        results.append(
+                            AddEvent(
+                                id=close[0].id,
+                                memory=close[0].memory,
+                                event="NONE",
+                                reason=f"Near-duplicate of this memory (similarity {close[1]:.3f} > {threshold}).",
+                            )
+                        )
+                        continue
                 ts = now_us()
                 record = MemoryRecord(
                     id=str(uuid.uuid4()),
@@ -362,12 +408,165 @@ class MemoryService:
                     updated_at=ts,
                 )
                 seen[digest] = record
-                changes.append(
-                    Change(None, record, self._entry("ADD", None, record, caller, role=message.role), vector)
+                batch.append((record, vector))
+                entry = self._entry(
+                    "ADD", None, record, caller, role=message.role, reason=reason, source_hash=source_hash
                 )
+                changes.append(Change(None, record, entry, vector))
                 results.append(AddEvent(id=record.id, memory=record.memory, event="ADD"))
             await self._apply(changes)
-        return AddResult(results=results)
+        if skipped:
+            dup_note = (
+                f"{skipped} message(s) not stored: too similar to a stored memory (returned with event NONE); "
+                "pass infer=false to store them anyway."
+            )
+            note = f"{note} {dup_note}" if note else dup_note
+        return AddResult(results=results, note=note)
+
+    async def _closest(
+        self, vector: list[float], scope: Scope, batch: list[tuple[MemoryRecord, list[float]]]
+    ) -> tuple[MemoryRecord, float] | None:
+        """The most similar live memory in scope, including those added earlier in this call."""
+        hits = await self.vectors.search(vector, self._scope_expr(scope), 1)
+        best = hits[0] if hits else None
+        for record, other in batch:
+            score = sum(a * b for a, b in zip(vector, other, strict=True))
+            if best is None or score > best[1]:
+                best = (record, score)
+        return best
+
+    # inference
+
+    async def _add_inferred(
+        self, llm: ChatModel, parsed: list[Message], scope: Scope, meta: dict[str, Any], caller: Caller
+    ) -> AddResult:
+        """Extract facts, reconcile them with similar memories, apply the decisions.
+
+        The LLM is called outside the write lock; the targets of its decisions are re-read under
+        the lock and must still be live and in scope. On an LLM failure the input is stored verbatim.
+        """
+        pairs = [(m.role or "user", m.content) for m in parsed]
+        source_hash = text_hash("\n".join(f"{r}: {c}" for r, c in pairs))
+        max_bytes = self.settings.max_memory_bytes
+        try:
+            facts = await extract(llm, pairs, datetime.now(timezone.utc).date().isoformat(), max_bytes)
+            if not facts:
+                return AddResult(
+                    results=[],
+                    note="The LLM found no fact worth remembering; nothing was stored. "
+                    "Pass infer=false to store the messages verbatim.",
+                )
+            fact_vectors = await self.embedder.embed(facts)
+            candidates = await self._candidates(fact_vectors, scope)
+            if candidates:
+                decisions = await decide(llm, facts, [c.memory for c in candidates])
+            else:
+                decisions = [
+                    Decision(fact=i, event="ADD", reason="Nothing similar is stored.") for i in range(len(facts))
+                ]
+        except InferenceError as e:
+            logger.warning("inference failed; storing the input verbatim: %s", e)
+            vectors = await self.embedder.embed([m.content for m in parsed])
+            return await self._add_verbatim(
+                parsed,
+                vectors,
+                scope,
+                meta,
+                caller,
+                note=f"Inference failed, so the input was stored verbatim: {e}",
+                reason=f"Stored verbatim: inference failed ({e})",
+                source_hash=source_hash,
+            )
+        actions, problems = plan(facts, decisions, [c.id for c in candidates], max_bytes)
+        vector_of = dict(zip(facts, fact_vectors, strict=True))
+        missing = sorted({a.text for a in actions if a.text is not None and a.text not in vector_of})
+        if missing:
+            vector_of.update(zip(missing, await self.embedder.embed(missing), strict=True))
+        async with self._write_lock:
+            results, changes = await self._resolve(actions, vector_of, scope, meta, caller, source_hash, problems)
+            await self._apply(changes)
+        note = ("Some decisions of the LLM were not applied: " + "; ".join(problems) + ".") if problems else None
+        return AddResult(results=results, note=note)
+
+    async def _candidates(self, vectors: list[list[float]], scope: Scope) -> list[MemoryRecord]:
+        """Stored memories similar to any of the facts, in scope, each once."""
+        expr = self._scope_expr(scope)
+        found: dict[str, MemoryRecord] = {}
+        for vector in vectors:
+            for record, _ in await self.vectors.search(vector, expr, CANDIDATES_PER_FACT):
+                found.setdefault(record.id, record)
+        return list(found.values())
+
+    async def _resolve(
+        self,
+        actions: list[Action],
+        vector_of: dict[str, list[float]],
+        scope: Scope,
+        meta: dict[str, Any],
+        caller: Caller,
+        source_hash: str,
+        problems: list[str],
+    ) -> tuple[list[AddEvent], list[Change]]:
+        """Turn actions into changes against the current state (call with the write lock held)."""
+        key = (scope.user_id or "", scope.agent_id or "", scope.run_id or "")
+        current = await self.history.get_many(sorted({a.target for a in actions if a.target}))
+        touched: set[str] = set()
+        added: dict[str, MemoryRecord] = {}
+        results: list[AddEvent] = []
+        changes: list[Change] = []
+        for action in actions:
+            old = current.get(action.target) if action.target else None
+            if action.target is not None:
+                if old is None or old.deleted_at is not None or not scope.contains(old) or old.id in touched:
+                    # gone since the LLM saw it, or already changed by an earlier decision of this add
+                    logger.warning("%s of memory %s skipped: no longer applicable", action.event, action.target)
+                    if action.event != "UPDATE" or action.text is None:
+                        continue
+                    problems.append(f"an UPDATE of memory {action.target} was stored as a new memory")
+                    action, old = Action("ADD", action.text, None, action.reason), None
+            ts = now_us()
+            if action.event == "ADD" and action.text is not None:
+                digest = text_hash(action.text)
+                existing = added.get(digest) or await self.history.find_live_by_hash(digest, key)
+                if existing is not None:
+                    results.append(AddEvent(id=existing.id, memory=existing.memory, event="NONE", reason=action.reason))
+                    continue
+                new = MemoryRecord(
+                    id=str(uuid.uuid4()),
+                    memory=action.text,
+                    hash=digest,
+                    metadata=meta,
+                    user_id=scope.user_id,
+                    agent_id=scope.agent_id,
+                    run_id=scope.run_id,
+                    created_at=ts,
+                    updated_at=ts,
+                )
+                added[digest] = new
+                entry = self._entry("ADD", None, new, caller, reason=action.reason, source_hash=source_hash)
+                changes.append(Change(None, new, entry, vector_of[action.text]))
+                results.append(AddEvent(id=new.id, memory=new.memory, event="ADD", reason=action.reason))
+                continue
+            if old is None:
+                continue
+            if action.event == "NONE" or (action.event == "UPDATE" and action.text == old.memory):
+                results.append(AddEvent(id=old.id, memory=old.memory, event="NONE", reason=action.reason))
+                continue
+            touched.add(old.id)
+            if action.event == "UPDATE" and action.text is not None:
+                text = action.text
+                new = old.updated(memory=text, hash=text_hash(text), metadata={**old.metadata, **meta}, updated_at=ts)
+                entry = self._entry("UPDATE", old, new, caller, reason=action.reason, source_hash=source_hash)
+                changes.append(Change(old, new, entry, vector_of[text]))
+                results.append(
+                    AddEvent(id=old.id, memory=text, event="UPDATE", previous_memory=old.memory, reason=action.reason)
+                )
+            elif action.event == "DELETE":
+                new = old.updated(deleted_at=ts)
+                entry = self._entry("DELETE", old, new, caller, reason=action.reason, source_hash=source_hash)
+                changes.append(Change(old, new, entry))
+                results.append(AddEvent(id=old.id, memory=old.memory, event="DELETE", reason=action.reason))
+        return results, changes
 
     async def search(
         self,
@@ -500,6 +699,12 @@ class MemoryService:
         record = await self._owned(memory_id, caller, include_deleted=True)
         events = await self.history.history(record.id)
         return HistoryResult(memory_id=record.id, events=[HistoryEvent.of(h) for h in events])
+
+
+def _numbers(text: str) -> list[str]:
+    # Embeddings barely tell "Exam on 2025-11-20" from "... 11-21" (cosine 0.99 with MiniLM), so
+    # texts whose numbers differ are never near-duplicates.
+    return sorted(re.findall(r"\d+", text))
 
 
 def _encode_cursor(last: MemoryRecord) -> str:

@@ -60,6 +60,26 @@ class Settings(BaseModel):
         description="'local' (offline all-MiniLM-L6-v2, 384 dims) or 'openai:<model>' "
         "(uses OPENAI_API_KEY / OPENAI_BASE_URL).",
     )
+    llm: str | None = Field(
+        default=None,
+        description="'openai:<model>' (e.g. openai:gpt-4.1-mini) to distil facts and reconcile them with what "
+        "is stored; none (default) stores text as given.",
+    )
+    llm_base_url: str | None = Field(
+        default=None, description="Base URL of the LLM's OpenAI-compatible API (default: OPENAI_BASE_URL)."
+    )
+    llm_api_key: str | None = Field(default=None, description="API key of the LLM (default: OPENAI_API_KEY).")
+    llm_timeout: float = Field(30.0, gt=0, le=600, description="Seconds to wait for one LLM reply.")
+    llm_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries (with backoff) of an LLM call on 429, 5xx, timeouts."
+    )
+    dedup_threshold: float = Field(
+        0.95,
+        ge=0,
+        le=1,
+        description="Without an LLM: an add whose closest memory in scope has a cosine similarity above this "
+        "returns that memory (event NONE) instead of storing a near-duplicate; 1 turns it off.",
+    )
     embedding_dims: int | None = Field(None, ge=1, le=32768, description="Override the embedding dimension.")
     user_id: str | None = Field(default=None, description="Default user_id for calls that name no scope.")
     transport: Literal["stdio", "sse", "streamable-http"] = Field("stdio", description="MCP transport.")

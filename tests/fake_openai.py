@@ -2,7 +2,9 @@
 
 Requests are answered from a per-path script of canned replies (status, JSON body, delay) and,
 when the script is empty, by a default handler: `/v1/embeddings` returns deterministic hashed
-bag-of-words vectors, so similar texts get similar vectors.
+bag-of-words vectors, so similar texts get similar vectors; `/v1/chat/completions` plays a
+literal-minded memory LLM (each user message is a fact; a fact equal to a stored memory is NONE,
+anything else ADD). `completion()` builds chat replies for scripts.
 """
 
 from __future__ import annotations
@@ -40,12 +42,50 @@ def hashed_embedding(text: str, dims: int) -> list[float]:
     return [x / norm for x in vec]
 
 
+CHAT = "/v1/chat/completions"
+
+
+def completion(
+    content: Any = None, *, finish_reason: str = "stop", refusal: str | None = None, model: str = "fake-llm"
+) -> dict[str, Any]:
+    """A chat.completion body; `content` that is not a string is sent as JSON text."""
+    text = content if isinstance(content, str) or content is None else json.dumps(content)
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 0,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": refusal},
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+def chat_step(body: dict[str, Any]) -> str:
+    """Which inference step a chat request is: "facts" or "decisions"."""
+    fmt = body.get("response_format") or {}
+    name = (fmt.get("json_schema") or {}).get("name")
+    if name:
+        return name
+    return "facts" if "extract memories" in body["messages"][0]["content"] else "decisions"
+
+
+def chat_input(body: dict[str, Any]) -> dict[str, Any]:
+    """The JSON the server sent as the user message."""
+    return json.loads(body["messages"][-1]["content"])
+
+
 class FakeOpenAI:
     def __init__(self, dims: int = 64) -> None:
         self.dims = dims
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
-        self.handlers: dict[str, Handler] = {"/v1/embeddings": self._embeddings}
+        self.handlers: dict[str, Handler] = {"/v1/embeddings": self._embeddings, CHAT: self._chat}
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -73,6 +113,19 @@ class FakeOpenAI:
             "model": body.get("model", "fake"),
             "usage": {"prompt_tokens": 1, "total_tokens": 1},
         }
+
+    def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
+        data = chat_input(body)
+        if chat_step(body) == "facts":
+            return completion({"facts": [m["content"] for m in data["messages"] if m["role"] == "user"]})
+        known = {m["text"]: m["id"] for m in data["memories"]}
+        decisions = [
+            {"fact": i, "event": "NONE", "id": known[f], "text": None, "reason": "Already known."}
+            if f in known
+            else {"fact": i, "event": "ADD", "id": None, "text": f, "reason": "New information."}
+            for i, f in enumerate(data["facts"])
+        ]
+        return completion({"decisions": decisions})
 
     def _reply(self, path: str, body: dict[str, Any]) -> Reply:
         if self._scripts[path]:

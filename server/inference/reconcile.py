@@ -1,0 +1,151 @@
+"""The two inference steps and the mapping of the model's decisions onto real memories.
+
+1. `extract`: messages -> short facts (one LLM call).
+2. `decide`: facts + similar stored memories -> one decision per fact (one LLM call; skipped by
+   the caller when nothing similar is stored). Memories are shown under the aliases "0", "1", ...
+3. `plan`: decisions -> `Action`s on real ids. An id that is not one of the aliases shown can
+   never reach a memory: it is ignored and logged. Pure, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ValidationError, field_validator
+
+from ..errors import InferenceError
+from . import ChatModel
+from .prompts import DECIDE_SYSTEM, DECISIONS_SCHEMA, EXTRACT_SYSTEM, FACTS_SCHEMA, decide_input, extract_input
+
+logger = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+MAX_FACTS = 20
+_FENCE_RE = re.compile(r"```(?:json|JSON)?\s*(.*?)\s*```", re.DOTALL)
+
+
+class Facts(BaseModel):
+    facts: list[str]
+
+
+class Decision(BaseModel):
+    fact: int | None = None
+    event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
+    id: str | None = None
+    text: str | None = None
+    reason: str | None = None
+
+    @field_validator("event", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_text(cls, v: object) -> object:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
+class Decisions(BaseModel):
+    decisions: list[Decision]
+
+
+@dataclass(frozen=True)
+class Action:
+    """What to do to the store: `target` is a real memory id (UPDATE, DELETE, NONE)."""
+
+    event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
+    text: str | None
+    target: str | None
+    reason: str
+
+
+def parse_reply(text: str, model: type[M]) -> M:
+    """The model's JSON reply, tolerating a code fence or prose around the object."""
+    fenced = _FENCE_RE.search(text)
+    body = fenced.group(1) if fenced else text
+    start, end = body.find("{"), body.rfind("}")
+    if start < 0:
+        raise InferenceError(f"The LLM's reply holds no JSON object: {text[:120]!r}")
+    try:
+        return model.model_validate(json.loads(body[start : end + 1] if end > start else body[start:]))
+    except json.JSONDecodeError as e:
+        raise InferenceError(f"The LLM's reply is not valid JSON ({e.msg} at character {e.pos}).") from e
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise InferenceError(f"The LLM's reply has the wrong shape ({where}: {first['msg']}).") from e
+
+
+def _clean(text: str | None, max_bytes: int) -> str | None:
+    if not isinstance(text, str):
+        return None
+    text = " ".join(text.split())
+    if not text or len(text.encode("utf-8")) > max_bytes:
+        return None
+    return text
+
+
+async def extract(llm: ChatModel, messages: list[tuple[str, str]], today: str, max_bytes: int) -> list[str]:
+    """Facts in `messages` ((role, content) pairs); [] when the model finds nothing worth keeping."""
+    reply = await llm.complete(EXTRACT_SYSTEM, extract_input(messages, today), "facts", FACTS_SCHEMA)
+    raw = parse_reply(reply, Facts).facts
+    facts: list[str] = []
+    for f in raw:
+        cleaned = _clean(f, max_bytes)
+        if cleaned is not None and cleaned not in facts:
+            facts.append(cleaned)
+    if raw and not facts:
+        raise InferenceError("The LLM returned only empty or over-long facts.")
+    if len(facts) > MAX_FACTS:
+        logger.warning("the LLM returned %d facts; keeping the first %d", len(facts), MAX_FACTS)
+    return facts[:MAX_FACTS]
+
+
+async def decide(llm: ChatModel, facts: list[str], memories: list[str]) -> list[Decision]:
+    """One decision per fact against `memories` (shown as ids "0", "1", ...)."""
+    reply = await llm.complete(DECIDE_SYSTEM, decide_input(memories, facts), "decisions", DECISIONS_SCHEMA)
+    return parse_reply(reply, Decisions).decisions
+
+
+def plan(facts: list[str], decisions: list[Decision], ids: list[str], max_bytes: int) -> tuple[list[Action], list[str]]:
+    """Map decisions onto `ids` (alias "i" is ids[i]); returns the actions and the problems met.
+
+    An unknown alias is ignored (an UPDATE of it becomes an ADD of its text, so nothing said is
+    lost); a fact the model gave no decision for is added.
+    """
+    actions: list[Action] = []
+    problems: list[str] = []
+    covered: set[int] = set()
+    for d in decisions:
+        fact = facts[d.fact] if d.fact is not None and 0 <= d.fact < len(facts) else None
+        if fact is not None and d.fact is not None:
+            covered.add(d.fact)
+        reason = _clean(d.reason, 500) or f"{d.event} decided by the LLM."
+        text = _clean(d.text, max_bytes) or fact
+        target = _alias(d.id, ids)
+        if d.event in ("UPDATE", "DELETE", "NONE") and target is None:
+            logger.warning("ignoring %s of unknown memory id %r proposed by the LLM", d.event, d.id)
+            problems.append(f"ignored a {d.event} of unknown memory id {str(d.id)[:40]!r}")
+            if d.event == "UPDATE" and text is not None:
+                actions.append(Action("ADD", text, None, reason))
+            continue
+        if d.event in ("ADD", "UPDATE") and text is None:
+            logger.warning("ignoring an %s without text for fact %r", d.event, d.fact)
+            continue
+        actions.append(Action(d.event, text if d.event in ("ADD", "UPDATE") else None, target, reason))
+    for i, fact in enumerate(facts):
+        if i not in covered:
+            logger.warning("the LLM gave no decision for fact %d; adding it", i)
+            actions.append(Action("ADD", fact, None, "Added: the LLM gave no decision for this fact."))
+    return actions, problems
+
+
+def _alias(alias: str | None, ids: list[str]) -> str | None:
+    if alias is None or not (alias.isascii() and alias.isdigit()):
+        return None
+    index = int(alias)
+    return ids[index] if index < len(ids) else None
