@@ -168,8 +168,9 @@ class MemoryService:
                 return scope
         if not explicit.is_empty():
             return explicit
-        if use_default and self.settings.user_id:
-            return Scope(user_id=self.settings.user_id)
+        default_user = caller.default_user_id or self.settings.user_id
+        if use_default and default_user:
+            return Scope(user_id=default_user)
         raise InvalidInput(
             'Name at least one of user_id, agent_id or run_id (for example user_id="alice"), '
             "or start the server with MEMORY_USER_ID set."
