@@ -13,11 +13,14 @@ from .settings import Settings
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name, field in Settings.model_fields.items():
+        # A bool flag alone means true (`--allow-unauthenticated`); it also takes an explicit value.
+        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if field.annotation is bool else {}
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
             default=None,
             help=f"{field.description} [env MEMORY_{name.upper()}]",
+            **switch,
         )
 
 
@@ -54,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         anyio.run(serve, settings)
     except KeyboardInterrupt:
         pass
+    except MemoryServiceError as e:  # a refused set-up (e.g. no auth on a public address)
+        print(f"milvus-memory-mcp: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -111,11 +111,14 @@ class Change:
 @dataclass(frozen=True)
 class Caller:
     """Who is calling: a scope bound by a credential (None: unrestricted), the actor name for
-    history, and whether writes are allowed. The tool adapter builds it per call."""
+    history, whether writes are allowed, and the user_id for calls that name no scope (the
+    calling process's MEMORY_USER_ID; it travels with calls forwarded to another process).
+    The tool adapter builds it per call."""
 
     bound: Scope | None = None
     actor: str | None = None
     read_only: bool = False
+    default_user_id: str | None = None
 
 
 ANONYMOUS = Caller()

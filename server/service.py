@@ -205,8 +205,9 @@ class MemoryService:
                 return scope
         if not explicit.is_empty():
             return explicit
-        if use_default and self.settings.user_id:
-            return Scope(user_id=self.settings.user_id)
+        default_user = caller.default_user_id or self.settings.user_id
+        if use_default and default_user:
+            return Scope(user_id=default_user)
         raise InvalidInput(
             'Name at least one of user_id, agent_id or run_id (for example user_id="alice"), '
             "or start the server with MEMORY_USER_ID set."
@@ -703,8 +704,9 @@ class MemoryService:
 
 def _numbers(text: str) -> list[str]:
     # Embeddings barely tell "Exam on 2025-11-20" from "... 11-21" (cosine 0.99 with MiniLM), so
-    # texts whose numbers differ are never near-duplicates.
-    return sorted(re.findall(r"\d+", text))
+    # texts whose numbers differ are never near-duplicates. Order counts too: "room 12, floor 3" is
+    # not "room 3, floor 12".
+    return re.findall(r"\d+", text)
 
 
 def _encode_cursor(last: MemoryRecord) -> str:

@@ -84,7 +84,7 @@ class Settings(BaseModel):
     user_id: str | None = Field(default=None, description="Default user_id for calls that name no scope.")
     transport: Literal["stdio", "sse", "streamable-http"] = Field("stdio", description="MCP transport.")
     host: str = Field("127.0.0.1", description="Bind address for HTTP transports.")
-    port: int = Field(8000, ge=0, le=65535, description="Port for HTTP transports.")
+    port: int = Field(8000, ge=0, le=65535, description="Port for HTTP transports (0: any free port).")
     search_mode: Literal["hybrid", "dense", "keyword"] = Field(
         "hybrid",
         description="search_memories ranking: 'hybrid' fuses embedding similarity with BM25 keyword relevance; "
@@ -98,6 +98,29 @@ class Settings(BaseModel):
     )
     recency_half_life_days: float = Field(
         30.0, gt=0, le=36500, description="Age (days since the last update) at which the recency bonus halves."
+    )
+    auth_tokens: Path | None = Field(
+        default=None,
+        description='JSON file of bearer tokens for HTTP transports: {"<token>": {"user_id": "alice", '
+        '"agent_id": null, "access": "read-write" | "read-only"}, ...}.',
+    )
+    allow_unauthenticated: bool = Field(
+        False, description="Serve HTTP without tokens on a non-loopback address (refused otherwise)."
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra Host header values accepted over HTTP, comma-separated (e.g. 'mem.example.com:8000'); "
+        "DNS-rebinding protection stays on.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Extra Origin header values accepted over HTTP, comma-separated (e.g. 'https://app.example.com').",
+    )
+    call_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=3600,
+        description="Seconds a tool call forwarded to the process that owns the data dir may take.",
     )
     max_memory_bytes: int = Field(8192, ge=16, le=65535, description="Largest memory text, in UTF-8 bytes.")
     max_messages: int = Field(100, ge=1, le=10000, description="Most messages accepted by one add_memory.")
@@ -123,6 +146,13 @@ class Settings(BaseModel):
         if self.milvus_db_name and self.milvus_is_lite:
             raise ValueError("MEMORY_MILVUS_DB_NAME applies to a Milvus server only, not to a Milvus Lite file")
         return self
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [item.strip() for item in v.split(",") if item.strip()]
+        return v
 
     @property
     def resolved_milvus_uri(self) -> str:

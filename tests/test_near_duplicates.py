@@ -45,6 +45,9 @@ async def test_different_facts_and_other_scopes_are_not_duplicates(service: Memo
     # MiniLM scores these 0.99, but the numbers differ: never a duplicate
     await service.add("Exam on 2025-11-20", ALICE)
     assert (await service.add("Exam on 2025-11-21", ALICE)).results[0].event == "ADD"
+    # the same numbers in another order are other facts too
+    await service.add("Process 0 remembers fact number 1", ALICE)
+    assert (await service.add("Process 1 remembers fact number 0", ALICE)).results[0].event == "ADD"
 
 
 async def test_near_duplicates_within_one_call_are_stored_once(service: MemoryService) -> None:

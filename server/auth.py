@@ -1,0 +1,123 @@
+"""Bearer tokens for the HTTP transports, each bound to a scope and a permission.
+
+The operator lists them in a JSON file (`MEMORY_AUTH_TOKENS` / `--auth-tokens`):
+
+    {"<token>": {"user_id": "alice", "agent_id": null, "access": "read-write"}, ...}
+
+`access` is `read-write` or `read-only`; `user_id` / `agent_id` / `run_id` bind the token's calls
+to that scope whatever scope arguments the agent passes (all null: an unrestricted token).
+Tokens are kept only as SHA-256 digests, compared in constant time, and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mcp.server.auth.provider import AccessToken
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .errors import ConfigurationError, InvalidInput
+from .records import Caller, Scope
+from .validation import check_scope
+
+MIN_TOKEN_LENGTH = 16
+READ_WRITE = "read-write"
+READ_ONLY = "read-only"
+
+
+class TokenEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    run_id: str | None = None
+    access: Literal["read-write", "read-only"]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What one token may do: its bound scope (None: unrestricted) and whether it may write."""
+
+    digest: bytes
+    scope: Scope | None
+    read_only: bool
+
+    @property
+    def label(self) -> str:
+        """A name for logs and history that reveals nothing of the token."""
+        who = self.scope.describe().replace("'", "") if self.scope else "unrestricted"
+        return f"token:{who}"
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def load_tokens(path: Path) -> list[Grant]:
+    """Read and check the token file; a problem names the entry by position, never by token."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ConfigurationError(f"Cannot read the token file {path}: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigurationError(f"The token file {path} is not valid JSON: {e}") from None
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigurationError(f"The token file {path} must be a non-empty JSON object of token -> grant.")
+    grants: list[Grant] = []
+    for position, (token, spec) in enumerate(raw.items(), start=1):
+        where = f"token file {path}, entry #{position}"
+        if len(token) < MIN_TOKEN_LENGTH or token != token.strip():
+            raise ConfigurationError(f"{where}: a token needs at least {MIN_TOKEN_LENGTH} characters and no spaces.")
+        try:
+            entry = TokenEntry.model_validate(spec)
+            scope = check_scope(entry.user_id, entry.agent_id, entry.run_id)
+        except ValidationError as e:
+            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'entry'}: {err['msg']}" for err in e.errors())
+            raise ConfigurationError(f"{where}: {problems}") from None
+        except InvalidInput as e:
+            raise ConfigurationError(f"{where}: {e}") from None
+        grants.append(Grant(_digest(token), None if scope.is_empty() else scope, entry.access == READ_ONLY))
+    return grants
+
+
+class StaticTokenVerifier:
+    """The SDK's `TokenVerifier` over the operator's token file."""
+
+    def __init__(self, grants: list[Grant]) -> None:
+        self._grants = grants
+
+    def grant_for(self, token: str) -> Grant | None:
+        digest = _digest(token)
+        found = None
+        for grant in self._grants:  # no early exit: the time taken says nothing about which matched
+            if hmac.compare_digest(grant.digest, digest):
+                found = grant
+        return found
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        grant = self.grant_for(token)
+        if grant is None:
+            return None
+        scope = dict(grant.scope.items()) if grant.scope else {}
+        return AccessToken(
+            token=token,
+            client_id=grant.label,
+            scopes=[READ_ONLY if grant.read_only else READ_WRITE],
+            claims={"memory_scope": scope},
+        )
+
+
+def caller_for(token: AccessToken, default_user_id: str | None) -> Caller:
+    """The Caller of a request authenticated by `StaticTokenVerifier`."""
+    scope = (token.claims or {}).get("memory_scope") or {}
+    return Caller(
+        bound=Scope(**scope) if scope else None,
+        actor=token.client_id,
+        read_only=READ_WRITE not in token.scopes,
+        default_user_id=default_user_id,
+    )

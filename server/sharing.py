@@ -1,0 +1,342 @@
+"""One store, many server processes: the first process on a data dir owns the store, the others
+forward their tool calls to it.
+
+Milvus Lite lets one process open a file (a second open fails with DataDirLockedError) and its
+writes must be serialised by one lock, so exactly one process may hold the store. The mechanism:
+
+- `<data dir>/owner.lock` is held with `flock(LOCK_EX)` by the owning process for as long as it
+  owns the store. The kernel releases it when that process exits or dies, so ownership never goes
+  stale and needs no clean-up.
+- The owner opens Milvus and SQLite and serves tool calls on a Unix socket (mode 0600) whose
+  path it writes to `<data dir>/owner.json`.
+- Every other process answers the MCP handshake and `tools/list` itself and forwards each
+  `tools/call` (tool name, arguments, and its caller: bound scope, read-only, default user) over
+  a fresh connection, one JSON line each way. The owner runs it through the same tools.
+- A call that finds no owner (connection refused, or dropped mid-call because the owner exited)
+  makes this process try the lock: the winner becomes the owner, the others reconnect to it. A
+  dropped call is retried: every tool is idempotent (add_memory answers NONE for text already
+  stored in the scope), and a write the old owner had committed to SQLite but not to Milvus is
+  re-applied by the new owner when it opens the store (the pending marks of service.py).
+- Every wait is bounded: finding an owner (CONNECT_WINDOW), and each call (MEMORY_CALL_TIMEOUT).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import SocketStream, TaskGroup
+from anyio.streams.buffered import BufferedByteReceiveStream
+from mcp_types import CallToolResult, TextContent
+
+from .errors import MemoryServiceError, StoreUnavailable
+from .records import Caller, Scope
+from .service import MemoryService
+from .settings import Settings
+
+logger = logging.getLogger(__name__)
+
+# Settings that may differ between the processes sharing a store; all others must match.
+PROCESS_SETTINGS = frozenset(
+    {
+        "transport",
+        "host",
+        "port",
+        "auth_tokens",
+        "allow_unauthenticated",
+        "allowed_hosts",
+        "allowed_origins",
+        "call_timeout",
+        "log_level",
+        "user_id",
+    }
+)
+MAX_LINE = 16 * 1024 * 1024
+CONNECT_WINDOW = 20.0  # how long a call looks for an owner (one may be starting or taking over)
+MAX_RETRIES = 3  # calls dropped by an owner that went away
+SOCKET_PATH_MAX = 100  # AF_UNIX paths: 107 bytes on Linux, 103 on macOS
+
+RunTool = Callable[[str, dict[str, Any], Caller], Awaitable[CallToolResult]]
+
+
+class OwnerGone(Exception):
+    """The owning process closed the connection before answering (it exited or died)."""
+
+
+def shared_settings(settings: Settings) -> dict[str, str]:
+    """A digest of each setting the owner's core depends on (digests: the Milvus token is secret)."""
+    values = settings.model_dump(mode="json", exclude=set(PROCESS_SETTINGS))
+    return {k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16] for k, v in values.items()}
+
+
+def caller_to_json(caller: Caller) -> dict[str, Any]:
+    return {
+        "bound": dict(caller.bound.items()) if caller.bound else None,
+        "actor": caller.actor,
+        "read_only": caller.read_only,
+        "default_user_id": caller.default_user_id,
+    }
+
+
+def caller_from_json(data: dict[str, Any]) -> Caller:
+    bound = data.get("bound")
+    return Caller(
+        bound=Scope(**bound) if bound else None,
+        actor=data.get("actor"),
+        read_only=bool(data.get("read_only")),
+        default_user_id=data.get("default_user_id"),
+    )
+
+
+def error_result(message: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+class SharedStore:
+    """Owns `service` for this data dir, or forwards tool calls to the process that does."""
+
+    def __init__(self, settings: Settings, service: MemoryService, run_tool: RunTool) -> None:
+        self.settings = settings
+        self.service = service
+        self._run_tool = run_tool
+        self._dir = settings.data_dir
+        self._lock_path = self._dir / "owner.lock"
+        self._info_path = self._dir / "owner.json"
+        self._shared = shared_settings(settings)
+        self._fd: int | None = None
+        self._socket_path: Path | None = None
+        self._tmpdir: Path | None = None
+        self._tg: TaskGroup | None = None
+        self._own_lock = anyio.Lock()
+        self._started = False
+
+    @property
+    def is_owner(self) -> bool:
+        return self._fd is not None
+
+    async def __aenter__(self) -> SharedStore:
+        await self.service.__aenter__()
+        self._tg = await anyio.create_task_group().__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+                await self._tg.__aexit__(None, None, None)
+                self._tg = None
+        finally:
+            # Close the store before giving up the lock, so the next owner can open it.
+            await self.service.__aexit__(None, None, None)
+            self._release()
+
+    # ownership
+
+    def start(self) -> None:
+        """Try to become the owner in the background (after the MCP handshake, or at HTTP start-up)."""
+        if self._tg is not None and not self._started:
+            self._started = True
+            self._tg.start_soon(self._start)
+
+    async def _start(self) -> None:
+        try:
+            await self.try_own()
+        except MemoryServiceError as e:
+            logger.error("cannot take part in sharing %s: %s", self._dir, e)
+
+    async def try_own(self) -> bool:
+        """Become the owner if no other process is; True when this process owns the store."""
+        async with self._own_lock:
+            if self._fd is not None:
+                return True
+            try:
+                self._dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as e:
+                raise StoreUnavailable(f"Cannot use the data dir {self._dir}: {e.strerror or e}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._fd = fd
+            try:
+                await self._listen()
+            except OSError as e:
+                self._release()
+                raise StoreUnavailable(f"Cannot serve the store of {self._dir} to other processes: {e}") from None
+        logger.info("pid %d owns the store in %s, serving others on %s", os.getpid(), self._dir, self._socket_path)
+        self.service.warm_up()
+        return True
+
+    async def _listen(self) -> None:
+        assert self._tg is not None, "SharedStore used outside its context"
+        path = self._dir / "owner.sock"
+        if len(os.fsencode(path)) > SOCKET_PATH_MAX:
+            self._tmpdir = Path(tempfile.mkdtemp(prefix="milvus-memory-"))  # private (0700)
+            path = self._tmpdir / "owner.sock"
+        path.unlink(missing_ok=True)  # left by an owner that died: it would still hold the lock otherwise
+        listener = await anyio.create_unix_listener(path, mode=0o600)
+        self._socket_path = path
+        tmp = self._info_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": os.getpid(), "socket": str(path)}))
+        os.replace(tmp, self._info_path)
+        self._tg.start_soon(listener.serve, self._handle)
+
+    def _release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if self._owner_info().get("pid") == os.getpid():
+                self._info_path.unlink(missing_ok=True)
+            if self._socket_path is not None:
+                self._socket_path.unlink(missing_ok=True)
+        except OSError as e:
+            logger.warning("could not remove the owner files: %s", e)
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+        os.close(self._fd)  # releases the lock
+        self._fd = None
+
+    def _owner_info(self) -> dict[str, Any]:
+        try:
+            info = json.loads(self._info_path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return info if isinstance(info, dict) else {}
+
+    # the owner's side
+
+    async def _handle(self, stream: SocketStream) -> None:
+        async with stream:
+            try:
+                reply = await self._answer(stream)
+            except Exception:  # one connection's top-level handler: the owner outlives any bad request
+                logger.exception("a forwarded request failed")
+                reply = {"error": "The process that owns the store failed on this call; see its log."}
+            with anyio.move_on_after(10):
+                try:
+                    await stream.send(_line(reply))
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    pass  # the forwarding process went away; it retries or its client is gone
+
+    async def _answer(self, stream: SocketStream) -> dict[str, Any]:
+        with anyio.fail_after(10):
+            request = json.loads(await BufferedByteReceiveStream(stream).receive_until(b"\n", MAX_LINE))
+        theirs = request.get("settings") or {}
+        if theirs != self._shared:
+            differing = sorted(k for k in set(theirs) | set(self._shared) if theirs.get(k) != self._shared.get(k))
+            names = ", ".join(f"MEMORY_{k.upper()}" for k in differing)
+            return {
+                "error": f"Another milvus-memory-mcp process (pid {os.getpid()}) serves {self._dir} with different "
+                f"settings ({names}). Start every process on one data dir with the same settings, or use "
+                "another MEMORY_DATA_DIR."
+            }
+        if request.get("op") == "status":
+            return {"status": {"ready": self.service.is_ready, "pid": os.getpid()}}
+        caller = caller_from_json(request["caller"])
+        result = await self._run_tool(str(request["tool"]), dict(request.get("arguments") or {}), caller)
+        return {"result": result.model_dump(mode="json", by_alias=True, exclude_none=True)}
+
+    # the forwarding side
+
+    async def call(
+        self, tool: str, arguments: dict[str, Any], caller: Caller, run_here: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """Run one tool call where the store is: here when this process owns it (or can take it
+        over), else in the owning process."""
+        request = {
+            "op": "call",
+            "settings": self._shared,
+            "tool": tool,
+            "arguments": arguments,
+            "caller": caller_to_json(caller),
+        }
+        try:
+            for attempt in range(MAX_RETRIES + 1):
+                if await self.try_own():
+                    return await run_here()
+                try:
+                    reply = await self._exchange(request, self.settings.call_timeout, CONNECT_WINDOW)
+                except OwnerGone:
+                    logger.warning("the owning process went away during %s; retrying (%d)", tool, attempt + 1)
+                    continue
+                if reply is None:
+                    continue  # this process became the owner meanwhile
+                if "error" in reply:
+                    return error_result(str(reply["error"]))
+                return CallToolResult.model_validate(reply["result"])
+        except MemoryServiceError as e:
+            return error_result(str(e))
+        return error_result(f"The processes serving {self._dir} kept exiting during this call; try again.")
+
+    async def status(self) -> dict[str, Any]:
+        """Readiness for /health: this process's store, or the owner's (asked with a short timeout)."""
+        if self.is_owner:
+            return {"role": "owner", "ready": self.service.is_ready}
+        try:
+            reply = await self._exchange({"op": "status", "settings": self._shared}, 2.0, 2.0)
+        except (OwnerGone, MemoryServiceError):
+            reply = None
+        if reply is None:
+            return {"role": "owner" if self.is_owner else "forwarding", "ready": self.service.is_ready}
+        if "error" in reply:
+            return {"role": "forwarding", "ready": False, "error": reply["error"]}
+        return {"role": "forwarding", "ready": bool(reply["status"]["ready"]), "owner_pid": reply["status"]["pid"]}
+
+    async def _connect(self, window: float) -> SocketStream | None:
+        """A connection to the owner, or None once this process became the owner itself."""
+        deadline = anyio.current_time() + window
+        delay = 0.02
+        while True:
+            path = self._owner_info().get("socket")
+            if isinstance(path, str):
+                try:
+                    with anyio.fail_after(2):
+                        return await anyio.connect_unix(path)
+                except (OSError, TimeoutError):
+                    pass  # no owner listening (yet, or any more)
+            if await self.try_own():
+                return None
+            if anyio.current_time() > deadline:
+                raise StoreUnavailable(
+                    f"No milvus-memory-mcp process answers for {self._dir} within {window:g} s, although "
+                    f"another process holds {self._lock_path}."
+                )
+            await anyio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    async def _exchange(self, request: dict[str, Any], timeout: float, window: float) -> dict[str, Any] | None:
+        stream = await self._connect(window)
+        if stream is None:
+            return None
+        async with stream:
+            try:
+                await stream.send(_line(request))
+                with anyio.fail_after(timeout):
+                    line = await BufferedByteReceiveStream(stream).receive_until(b"\n", MAX_LINE)
+            except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError) as e:
+                raise OwnerGone from e
+            except TimeoutError:
+                pid = self._owner_info().get("pid", "?")
+                raise StoreUnavailable(
+                    f"The process that owns {self._dir} (pid {pid}) did not answer within {timeout:g} s "
+                    "(MEMORY_CALL_TIMEOUT)."
+                ) from None
+        reply = json.loads(line)
+        if not isinstance(reply, dict):
+            raise StoreUnavailable("The process that owns the store sent a malformed reply.")
+        return reply
