@@ -112,7 +112,14 @@ class MilvusStore:
         from pymilvus import MilvusClient
 
         if self.capabilities.lite:
-            Path(self._uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(self._uri).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreUnavailable(
+                    f"Cannot use {folder} for the Milvus Lite file: {e.strerror or e}. "
+                    "Set MEMORY_DATA_DIR or MEMORY_MILVUS_URI to a writable directory."
+                ) from e
         try:
             self._client = MilvusClient(uri=self._uri, token=self._token or "", timeout=30)
         except Exception as e:  # connection errors come as several pymilvus types
