@@ -196,6 +196,17 @@ class MilvusStore:
         client, self._client = self._client, None
         if client is not None:
             await anyio.to_thread.run_sync(client.close)
+            if self.capabilities.lite:
+                await anyio.to_thread.run_sync(self._release_lite)
+
+    def _release_lite(self) -> None:
+        # Closing the client leaves Milvus Lite's in-process server running and its data dir locked
+        # until exit; stop it so the file is closed cleanly and another process (a restart, doctor)
+        # can open it.
+        from milvus_lite.server_manager import server_manager_instance
+
+        with self._write_lock:
+            server_manager_instance.release_server(str(Path(self._uri).expanduser()))
 
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
         if rows:
