@@ -75,6 +75,7 @@ def _differences(record: MemoryRecord, row: MemoryRecord) -> list[str]:
 async def check(service: MemoryService) -> Report:
     """Compare the two stores; changes nothing."""
     await service.ready(apply_pending=False)
+    await service.flush()  # settles this process's own recent writes; pending marks of a past run stay
     records = {r.id: r for r in await service.history.list_live("1", [], None)}
     row_ids = await service.vectors.ids()
     report = Report(records=len(records), rows=len(row_ids), pending=sorted(await service.history.pending_ids()))
@@ -93,7 +94,7 @@ async def repair(service: MemoryService, report: Report) -> None:
     """Make the vector store match SQLite for every id the report names."""
     if ids := report.to_repair:
         await service.resync(ids)
-        await service.vectors.flush()
+        await service.flush()
 
 
 async def run(settings: Settings, *, fix: bool, out: TextIO) -> int:

@@ -76,6 +76,7 @@ class MemoryService:
         self._write_lock = anyio.Lock()
         self._ready = False
         self._unsettled: set[str] = set()  # ids whose marks could not be settled; retried on the next write
+        self._unflushed: set[str] = set()  # ids written to Milvus Lite since its last flush
         self._tg: TaskGroup | None = None
         self._flush_send, self._flush_recv = anyio.create_memory_object_stream[None](1)
 
@@ -94,9 +95,9 @@ class MemoryService:
         with anyio.CancelScope(shield=True):
             if self._ready and self.vectors.needs_flush:
                 try:
-                    await self.vectors.flush()
+                    await self.flush()
                 except BackendError:
-                    logger.warning("final flush failed; Milvus Lite replays its log on the next open")
+                    logger.warning("final flush failed; the pending marks are re-applied at the next start")
             await self.vectors.close()
             await self.history.close()
             self._ready = False
@@ -134,6 +135,7 @@ class MemoryService:
             if pending and apply_pending:
                 logger.warning("re-applying %d change(s) left unfinished by an earlier run", len(pending))
                 await self._reconcile(pending)
+                await self._flush_and_settle()
             self._ready = True
             logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
 
@@ -141,9 +143,28 @@ class MemoryService:
         async for _ in self._flush_recv:
             await anyio.sleep(self.settings.flush_delay)
             try:
-                await self.vectors.flush()
+                await self.flush()
             except BackendError as e:
                 logger.warning("flush failed: %s", e)
+
+    async def flush(self) -> None:
+        """Flush the vector store and clear the pending marks of the writes it made durable."""
+        async with self._write_lock:
+            await self._flush_and_settle()
+
+    async def _flush_and_settle(self) -> None:
+        # Milvus Lite drops rows not yet flushed when a flush fails (seen with a full disk), so on
+        # Lite a pending mark stays until the flush that made its write durable succeeded.
+        if not self.vectors.needs_flush:
+            return
+        flushed, self._unflushed = self._unflushed, set()
+        try:
+            await self.vectors.flush()
+        except BackendError:
+            self._unsettled.update(flushed)  # re-applied from SQLite by the next write or start
+            raise
+        if settled := flushed - self._unsettled:  # an unsettled id's mark covers a later, unapplied change
+            await self._clear(sorted(settled))
 
     def _request_flush(self) -> None:
         if self.vectors.needs_flush:
@@ -212,6 +233,8 @@ class MemoryService:
             await self.history.commit(changes)
         except BackendError as e:
             raise type(e)(f"{e} Nothing was changed.") from e
+        ids = [c.new.id for c in changes]
+        self._unsettled.update(ids)  # until the vector store holds the changes (or SQLite is reverted)
         with anyio.CancelScope(shield=True):
             try:
                 for start in range(0, len(changes), APPLY_CHUNK):
@@ -220,8 +243,8 @@ class MemoryService:
                     await self.vectors.delete([c.new.id for c in chunk if c.new.deleted_at is not None])
             except BackendError as e:
                 await self._undo(changes, e)
-            await self._clear([c.new.id for c in changes])
-            self._request_flush()
+            self._unsettled.difference_update(ids)
+            await self._applied(ids)
 
     async def _undo(self, changes: list[Change], cause: BackendError) -> None:
         """Put SQLite back as it was and make the vector store match it; always raises."""
@@ -232,17 +255,24 @@ class MemoryService:
             # SQLite keeps the new state and its marks, so the change is completed later (the next
             # write, `doctor --repair` or the next start): it is recorded but not confirmed.
             logger.exception("could not revert the history database after a vector store failure")
-            self._unsettled.update(ids)
             raise BackendError(
                 f"{cause} The change was recorded but not confirmed; it is completed once the vector store "
                 "works again. Check with get_memory or list_memories before retrying."
             ) from cause
         try:
             await self._reconcile(ids)
+            self._unsettled.difference_update(ids)
         except BackendError:
             logger.warning("vector store still failing; %d memory id(s) are re-checked later", len(ids))
-            self._unsettled.update(ids)
         raise BackendError(f"{cause} Nothing was changed; try again.") from cause
+
+    async def _applied(self, ids: list[str]) -> None:
+        """The vector store holds these changes: clear their marks now, or after the next flush (Lite)."""
+        if self.vectors.needs_flush:
+            self._unflushed.update(ids)
+            self._request_flush()
+        else:
+            await self._clear(ids)
 
     async def _clear(self, ids: list[str]) -> None:
         try:
@@ -278,8 +308,7 @@ class MemoryService:
                 vectors = await self.embedder.embed([r.memory for r in live])
                 await self.vectors.upsert(list(zip(live, vectors, strict=True)))
             await self.vectors.delete(dead)
-            await self.history.clear_pending(chunk)
-        self._request_flush()
+            await self._applied(chunk)
 
     async def resync(self, ids: list[str]) -> None:
         """Make the vector store match SQLite's record for `ids` (used by `doctor --repair`)."""

@@ -88,7 +88,8 @@ async def test_doctor_reports_unapplied_changes_without_applying_them(
     settings = make_settings(tmp_path)
     async with MemoryService(settings, embedder=local_embedder) as svc:
         added = (await svc.add("Pending fact", Scope("u"))).results[0]
-        await svc.vectors.delete([added.id])
+        await svc.flush()
+        await svc.vectors.delete([added.id])  # as if a crash came after the commit, before Milvus
         await svc.history._run(
             lambda conn: conn.execute("INSERT INTO pending VALUES (?, ?)", (settings.collection, added.id))
         )

@@ -65,6 +65,7 @@ class FaultyMilvus(MilvusStore):
     fail_at: int | None = None  # 1 = the next write
     crash = False
     delay = 0.0
+    fail_flush = False
 
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
         await self._maybe_fail(bool(rows))
@@ -73,6 +74,12 @@ class FaultyMilvus(MilvusStore):
     async def delete(self, ids: list[str]) -> None:
         await self._maybe_fail(bool(ids))
         await super().delete(ids)
+
+    async def flush(self) -> None:
+        if self.fail_flush:
+            self.fail_flush = False
+            raise BackendError("The vector store failed to flush: injected fault.")
+        await super().flush()
 
     async def _maybe_fail(self, writes: bool) -> None:
         if not writes:
@@ -194,8 +201,10 @@ async def test_failure_to_clear_the_pending_mark_keeps_the_success_and_is_settle
         kept = (await svc.add("Keeps bees", Scope("u"))).results[0]
         history.fail.add("clear_pending")
         await write(svc, operation, kept.id)  # both stores hold the change: the call succeeds
+        await svc.flush()  # Lite: marks are cleared once the write is flushed; this clear fails
         assert await history.pending_ids() != []
         await svc.add("Another fact", Scope("other"))
+        await svc.flush()
         assert await history.pending_ids() == []
         await assert_agree(svc)
 
@@ -246,6 +255,7 @@ async def test_cancelled_call_after_the_sqlite_commit_still_completes_in_both_st
             await svc.add("Has a red bicycle", Scope("u"))
         vectors.delay = 0.0
         assert await texts(svc) == ["Has a red bicycle"]
+        await svc.flush()
         assert await svc.history.pending_ids() == []
         await assert_agree(svc)
 
@@ -267,3 +277,19 @@ async def test_failing_vector_store_at_start_up_is_reported_and_retried_on_the_n
             await svc.list(Scope("u"))
         assert await texts(svc) == ["Plays the cello"]
         await assert_agree(svc)
+
+
+async def test_failed_flush_keeps_the_pending_marks_and_the_next_write_reapplies_them(
+    tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    async with open_service(make_settings(tmp_path), local_embedder) as svc:
+        _, vectors = faults(svc)
+        added = (await svc.add("Flushed later", Scope("u"))).results[0]
+        vectors.fail_flush = True
+        with pytest.raises(BackendError, match="flush"):
+            await svc.flush()
+        assert await svc.history.pending_ids() == [added.id]
+        await svc.vectors.delete([added.id])  # what Milvus Lite 3.2.2 does to unflushed rows when a flush fails
+        await svc.add("Next write", Scope("u"))
+        await assert_agree(svc)
+        assert [h.memory for h in (await svc.search("flushed", Scope("u"), limit=1)).results] == ["Flushed later"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -121,6 +122,13 @@ def _hint(e: Exception) -> str:
     return ""
 
 
+def _unwritable(folder: Path) -> str:
+    # access() reports a read-only file system even to root, who bypasses permissions.
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        return f" ({folder} is not writable: a read-only file system or missing permissions)"
+    return ""
+
+
 def apply_migrations(conn: sqlite3.Connection) -> list[str]:
     """Run the named migrations not yet recorded, in order; returns the names applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
@@ -168,8 +176,9 @@ class SQLiteHistory:
             for name in apply_migrations(conn):
                 logger.info("history database migrated: %s", name)
         except (sqlite3.Error, OSError) as e:
+            hint = _hint(e) or _unwritable(self._path.parent)
             raise StoreUnavailable(
-                f"Could not open the history database at {self._path}: {e}{_hint(e)}. Its directory must exist "
+                f"Could not open the history database at {self._path}: {e}{hint}. Its directory must exist "
                 "or be creatable, and be writable: set MEMORY_DATA_DIR or MEMORY_HISTORY_PATH to such a place."
             ) from e
         self._conn = conn
