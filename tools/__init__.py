@@ -177,7 +177,9 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         user_id: UserId = None,
         agent_id: AgentId = None,
         run_id: RunId = None,
-        confirm: Annotated[bool, Field(description="Must be true: this deletes every memory of the scope.")] = False,
+        confirm: Annotated[
+            bool, Field(strict=True, description="Must be true: this deletes every memory of the scope.")
+        ] = False,
     ) -> DeleteAllResult:
         """Forget every memory of one scope (a user, an agent or a run). Only when explicitly asked.
 
