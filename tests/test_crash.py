@@ -26,6 +26,7 @@ import pytest
 
 from server import doctor
 from server.embedders.local import LocalEmbedder
+from server.records import Scope
 from server.service import MemoryService
 
 from .conftest import make_settings
@@ -172,3 +173,23 @@ async def test_sigkill_at_random_moments_loses_no_acknowledged_write_and_leaves_
     print(f"crash test: seed {seed}, {KILLS} kills, {acknowledged} acknowledged writes, ", end="")
     print(f"{recovered} pending marks re-applied, {time.monotonic() - started:.0f} s")
     assert acknowledged > KILLS  # the children did work between the kills
+
+
+async def test_index_file_cut_short_by_a_kill_is_rebuilt_at_open(tmp_path: Path, local_embedder: LocalEmbedder) -> None:
+    # Seen in this crash test: Milvus Lite 3.2.2 killed while writing an index file leaves it
+    # empty, and every later load failed with "No data left in file".
+    settings = make_settings(tmp_path)
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        await svc.add("Survives a broken index", make_scope())
+    indexes = list((Path(settings.resolved_milvus_uri) / "collections").glob("*/partitions/*/indexes/*.idx"))
+    assert indexes
+    for index in indexes:
+        index.write_bytes(b"")
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        hits = (await svc.search("broken index", make_scope())).results
+        assert [h.memory for h in hits] == ["Survives a broken index"]
+        assert (await doctor.check(svc)).clean
+
+
+def make_scope() -> Scope:
+    return Scope(user_id=USER)

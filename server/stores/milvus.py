@@ -139,10 +139,29 @@ class MilvusStore:
             self._check_signature(c.describe_collection(name), model_id, dimensions)
         else:
             self._create(model_id, dimensions)
-        c.load_collection(name)
+        try:
+            c.load_collection(name)
+        except Exception as e:  # pymilvus raises MilvusException; only the Lite case below is handled
+            if not (self.capabilities.lite and self._drop_lite_indexes()):
+                raise
+            logger.warning("Milvus Lite could not load %r (%s); rebuilt its indexes from the data", name, _short(e))
+            c.load_collection(name)
         if self.capabilities.flush_after_writes:
             with self._write_lock:
                 c.flush(name)
+
+    def _drop_lite_indexes(self) -> bool:
+        """Delete the collection's Milvus Lite index files; True if there were any.
+
+        Milvus Lite 3.2.2 writes index files in place after committing a segment, so a process
+        killed meanwhile leaves an empty or cut-off index file, and every later load fails ("No
+        data left in file"). Indexes are derived from the data files, which Lite rebuilds.
+        """
+        partitions = Path(self._uri).expanduser() / "collections" / self._collection / "partitions"
+        files = [p for p in partitions.glob("*/indexes/*") if p.is_file()]
+        for path in files:
+            path.unlink()
+        return bool(files)
 
     def _check_signature(self, described: dict[str, Any], model_id: str, dimensions: int) -> None:
         props = described.get("properties") or {}
