@@ -1,4 +1,4 @@
-"""Command line: `milvus-memory-mcp [serve|demo] [--flags]` (flags mirror MEMORY_* variables)."""
+"""Command line: `milvus-memory-mcp [serve|demo|doctor] [--flags]` (flags mirror MEMORY_* variables)."""
 
 from __future__ import annotations
 
@@ -31,9 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     _add_setting_flags(serve_p)
     demo_p = sub.add_parser("demo", help="Replay the reference walk-through against a fresh server and print it.")
     _add_setting_flags(demo_p)
+    doctor_p = sub.add_parser(
+        "doctor", help="Check that Milvus agrees with SQLite's record (exit 1 if not); --repair fixes it."
+    )
+    doctor_p.add_argument("--repair", action="store_true", help="Re-embed and rewrite Milvus from SQLite's record.")
+    _add_setting_flags(doctor_p)
     args = parser.parse_args(argv)
     command = args.command or "serve"
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
+    fix = bool(overrides.pop("repair", False))  # doctor's own flag, not a setting
 
     try:
         settings = Settings.load(**overrides)
@@ -51,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         from .demo import run_demo
 
         return anyio.run(run_demo, overrides)
+    if command == "doctor":
+        from . import doctor
+
+        return anyio.run(lambda: doctor.run(settings, fix=fix, out=sys.stdout))
     from .app import serve
 
     try:

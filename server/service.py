@@ -93,6 +93,8 @@ class MemoryService:
         self._write_lock = anyio.Lock()
         self._ready = False
         self._warming = False
+        self._unsettled: set[str] = set()  # ids whose marks could not be settled; retried on the next write
+        self._unflushed: set[str] = set()  # ids written to Milvus Lite since its last flush
         self._tg: TaskGroup | None = None
         self._flush_send, self._flush_recv = anyio.create_memory_object_stream[None](1)
 
@@ -111,9 +113,9 @@ class MemoryService:
         with anyio.CancelScope(shield=True):
             if self._ready and self.vectors.needs_flush:
                 try:
-                    await self.vectors.flush()
+                    await self.flush()
                 except BackendError:
-                    logger.warning("final flush failed; Milvus Lite replays its log on the next open")
+                    logger.warning("final flush failed; the pending marks are re-applied at the next start")
             await self.vectors.close()
             await self.history.close()
             self._ready = False
@@ -136,8 +138,12 @@ class MemoryService:
     def is_ready(self) -> bool:
         return self._ready
 
-    async def ready(self) -> None:
-        """Open everything once; a failure is raised to the caller and retried on the next call."""
+    async def ready(self, *, apply_pending: bool = True) -> None:
+        """Open everything once; a failure is raised to the caller and retried on the next call.
+
+        Changes recorded but not applied by an earlier run are re-applied first, unless
+        `apply_pending` is false (`doctor` reports them instead).
+        """
         if self._ready:
             return
         async with self._open_lock:
@@ -149,9 +155,10 @@ class MemoryService:
             if self.vectors.stale_schema:
                 await self._rebuild_collection()
             pending = await self.history.pending_ids()
-            if pending:
+            if pending and apply_pending:
                 logger.warning("re-applying %d change(s) left unfinished by an earlier run", len(pending))
                 await self._reconcile(pending)
+                await self._flush_and_settle()
             self._ready = True
             logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
 
@@ -173,9 +180,28 @@ class MemoryService:
         async for _ in self._flush_recv:
             await anyio.sleep(self.settings.flush_delay)
             try:
-                await self.vectors.flush()
+                await self.flush()
             except BackendError as e:
                 logger.warning("flush failed: %s", e)
+
+    async def flush(self) -> None:
+        """Flush the vector store and clear the pending marks of the writes it made durable."""
+        async with self._write_lock:
+            await self._flush_and_settle()
+
+    async def _flush_and_settle(self) -> None:
+        # Milvus Lite drops rows not yet flushed when a flush fails (seen with a full disk), so on
+        # Lite a pending mark stays until the flush that made its write durable succeeded.
+        if not self.vectors.needs_flush:
+            return
+        flushed, self._unflushed = self._unflushed, set()
+        try:
+            await self.vectors.flush()
+        except BackendError:
+            self._unsettled.update(flushed)  # re-applied from SQLite by the next write or start
+            raise
+        if settled := flushed - self._unsettled:  # an unsettled id's mark covers a later, unapplied change
+            await self._clear(sorted(settled))
 
     def _request_flush(self) -> None:
         if self.vectors.needs_flush:
@@ -231,45 +257,103 @@ class MemoryService:
     # the write protocol
 
     async def _apply(self, changes: list[Change]) -> None:
-        for start in range(0, len(changes), APPLY_CHUNK):
-            await self._apply_chunk(changes[start : start + APPLY_CHUNK])
+        """Record `changes` in SQLite (one transaction), apply them to the vector store, clear the marks.
 
-    async def _apply_chunk(self, changes: list[Change]) -> None:
+        The caller holds `_write_lock`. Once SQLite has committed, the rest runs shielded from
+        cancellation so that a cancelled call cannot leave the stores apart; a crash in between is
+        repaired at the next start (the pending marks). All changes commit together, so a
+        `delete_all` is all or nothing even when the vector store gets it in chunks.
+        """
         if not changes:
             return
-        await self.history.commit(changes)
+        await self._settle()
         try:
-            await self.vectors.upsert([(c.new, c.vector) for c in changes if c.vector is not None])
-            await self.vectors.delete([c.new.id for c in changes if c.new.deleted_at is not None])
+            await self.history.commit(changes)
         except BackendError as e:
-            await self._undo(changes)
-            raise BackendError(f"{e} Nothing was changed; try again.") from e
+            raise type(e)(f"{e} Nothing was changed.") from e
         ids = [c.new.id for c in changes]
+        self._unsettled.update(ids)  # until the vector store holds the changes (or SQLite is reverted)
+        with anyio.CancelScope(shield=True):
+            try:
+                for start in range(0, len(changes), APPLY_CHUNK):
+                    chunk = changes[start : start + APPLY_CHUNK]
+                    await self.vectors.upsert([(c.new, c.vector) for c in chunk if c.vector is not None])
+                    await self.vectors.delete([c.new.id for c in chunk if c.new.deleted_at is not None])
+            except BackendError as e:
+                await self._undo(changes, e)
+            self._unsettled.difference_update(ids)
+            await self._applied(ids)
+
+    async def _undo(self, changes: list[Change], cause: BackendError) -> None:
+        """Put SQLite back as it was and make the vector store match it; always raises."""
+        ids = [c.new.id for c in changes]
+        try:
+            await self.history.revert(changes)
+        except BackendError:
+            # SQLite keeps the new state and its marks, so the change is completed later (the next
+            # write, `doctor --repair` or the next start): it is recorded but not confirmed.
+            logger.exception("could not revert the history database after a vector store failure")
+            raise BackendError(
+                f"{cause} The change was recorded but not confirmed; it is completed once the vector store "
+                "works again. Check with get_memory or list_memories before retrying."
+            ) from cause
+        try:
+            await self._reconcile(ids)
+            self._unsettled.difference_update(ids)
+        except BackendError:
+            logger.warning("vector store still failing; %d memory id(s) are re-checked later", len(ids))
+        raise BackendError(f"{cause} Nothing was changed; try again.") from cause
+
+    async def _applied(self, ids: list[str]) -> None:
+        """The vector store holds these changes: clear their marks now, or after the next flush (Lite)."""
+        if self.vectors.needs_flush:
+            self._unflushed.update(ids)
+            self._request_flush()
+        else:
+            await self._clear(ids)
+
+    async def _clear(self, ids: list[str]) -> None:
         try:
             await self.history.clear_pending(ids)
         except BackendError:
-            logger.warning("could not clear pending marks; they are re-checked at the next start")
-        self._request_flush()
+            # Harmless: both stores hold the change; the marks are re-applied (idempotently) later.
+            logger.warning("could not clear %d pending mark(s); they are re-checked later", len(ids))
+            self._unsettled.update(ids)
 
-    async def _undo(self, changes: list[Change]) -> None:
+    async def _settle(self) -> None:
+        """Retry ids left unsettled by an earlier failure in this process (caller holds `_write_lock`)."""
+        if not self._unsettled:
+            return
+        ids = sorted(self._unsettled)
         try:
-            await self.history.revert(changes)
-            await self._reconcile([c.new.id for c in changes])
-        except MemoryServiceError:
-            logger.exception("undo incomplete; the pending marks are re-applied at the next start")
+            await self._reconcile(ids)
+        except BackendError as e:
+            logger.warning("%d memory id(s) still unsettled: %s", len(ids), e)
+            return
+        self._unsettled.difference_update(ids)
 
     async def _reconcile(self, ids: list[str]) -> None:
-        """Make the vector store match SQLite's record for these ids, then clear their marks."""
-        records = await self.history.get_many(ids)
-        live = [r for r in records.values() if r.deleted_at is None]
-        dead = [i for i in ids if i not in records or records[i].deleted_at is not None]
-        for start in range(0, len(live), APPLY_CHUNK):
-            chunk = live[start : start + APPLY_CHUNK]
-            vectors = await self.embedder.embed([r.memory for r in chunk])
-            await self.vectors.upsert(list(zip(chunk, vectors, strict=True)))
-        await self.vectors.delete(dead)
-        await self.history.clear_pending(ids)
-        self._request_flush()
+        """Make the vector store match SQLite's record for these ids, then clear their marks.
+
+        Idempotent: a memory SQLite holds live is re-embedded and upserted, any other id deleted.
+        """
+        for start in range(0, len(ids), APPLY_CHUNK):
+            chunk = ids[start : start + APPLY_CHUNK]
+            records = await self.history.get_many(chunk)
+            live = [r for r in records.values() if r.deleted_at is None]
+            dead = [i for i in chunk if i not in records or records[i].deleted_at is not None]
+            if live:
+                vectors = await self.embedder.embed([r.memory for r in live])
+                await self.vectors.upsert(list(zip(live, vectors, strict=True)))
+            await self.vectors.delete(dead)
+            await self._applied(chunk)
+
+    async def resync(self, ids: list[str]) -> None:
+        """Make the vector store match SQLite's record for `ids` (used by `doctor --repair`)."""
+        await self.ready()
+        async with self._write_lock:
+            await self._reconcile(ids)
+            self._unsettled.difference_update(ids)
 
     @staticmethod
     def _entry(

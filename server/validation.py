@@ -64,6 +64,8 @@ def check_memory_id(memory_id: object) -> str:
     if not isinstance(memory_id, str) or not memory_id:
         raise InvalidInput("memory_id must be a non-empty string (a UUID returned by add_memory).")
     try:
+        if not memory_id.isascii():  # uuid.UUID would read other scripts' digits as hex digits
+            raise ValueError
         parsed = uuid.UUID(memory_id)
     except ValueError:
         shown = memory_id if len(memory_id) <= 80 else memory_id[:80] + "..."

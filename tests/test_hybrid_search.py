@@ -124,6 +124,7 @@ async def test_rebuild_interrupted_after_the_drop_is_finished_at_the_next_start(
     settings = make_settings(tmp_path)
     async with MemoryService(settings, embedder=local_embedder) as svc:
         ids = [(await svc.add(f, Scope(user_id="u"), infer=False)).results[0].id for f in FACTS]
+        await svc.flush()  # a rebuild starts at start-up, when no write awaits its flush
         # The rebuild's first two steps, then a "crash" before the collection is refilled.
         await svc.history.mark_pending(await svc.history.live_ids())
         await svc.vectors.recreate(svc.embedder.model_id, svc.embedder.dimensions)

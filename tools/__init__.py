@@ -235,7 +235,9 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         user_id: UserId = None,
         agent_id: AgentId = None,
         run_id: RunId = None,
-        confirm: Annotated[bool, Field(description="Must be true: this deletes every memory of the scope.")] = False,
+        confirm: Annotated[
+            bool, Field(strict=True, description="Must be true: this deletes every memory of the scope.")
+        ] = False,
         filters: Annotated[
             dict[str, Any] | None,
             Field(description="Delete only the scope's memories matching these conditions. " + FILTERS_HELP),

@@ -6,8 +6,10 @@ limiter of 1); WAL and a busy timeout so several processes can share the file.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -110,6 +112,23 @@ def _history(row: sqlite3.Row | tuple[Any, ...]) -> HistoryEntry:
     )
 
 
+def _hint(e: Exception) -> str:
+    """What to do about the failures a user can fix (a full disk, a read-only file)."""
+    name = getattr(e, "sqlite_errorname", "")
+    if name.startswith("SQLITE_FULL") or getattr(e, "errno", None) == errno.ENOSPC:
+        return " (the disk is full: free some space and try again)"
+    if name.startswith("SQLITE_READONLY") or getattr(e, "errno", None) == errno.EROFS:
+        return " (the file or its file system is read-only)"
+    return ""
+
+
+def _unwritable(folder: Path) -> str:
+    # access() reports a read-only file system even to root, who bypasses permissions.
+    if folder.is_dir() and not os.access(folder, os.W_OK):
+        return f" ({folder} is not writable: a read-only file system or missing permissions)"
+    return ""
+
+
 def apply_migrations(conn: sqlite3.Connection) -> list[str]:
     """Run the named migrations not yet recorded, in order; returns the names applied."""
     conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
@@ -140,7 +159,7 @@ class SQLiteHistory:
             return await anyio.to_thread.run_sync(fn, conn, limiter=self._limiter)
         except sqlite3.Error as e:
             logger.exception("SQLite call failed")
-            raise StoreUnavailable(f"The history database at {self._path} failed: {e}") from e
+            raise StoreUnavailable(f"The history database at {self._path} failed: {e}{_hint(e)}") from e
 
     async def open(self) -> None:
         if self._conn is None:
@@ -157,7 +176,11 @@ class SQLiteHistory:
             for name in apply_migrations(conn):
                 logger.info("history database migrated: %s", name)
         except (sqlite3.Error, OSError) as e:
-            raise StoreUnavailable(f"Could not open the history database at {self._path}: {e}") from e
+            hint = _hint(e) or _unwritable(self._path.parent)
+            raise StoreUnavailable(
+                f"Could not open the history database at {self._path}: {e}{hint}. Its directory must exist "
+                "or be creatable, and be writable: set MEMORY_DATA_DIR or MEMORY_HISTORY_PATH to such a place."
+            ) from e
         self._conn = conn
 
     async def close(self) -> None:

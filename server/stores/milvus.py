@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -148,7 +150,7 @@ class MilvusStore:
         self._num_partitions = num_partitions
         self._partition_key = partition_key
         self._client: Any = None
-        self._write_lock = threading.Lock()
+        self._write_lock = _ReadWriteLock()
         self.capabilities = Capabilities.detect(uri)  # refined from the server's version by open()
         self.tenancy: str | None = None  # recorded with the collection; known after open()
         # Set by open(): whether the collection has the BM25 field, and whether it was made before
@@ -193,6 +195,18 @@ class MilvusStore:
 
         return await self._call(locked, what)
 
+    async def _read(self, fn: Callable[[], T], what: str) -> T:
+        # On Lite a search running while a flush moves rows to a segment can miss them (seen: 0 hits
+        # in ~7% of searches racing a flush), so reads exclude writes there; they share with each other.
+        if not self.capabilities.lite:
+            return await self._call(fn, what)
+
+        def shared() -> T:
+            with self._write_lock.shared():
+                return fn()
+
+        return await self._call(shared, what)
+
     async def open(self, model_id: str, dimensions: int) -> None:
         if self._client is None:
             await anyio.to_thread.run_sync(self._connect)
@@ -203,7 +217,14 @@ class MilvusStore:
 
         lite = self.capabilities.lite
         if lite:
-            Path(self._uri).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(self._uri).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise StoreUnavailable(
+                    f"Cannot use {folder} for the Milvus Lite file: {e.strerror or e}. "
+                    "Set MEMORY_DATA_DIR or MEMORY_MILVUS_URI to a writable directory."
+                ) from e
         options: dict[str, Any] = {} if lite else {"dedicated": True, "db_name": self._db_name or ""}
         try:
             client = MilvusClient(uri=self._uri, token=self._token or "", timeout=self._timeout, **options)
@@ -237,10 +258,29 @@ class MilvusStore:
                 logger.info("collection %r: this Milvus has no BM25 full-text search; search is dense only", name)
         else:
             self._create(model_id, dimensions)
-        c.load_collection(name)
+        try:
+            c.load_collection(name)
+        except Exception as e:  # pymilvus raises MilvusException; only the Lite case below is handled
+            if not (self.capabilities.lite and self._drop_lite_indexes()):
+                raise
+            logger.warning("Milvus Lite could not load %r (%s); rebuilt its indexes from the data", name, _short(e))
+            c.load_collection(name)
         if self.capabilities.flush_after_writes:
             with self._write_lock:
                 c.flush(name)
+
+    def _drop_lite_indexes(self) -> bool:
+        """Delete the collection's Milvus Lite index files; True if there were any.
+
+        Milvus Lite 3.2.2 writes index files in place after committing a segment, so a process
+        killed meanwhile leaves an empty or cut-off index file, and every later load fails ("No
+        data left in file"). Indexes are derived from the data files, which Lite rebuilds.
+        """
+        partitions = Path(self._uri).expanduser() / "collections" / self._collection / "partitions"
+        files = [p for p in partitions.glob("*/indexes/*") if p.is_file()]
+        for path in files:
+            path.unlink()
+        return bool(files)
 
     def _check_signature(self, described: dict[str, Any], model_id: str, dimensions: int) -> None:
         props = described.get("properties") or {}
@@ -345,6 +385,17 @@ class MilvusStore:
         client, self._client = self._client, None
         if client is not None:
             await anyio.to_thread.run_sync(client.close)
+            if self.capabilities.lite:
+                await anyio.to_thread.run_sync(self._release_lite)
+
+    def _release_lite(self) -> None:
+        # Closing the client leaves Milvus Lite's in-process server running and its data dir locked
+        # until exit; stop it so the file is closed cleanly and another process (a restart, doctor)
+        # can open it.
+        from milvus_lite.server_manager import server_manager_instance
+
+        with self._write_lock:
+            server_manager_instance.release_server(str(Path(self._uri).expanduser()))
 
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
         if rows:
@@ -371,7 +422,7 @@ class MilvusStore:
             )
             return [(from_row(h["entity"] | {"id": h["id"]}), float(h["distance"])) for h in hits[0]]
 
-        return await self._call(run, "search")
+        return await self._read(run, "search")
 
     async def search_keywords(self, text: str, expr: str, limit: int) -> list[tuple[MemoryRecord, float]]:
         """BM25 full-text search (only when `keyword_search`); score higher is better, >= 0."""
@@ -393,12 +444,12 @@ class MilvusStore:
             # Milvus Lite reports BM25 negated (a server reports it positive); the score itself is >= 0.
             return [(from_row(h["entity"] | {"id": h["id"]}), abs(float(h["distance"]))) for h in hits[0]]
 
-        return await self._call(run, "search by keywords")
+        return await self._read(run, "search by keywords")
 
     async def get(self, ids: list[str]) -> list[MemoryRecord]:
         if not ids:
             return []
-        rows = await self._call(
+        rows = await self._read(
             lambda: self._client.get(self._collection, ids=ids, output_fields=OUTPUT_FIELDS), "read memories"
         )
         return [from_row(r) for r in rows]
@@ -414,7 +465,7 @@ class MilvusStore:
                 it.close()
             return out
 
-        return await self._call(run, "list ids")
+        return await self._read(run, "list ids")
 
 
 class _Deadline:
@@ -485,6 +536,44 @@ def _rpc_details(rpc: BaseException | None) -> str:
     details = getattr(rpc, "details", None)
     text = details() if callable(details) else ""
     return str(text or "").strip()[:200]
+
+
+class _ReadWriteLock:
+    """`with lock:` is exclusive (writes, flushes); `with lock.shared():` admits many readers at once.
+    A waiting writer holds back new readers, so a stream of searches cannot starve a flush."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
 
 
 def _short(e: Exception) -> str:
