@@ -1,8 +1,8 @@
 """Generated, varied memory-like sentences and their vectors from the real local embedder.
 
-The vectors are cached under bench/.cache/ (gitignored) keyed by the embedder's model id, the
-generator version and the count, so the 100k corpus is embedded once (~10 min on one core).
-Run `python -m bench.corpus 100000` to build the cache ahead of the benchmarks.
+The vectors are cached under bench/.cache/ (gitignored) in chunks keyed by the embedder's model
+id and the generator version, so each sentence is embedded once (100k take ~10 min on an idle
+core). Run `python -m bench.corpus 100000` to build the cache ahead of the benchmarks.
 """
 
 from __future__ import annotations
@@ -63,10 +63,26 @@ TEMPLATES = [
 ]
 
 QUALIFIERS = [
-    "", "", "", " since {m}", " according to {n}", " as of {y}", " (mentioned on a {d})", ", or so {n} says",
-    " for the last {k} years", " when the weather is good", " unless {n} visits", " after moving to {p}",
-    " while working with {t}", " on weekends only", " ever since a trip to {p}", " until at least {m} {y}",
-    ", which surprised {n}", " though less since {y}", " with help from {n}", " according to an email from {m}",
+    "",
+    "",
+    "",
+    " since {m}",
+    " according to {n}",
+    " as of {y}",
+    " (mentioned on a {d})",
+    ", or so {n} says",
+    " for the last {k} years",
+    " when the weather is good",
+    " unless {n} visits",
+    " after moving to {p}",
+    " while working with {t}",
+    " on weekends only",
+    " ever since a trip to {p}",
+    " until at least {m} {y}",
+    ", which surprised {n}",
+    " though less since {y}",
+    " with help from {n}",
+    " according to an email from {m}",
 ]
 
 
@@ -100,35 +116,64 @@ def sentences(count: int, seed: int = 7) -> list[str]:
     return out
 
 
-async def _embed(texts: list[str], threads: int) -> np.ndarray:
+CHUNK = 2048
+
+
+def _key() -> str:
+    from server.embedders.local import LocalEmbedder
+
+    return hashlib.sha256(f"{LocalEmbedder.model_id}|{GENERATOR}".encode()).hexdigest()[:12]
+
+
+def _chunk_path(index: int) -> Path:
+    return CACHE / f"vectors-{_key()}-{index * CHUNK}.npy"
+
+
+async def _embed_chunks(texts: list[str], first: int, last: int, threads: int) -> None:
     from server.embedders.local import LocalEmbedder
 
     embedder = LocalEmbedder(threads=threads)
     await embedder.open()
-    chunks: list[np.ndarray] = []
     t0 = time.perf_counter()
-    for start in range(0, len(texts), 1024):
-        chunks.append(np.asarray(await embedder.embed(texts[start : start + 1024]), dtype=np.float32))
-        done = start + len(chunks[-1])
+    for index in range(first, last):
+        part = texts[index * CHUNK : (index + 1) * CHUNK]
+        vectors = np.asarray(await embedder.embed(part), dtype=np.float32)
+        np.save(_chunk_path(index), vectors)  # one file a chunk: an interrupted run resumes
+        done = index * CHUNK + len(part)
         print(f"  embedded {done}/{len(texts)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    return np.concatenate(chunks)
 
 
-def corpus(count: int, threads: int = 1) -> tuple[list[str], np.ndarray]:
-    """The first `count` sentences and their float32 vectors (count x 384), cached on disk."""
-    from server.embedders.local import LocalEmbedder
+def corpus(count: int, threads: int = 1, synthetic_after: int | None = None) -> tuple[list[str], np.ndarray]:
+    """The first `count` sentences and their float32 vectors (count x 384), cached on disk.
 
+    With `synthetic_after`, rows past the vectors already cached (but never before that row) get
+    vectors mixed from two real ones plus noise instead of being embedded: same distribution
+    for a latency benchmark (FLAT search cost does not depend on the values), minutes saved.
+    """
     texts = sentences(count)
-    key = hashlib.sha256(f"{LocalEmbedder.model_id}|{GENERATOR}".encode()).hexdigest()[:12]
     CACHE.mkdir(exist_ok=True)
-    # A larger cached corpus serves any smaller count (same seed, same prefix).
-    for path in sorted(CACHE.glob(f"vectors-{key}-*.npy"), key=lambda p: int(p.stem.rsplit("-", 1)[1])):
-        if int(path.stem.rsplit("-", 1)[1]) >= count:
-            return texts, np.load(path, mmap_mode="r")[:count].copy()
-    print(f"embedding {count} sentences with the local model (cached in {CACHE})", file=sys.stderr)
-    vectors = anyio.run(_embed, texts, threads)
-    np.save(CACHE / f"vectors-{key}-{count}.npy", vectors)
-    return texts, vectors
+    chunks = -(-count // CHUNK)
+    have = 0
+    while have < chunks and _chunk_path(have).exists():
+        have += 1
+    need = chunks
+    if synthetic_after is not None:
+        need = max(have, -(-min(synthetic_after, count) // CHUNK))
+    if have < need:
+        print(
+            f"embedding sentences {have * CHUNK}-{need * CHUNK} with the local model (cached in {CACHE})",
+            file=sys.stderr,
+        )
+        anyio.run(_embed_chunks, texts, have, need, threads)
+    real = np.concatenate([np.load(_chunk_path(i)) for i in range(need)])[:count]
+    if len(real) == count:
+        return texts, real
+    rng = np.random.default_rng(11)
+    a, b = rng.integers(0, len(real), size=(2, count - len(real)))
+    mixed = real[a] + 0.5 * real[b] + rng.normal(0, 0.02, size=(count - len(real), real.shape[1])).astype(np.float32)
+    mixed /= np.linalg.norm(mixed, axis=1, keepdims=True)
+    print(f"  {len(real)} real vectors, {len(mixed)} synthetic", file=sys.stderr)
+    return texts, np.concatenate([real, mixed.astype(np.float32)])
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import os
 import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -31,8 +30,8 @@ from server.app import build_server
 from server.records import Scope
 from server.service import MemoryService
 
-from .corpus import corpus, sentences
-from .seed import USER, seeded_dir, settings_for
+from .corpus import sentences
+from .seed import USER, seeded_dir, seeded_vectors, settings_for
 from .stats import p50, pct, table
 
 QUESTIONS = [
@@ -69,8 +68,7 @@ async def mcp_call(client: Client, tool: str, args: dict[str, Any]) -> dict[str,
 
 
 async def measure(size: int, calls: int) -> dict[str, list[float]]:
-    texts, vectors = corpus(size)
-    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    matrix = np.ascontiguousarray(seeded_vectors(size), dtype=np.float32)
     data_dir = seeded_dir(size)
     samples: dict[str, list[float]] = defaultdict(list)
     scope = Scope(user_id=USER)
@@ -99,15 +97,22 @@ async def measure(size: int, calls: int) -> dict[str, list[float]]:
                 await timed(samples, "search MCP", mcp_call, client, "search_memories", {"query": q, "user_id": USER})
 
             listed = (await service.list(scope, limit=calls)).results
-            for i in range(calls):
+            for _ in range(calls):
                 await timed(samples, "add core", service.add, next(new_texts), scope)
-                await timed(samples, "add MCP", mcp_call, client, "add_memory", {"messages": next(new_texts), "user_id": USER})
+                await timed(
+                    samples, "add MCP", mcp_call, client, "add_memory", {"messages": next(new_texts), "user_id": USER}
+                )
             await anyio.sleep(service.settings.flush_delay + 0.5)  # let the debounced flush run
             for i in range(calls):
                 target = listed[i % len(listed)].id
                 await timed(samples, "update core", service.update, target, next(new_texts))
                 await timed(
-                    samples, "update MCP", mcp_call, client, "update_memory", {"memory_id": target, "data": next(new_texts)}
+                    samples,
+                    "update MCP",
+                    mcp_call,
+                    client,
+                    "update_memory",
+                    {"memory_id": target, "data": next(new_texts)},
                 )
             await anyio.sleep(service.settings.flush_delay + 0.5)
             for _ in range(calls):

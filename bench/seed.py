@@ -65,16 +65,35 @@ async def _seed(data_dir: Path, texts: list[str], vectors: np.ndarray) -> None:
                 print(f"  seeded {start + step}/{len(texts)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
 
-def seeded_dir(count: int) -> Path:
+REAL_AT_LEAST = 10_000  # rows embedded for real; past them, cached real vectors or synthetic ones
+
+
+def _name(count: int) -> str:
+    # Milvus Lite releases do not read each other's files: one seeded dir per release.
+    from importlib.metadata import version
+
+    return f"data-v{SEED_VERSION}-lite{version('milvus-lite')}-{count}"
+
+
+def seeded_vectors(count: int) -> np.ndarray:
+    """The vectors stored in the seeded dir of `count` memories, in row order."""
+    seeded_dir(count, copy=False)
+    return np.load(CACHE / f"{_name(count)}.npy")
+
+
+def seeded_dir(count: int, copy: bool = True) -> Path:
     """A fresh temporary copy of a data dir holding `count` memories of USER (built once, cached)."""
-    cached = CACHE / f"data-v{SEED_VERSION}-{count}"
+    cached = CACHE / _name(count)
     if not cached.exists():
-        texts, vectors = corpus(count)
+        texts, vectors = corpus(count, synthetic_after=REAL_AT_LEAST)
+        np.save(CACHE / f"{_name(count)}.npy", vectors)
         print(f"seeding {count} memories through MemoryService into {cached}", file=sys.stderr)
-        building = CACHE / f"building-{count}"
+        building = CACHE / f"building-{_name(count)}"
         shutil.rmtree(building, ignore_errors=True)
         anyio.run(_seed, building, texts, vectors)
         building.rename(cached)
+    if not copy:
+        return cached
     target = Path(tempfile.mkdtemp(prefix=f"bench-{count}-")) / "data"
     shutil.copytree(cached, target)
     return target
