@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -119,6 +120,7 @@ async def measure(size: int, calls: int) -> dict[str, list[float]]:
                 await timed(samples, "list MCP (100)", mcp_call, client, "list_memories", {"user_id": USER})
             for q in queries(calls):  # search again after the writes above
                 await timed(samples, "search core after writes", service.search, q, scope)
+    shutil.rmtree(data_dir.parent)
     return samples
 
 
@@ -127,10 +129,15 @@ def spawn_probe(size: int) -> dict[str, float]:
     from .startup import ROOT, run_once
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_") and k != "PYTHONDONTWRITEBYTECODE"}
-    env.update({"MEMORY_DATA_DIR": str(seeded_dir(size)), "MEMORY_LOG_LEVEL": "WARNING"})
+    data_dir = seeded_dir(size)
+    env.update({"MEMORY_DATA_DIR": str(data_dir), "MEMORY_LOG_LEVEL": "WARNING"})
     argv = [sys.executable, "-m", "server", "serve"]
     del ROOT
-    return run_once(argv, env, "search_memories", {"query": "What are the user's hobbies?", "user_id": USER}, rss=True)
+    try:
+        query = {"query": "What are the user's hobbies?", "user_id": USER}
+        return run_once(argv, env, "search_memories", query, rss=True)
+    finally:
+        shutil.rmtree(data_dir.parent)
 
 
 def main() -> None:

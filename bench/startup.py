@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import selectors
+import shutil
 import subprocess
 import sys
 import time
@@ -149,6 +150,7 @@ def main() -> None:
         results["milvus-memory-mcp"].append(run_once(server, env, "search_memories", query, rss=True))
         print(f"  run {i + 1}/{opts.runs}", file=sys.stderr)
 
+    shutil.rmtree(data_dir.parent)
     rows = []
     for name, runs in results.items():
         for phase in ("initialize", "tools/list", "first call"):

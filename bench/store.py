@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -53,7 +54,8 @@ def tree_cpu() -> float:
 
 async def measure(size: int, others: int, calls: int) -> dict[str, list[float]]:
     texts, vectors = corpus(size + others, synthetic_after=REAL_AT_LEAST)
-    store = MilvusStore(str(Path(tempfile.mkdtemp(prefix="bench-store-")) / "milvus.db"), "bench")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-store-"))
+    store = MilvusStore(str(workdir / "milvus.db"), "bench")
     out: dict[str, list[float]] = {"search": [], "search [cpu]": [], "numpy": [], "insert s": [], "open s": []}
     await store.open(LocalEmbedder.model_id, LocalEmbedder.dimensions)
     ts = now_us()
@@ -107,6 +109,7 @@ async def measure(size: int, others: int, calls: int) -> dict[str, list[float]]:
         print(f"  reopen failed: {e}", file=sys.stderr)
         out["open s"].append(float("nan"))
     await reopened.close()
+    shutil.rmtree(workdir)
     return out
 
 
