@@ -55,13 +55,15 @@ def settings_for(data_dir: Path) -> Settings:
 
 async def _seed(data_dir: Path, texts: list[str], vectors: np.ndarray) -> None:
     embedder = CachedEmbedder(texts, vectors)
-    async with MemoryService(settings_for(data_dir), embedder=embedder) as service:
+    # Bigger add_memory calls than the default limit of 100 messages: fewer round trips while seeding.
+    settings = Settings(data_dir=data_dir, log_level="WARNING", max_messages=1000)
+    async with MemoryService(settings, embedder=embedder) as service:
         t0 = time.perf_counter()
         step = service.settings.max_messages
         for n, start in enumerate(range(0, len(texts), step)):
             chunk = [{"role": "user", "content": t} for t in texts[start : start + step]]
             await service.add(chunk, Scope(user_id=USER), {"category": CATEGORIES[n % len(CATEGORIES)]})
-            if (start // step) % 100 == 99:
+            if (start // step) % 10 == 9:
                 print(f"  seeded {start + step}/{len(texts)} ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
 
 
