@@ -1,0 +1,185 @@
+"""Start-up: spawn the server over stdio N times and time what a client waits for.
+
+For each spawn: spawn -> `initialize` answered -> `tools/list` answered -> first tool call
+answered (`search_memories` on a data dir holding --memories memories), then the server's RSS.
+In the same run, interleaved, the reference: a bare MCPServer with one trivial tool (bench/
+bare_server.py), whose first call is that tool. Raw JSON-RPC over the pipes, no client library,
+so the client side costs the same for both.
+
+    python -m bench.startup --runs 10 --memories 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .stats import p50, pct, table
+
+ROOT = Path(__file__).resolve().parents[1]
+PROTOCOL = "2025-06-18"
+
+
+class Peer:
+    """A server process spoken to in newline-delimited JSON-RPC over its stdin/stdout."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.t0 = time.perf_counter()
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=ROOT
+        )
+        self._buf = b""
+        self._sel = selectors.DefaultSelector()
+        assert self.proc.stdout is not None
+        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
+
+    def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def request(self, rid: int, method: str, params: dict[str, Any] | None = None, timeout: float = 120) -> float:
+        """Send a request, wait for its answer; returns seconds since spawn."""
+        self.send({"jsonrpc": "2.0", "id": rid, "method": method, **({"params": params} if params else {})})
+        deadline = time.perf_counter() + timeout
+        while True:
+            while b"\n" in self._buf:
+                line, self._buf = self._buf.split(b"\n", 1)
+                message = json.loads(line)
+                if message.get("id") == rid:
+                    if "error" in message or message.get("result", {}).get("isError"):
+                        raise RuntimeError(f"{method} failed: {line[:300]!r}")
+                    return time.perf_counter() - self.t0
+            left = deadline - time.perf_counter()
+            if left <= 0 or not self._sel.select(left):
+                raise TimeoutError(f"no answer to {method}")
+            assert self.proc.stdout is not None
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 16)
+            if not chunk:
+                raise RuntimeError(f"server closed stdout before answering {method}")
+            self._buf += chunk
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the server process has used so far; robust to a busy machine."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(current RSS, peak RSS) of the server process in MB, from /proc."""
+        fields = {}
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                fields[key] = int(value.split()[0]) / 1024
+        return fields["VmRSS"], fields["VmHWM"]
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()  # end of input: the server shuts down cleanly (final flush)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._sel.close()
+
+
+def handshake(peer: Peer) -> tuple[float, float]:
+    init = peer.request(
+        1,
+        "initialize",
+        {"protocolVersion": PROTOCOL, "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}},
+    )
+    peer.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    listed = peer.request(2, "tools/list")
+    return init, listed
+
+
+def run_once(argv: list[str], env: dict[str, str], tool: str, args: dict[str, Any], rss: bool) -> dict[str, float]:
+    peer = Peer(argv, env)
+    try:
+        init, listed = handshake(peer)
+        cpu_listed = peer.cpu_s()
+        first = peer.request(3, "tools/call", {"name": tool, "arguments": args})
+        out = {"initialize": init, "tools/list": listed, "first call": first}
+        out["cpu tools/list"], out["cpu first call"] = cpu_listed, peer.cpu_s()
+        if rss:
+            time.sleep(1.0)  # idle after the first call
+            out["rss_mb"], out["peak_rss_mb"] = peer.rss_mb()
+        return out
+    finally:
+        peer.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--memories", type=int, default=1000, help="memories in the data dir (0: a new, empty dir)")
+    opts = parser.parse_args()
+
+    if opts.memories:
+        from .seed import USER, seeded_dir
+
+        data_dir = seeded_dir(opts.memories)
+    else:
+        import tempfile
+
+        USER = "bench-user"
+        data_dir = Path(tempfile.mkdtemp(prefix="bench-empty-")) / "data"
+    # Like an installed package, both servers may cache their bytecode (the first, unmeasured spawn writes it).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_") and k != "PYTHONDONTWRITEBYTECODE"}
+    env.update({"MEMORY_DATA_DIR": str(data_dir), "MEMORY_LOG_LEVEL": "WARNING"})
+    server = [sys.executable, "-m", "server", "serve"]
+    bare = [sys.executable, str(ROOT / "bench" / "bare_server.py")]
+    query = {"query": "What does the user like to do on weekends?", "user_id": USER}
+
+    results: dict[str, list[dict[str, float]]] = {"bare MCPServer": [], "milvus-memory-mcp": []}
+    # Warm the OS file cache and write the bytecode, not measured.
+    run_once(server, env, "search_memories", query, rss=False)
+    run_once(bare, env, "ping", {"text": "x"}, rss=False)
+    for i in range(opts.runs):
+        results["bare MCPServer"].append(run_once(bare, env, "ping", {"text": "x"}, rss=False))
+        results["milvus-memory-mcp"].append(run_once(server, env, "search_memories", query, rss=True))
+        print(f"  run {i + 1}/{opts.runs}", file=sys.stderr)
+
+    shutil.rmtree(data_dir.parent)
+    rows = []
+    for name, runs in results.items():
+        for phase in ("initialize", "tools/list", "first call"):
+            values = [r[phase] for r in runs]
+            cpu = [r[f"cpu {phase}"] for r in runs] if phase != "initialize" else []
+            rows.append(
+                [
+                    name,
+                    f"spawn -> {phase} answered",
+                    f"{p50(values):.3f}",
+                    f"{pct(values, 0.95):.3f}",
+                    f"{p50(cpu):.3f}" if cpu else "",
+                ]
+            )
+    mem, ref = results["milvus-memory-mcp"], results["bare MCPServer"]
+    ratio = p50([r["tools/list"] for r in mem]) / p50([r["tools/list"] for r in ref])
+    cpu_ratio = p50([r["cpu tools/list"] for r in mem]) / p50([r["cpu tools/list"] for r in ref])
+    print(f"\n{opts.runs} spawns each, {opts.memories} memories in the data dir, {os.cpu_count()} CPUs\n")
+    print(table(["server", "phase", "wall p50 s", "wall p95 s", "CPU p50 s"], rows))
+    print(
+        f"\ninitialize + tools/list, milvus-memory-mcp / bare MCPServer (p50): wall {ratio:.2f}x, "
+        f"CPU {cpu_ratio:.2f}x (target <= 1.15x)"
+    )
+    print(f"first search_memories after spawn, p50: {p50([r['first call'] for r in mem]):.2f} s (target <= 1.5 s)")
+    print(
+        f"RSS 1 s after the first call, p50: {p50([r['rss_mb'] for r in mem]):.0f} MB "
+        f"(peak {p50([r['peak_rss_mb'] for r in mem]):.0f} MB; target <= 400 MB)"
+    )
+
+
+if __name__ == "__main__":
+    main()
