@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -68,6 +69,22 @@ class MemoryRecord:
     @property
     def scope(self) -> Scope:
         return Scope(self.user_id, self.agent_id, self.run_id)
+
+    @classmethod
+    def new(cls, text: str, metadata: dict[str, Any], scope: Scope) -> MemoryRecord:
+        """A memory about to be added: a fresh uuid4 id, created and updated now."""
+        ts = now_us()
+        return cls(
+            id=str(uuid.uuid4()),
+            memory=text,
+            hash=text_hash(text),
+            metadata=metadata,
+            user_id=scope.user_id,
+            agent_id=scope.agent_id,
+            run_id=scope.run_id,
+            created_at=ts,
+            updated_at=ts,
+        )
 
     def updated(self, **changes: Any) -> MemoryRecord:
         return replace(self, **changes)

@@ -480,18 +480,7 @@ class MemoryService:
                             )
                         )
                         continue
-                ts = now_us()
-                record = MemoryRecord(
-                    id=str(uuid.uuid4()),
-                    memory=message.content,
-                    hash=digest,
-                    metadata=meta,
-                    user_id=scope.user_id,
-                    agent_id=scope.agent_id,
-                    run_id=scope.run_id,
-                    created_at=ts,
-                    updated_at=ts,
-                )
+                record = MemoryRecord.new(message.content, meta, scope)
                 seen[digest] = record
                 batch.append((record, vector))
                 entry = self._entry(
@@ -616,17 +605,7 @@ class MemoryService:
                 if existing is not None:
                     results.append(AddEvent(id=existing.id, memory=existing.memory, event="NONE", reason=action.reason))
                     continue
-                new = MemoryRecord(
-                    id=str(uuid.uuid4()),
-                    memory=action.text,
-                    hash=digest,
-                    metadata=meta,
-                    user_id=scope.user_id,
-                    agent_id=scope.agent_id,
-                    run_id=scope.run_id,
-                    created_at=ts,
-                    updated_at=ts,
-                )
+                new = MemoryRecord.new(action.text, meta, scope)
                 added[digest] = new
                 entry = self._entry("ADD", None, new, caller, reason=action.reason, source_hash=source_hash)
                 changes.append(Change(None, new, entry, vector_of[action.text]))

@@ -19,6 +19,21 @@ KNOWN_DIMENSIONS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 30
 BATCH = 256
 
 
+def openai_client(api_key: str | None, base_url: str | None, timeout: float, max_retries: int) -> Any:
+    """An `openai.AsyncOpenAI` for any OpenAI-compatible API (shared by the embedder and the LLM).
+
+    Falls back to OPENAI_API_KEY / OPENAI_BASE_URL; local servers (Ollama, vLLM) need no key.
+    """
+    import openai
+
+    return openai.AsyncOpenAI(
+        api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+        base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+
+
 def describe_openai_error(e: Exception, what: str) -> str:
     """One clear sentence for an `openai` exception (shared by the embedder and the LLM)."""
     import openai
@@ -75,14 +90,7 @@ class OpenAIEmbedder:
     async def open(self) -> None:
         if self._client is not None:
             return
-        import openai
-
-        self._client = openai.AsyncOpenAI(
-            api_key=self._api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
-            base_url=self._base_url or os.environ.get("OPENAI_BASE_URL") or None,
-            timeout=self._timeout,
-            max_retries=self._max_retries,
-        )
+        self._client = openai_client(self._api_key, self._base_url, self._timeout, self._max_retries)
         if self._dims is None:  # a model we do not know: ask the API once
             await self._embed_batch(["dimension probe"])
 

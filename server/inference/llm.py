@@ -9,10 +9,9 @@ answers 400 to it is asked again without, and remembered.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
-from ..embedders.openai import describe_openai_error
+from ..embedders.openai import describe_openai_error, openai_client
 from ..errors import InferenceError
 
 logger = logging.getLogger(__name__)
@@ -42,14 +41,7 @@ class OpenAIChat:
 
     def _get_client(self) -> Any:
         if self._client is None:
-            import openai
-
-            self._client = openai.AsyncOpenAI(
-                api_key=self._api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
-                base_url=self._base_url or os.environ.get("OPENAI_BASE_URL") or None,
-                timeout=self._timeout,
-                max_retries=self._max_retries,
-            )
+            self._client = openai_client(self._api_key, self._base_url, self._timeout, self._max_retries)
         return self._client
 
     async def complete(self, system: str, user: str, schema_name: str, schema: dict[str, Any]) -> str:
