@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from .test_stdio import ROOT, server_env
+from .test_tools import EXPECTED_TOOLS
 
 NODE_BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
 MIN_NODE = (22, 19)  # the Inspector 2.12 engines field
@@ -123,16 +124,7 @@ def check_tool_list(target: list[str]) -> None:
     assert "schemaFindings" not in envelope, envelope.get("schemaFindings")
     assert "Schema portability" not in stderr
     tools = {tool["name"]: tool for tool in envelope["result"]["tools"]}
-    assert set(tools) == {
-        "add_memory",
-        "search_memories",
-        "get_memory",
-        "list_memories",
-        "update_memory",
-        "delete_memory",
-        "delete_all_memories",
-        "memory_history",
-    }
+    assert set(tools) == EXPECTED_TOOLS
     assert all(tool.get("outputSchema", {}).get("type") == "object" for tool in tools.values())
 
 
