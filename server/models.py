@@ -84,7 +84,9 @@ class HistoryEvent(BaseModel):
     memory_id: str
     old_memory: str | None
     new_memory: str | None
-    event: Literal["ADD", "UPDATE", "DELETE"]
+    event: Literal["ADD", "UPDATE", "DELETE", "NONE"] = Field(
+        description="NONE: an inferred add found this memory already known and changed nothing (see reason)."
+    )
     created_at: str | None = Field(description="When the memory was created.")
     updated_at: str | None = Field(description="When this event happened.")
     is_deleted: bool
@@ -103,7 +105,7 @@ class HistoryEvent(BaseModel):
             memory_id=h.memory_id,
             old_memory=h.old_memory,
             new_memory=h.new_memory,
-            event=h.event,  # type: ignore[arg-type]  # history never stores NONE
+            event=h.event,
             created_at=iso(h.created_at),
             updated_at=iso(h.updated_at),
             is_deleted=h.event == "DELETE",

@@ -357,7 +357,7 @@ class MemoryService:
 
     @staticmethod
     def _entry(
-        event: Literal["ADD", "UPDATE", "DELETE"],
+        event: Literal["ADD", "UPDATE", "DELETE", "NONE"],
         old: MemoryRecord | None,
         new: MemoryRecord,
         caller: Caller,
@@ -373,7 +373,7 @@ class MemoryService:
             new_memory=None if event == "DELETE" else new.memory,
             event=event,
             created_at=new.created_at,
-            updated_at=new.deleted_at or new.updated_at,
+            updated_at=now_us() if event == "NONE" else new.deleted_at or new.updated_at,
             user_id=new.user_id,
             agent_id=new.agent_id,
             run_id=new.run_id,
@@ -557,8 +557,14 @@ class MemoryService:
         if missing:
             vector_of.update(zip(missing, await self.embedder.embed(missing), strict=True))
         async with self._write_lock:
-            results, changes = await self._resolve(actions, vector_of, scope, meta, caller, source_hash, problems)
+            results, changes, known = await self._resolve(
+                actions, vector_of, scope, meta, caller, source_hash, problems
+            )
             await self._apply(changes)
+            # NONE decisions change nothing but are history too: "told again, already known, because..."
+            await self.history.note(
+                [self._entry("NONE", r, r, caller, reason=why, source_hash=source_hash) for r, why in known]
+            )
         note = ("Some decisions of the LLM were not applied: " + "; ".join(problems) + ".") if problems else None
         return AddResult(results=results, note=note)
 
@@ -580,14 +586,16 @@ class MemoryService:
         caller: Caller,
         source_hash: str,
         problems: list[str],
-    ) -> tuple[list[AddEvent], list[Change]]:
-        """Turn actions into changes against the current state (call with the write lock held)."""
+    ) -> tuple[list[AddEvent], list[Change], list[tuple[MemoryRecord, str | None]]]:
+        """Turn actions into changes against the current state (call with the write lock held), and
+        list the memories the model found already known (NONE) with its reasons."""
         key = (scope.user_id or "", scope.agent_id or "", scope.run_id or "")
         current = await self.history.get_many(sorted({a.target for a in actions if a.target}))
         touched: set[str] = set()
         added: dict[str, MemoryRecord] = {}
         results: list[AddEvent] = []
         changes: list[Change] = []
+        known: list[tuple[MemoryRecord, str | None]] = []
         for action in actions:
             old = current.get(action.target) if action.target else None
             if action.target is not None:
@@ -604,6 +612,7 @@ class MemoryService:
                 existing = added.get(digest) or await self.history.find_live_by_hash(digest, key)
                 if existing is not None:
                     results.append(AddEvent(id=existing.id, memory=existing.memory, event="NONE", reason=action.reason))
+                    known.append((existing, action.reason))
                     continue
                 new = MemoryRecord.new(action.text, meta, scope)
                 added[digest] = new
@@ -615,6 +624,7 @@ class MemoryService:
                 continue
             if action.event == "NONE" or (action.event == "UPDATE" and action.text == old.memory):
                 results.append(AddEvent(id=old.id, memory=old.memory, event="NONE", reason=action.reason))
+                known.append((old, action.reason))
                 continue
             touched.add(old.id)
             if action.event == "UPDATE" and action.text is not None:
@@ -630,7 +640,7 @@ class MemoryService:
                 entry = self._entry("DELETE", old, new, caller, reason=action.reason, source_hash=source_hash)
                 changes.append(Change(old, new, entry))
                 results.append(AddEvent(id=old.id, memory=old.memory, event="DELETE", reason=action.reason))
-        return results, changes
+        return results, changes, known
 
     async def search(
         self,

@@ -344,7 +344,10 @@ async def test_none_decision_and_missing_decisions(svc: MemoryService, fake: Fak
         (True, "NONE", "Allergic to peanuts", "Already known."),
         (False, "ADD", "Lives in Lyon", "Added: the LLM gave no decision for this fact."),
     ]
-    assert await history(svc, peanuts) == [("ADD", None, "Allergic to peanuts", None)]
+    assert await history(svc, peanuts) == [
+        ("ADD", None, "Allergic to peanuts", None),
+        ("NONE", "Allergic to peanuts", "Allergic to peanuts", "Already known."),
+    ]
 
 
 async def test_nothing_worth_remembering_stores_nothing(svc: MemoryService, fake: FakeOpenAI) -> None:
@@ -478,6 +481,7 @@ async def test_reference_walkthrough_with_inference(svc: MemoryService, fake: Fa
         assert [(e["event"], e["reason"]) for e in events] == [
             ("ADD", "Nothing similar is stored."),
             ("UPDATE", "Adds when they play."),
+            ("NONE", "Already known."),
             ("DELETE", "They quit tennis."),
         ]
         assert all(e["source_hash"] for e in events)

@@ -129,3 +129,32 @@ async def test_change_recorded_in_sqlite_but_not_applied_is_reapplied_at_start(
         result = await svc.search("crash", Scope("u"))
         assert [h.memory for h in result.results] == ["Crashed before Milvus"]
         await _stores_agree(svc)
+
+
+async def test_history_written_before_none_events_existed_is_migrated_and_kept(
+    tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    import sqlite3
+
+    from server.history.sqlite import MIGRATIONS
+
+    settings = make_settings(tmp_path)
+    path = settings.resolved_history_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)  # a database as the first release left it: only migration 0001
+    name, sql = MIGRATIONS[0]
+    conn.executescript(sql)
+    conn.execute("CREATE TABLE migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    conn.execute("INSERT INTO migrations VALUES (?, datetime('now'))", (name,))
+    conn.execute(
+        "INSERT INTO history (id, collection, memory_id, old_memory, new_memory, event, created_at, updated_at) "
+        "VALUES ('h1', 'memories', 'm1', NULL, 'old fact', 'ADD', 1, 1)"
+    )
+    conn.commit()
+    conn.close()
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        await svc.ready()
+        assert [(h.id, h.event, h.new_memory) for h in await svc.history.history("m1")] == [("h1", "ADD", "old fact")]
+        ts = now_us()
+        await svc.history.note([HistoryEntry("h2", "m1", "old fact", "old fact", "NONE", 1, ts, "u", None, None)])
+        assert [h.event for h in await svc.history.history("m1")] == ["ADD", "NONE"]

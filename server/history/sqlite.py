@@ -69,6 +69,34 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Inferred NONE decisions ("already known") are recorded too, with the model's reason.
+        "0002_history_none_events",
+        """
+        CREATE TABLE history_new (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            collection TEXT NOT NULL,
+            memory_id TEXT NOT NULL,
+            old_memory TEXT,
+            new_memory TEXT,
+            event TEXT NOT NULL CHECK (event IN ('ADD', 'UPDATE', 'DELETE', 'NONE')),
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            user_id TEXT NOT NULL DEFAULT '',
+            agent_id TEXT NOT NULL DEFAULT '',
+            run_id TEXT NOT NULL DEFAULT '',
+            actor TEXT,
+            role TEXT,
+            reason TEXT,
+            source_hash TEXT
+        );
+        INSERT INTO history_new SELECT * FROM history;
+        DROP TABLE history;
+        ALTER TABLE history_new RENAME TO history;
+        CREATE INDEX history_memory ON history (collection, memory_id, seq);
+        """,
+    ),
 ]
 
 _MEMORY_COLUMNS = "id, memory, hash, metadata, user_id, agent_id, run_id, created_at, updated_at, deleted_at"
@@ -291,6 +319,40 @@ class SQLiteHistory:
             ),
         )
 
+    def _put_history(self, conn: sqlite3.Connection, h: HistoryEntry) -> None:
+        conn.execute(
+            f"INSERT INTO history (collection, {_HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                self._collection,
+                h.id,
+                h.memory_id,
+                h.old_memory,
+                h.new_memory,
+                h.event,
+                h.created_at,
+                h.updated_at,
+                h.user_id or "",
+                h.agent_id or "",
+                h.run_id or "",
+                h.actor,
+                h.role,
+                h.reason,
+                h.source_hash,
+            ),
+        )
+
+    async def note(self, entries: list[HistoryEntry]) -> None:
+        """Record events that change no state (inferred NONE decisions), in one transaction."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                for h in entries:
+                    self._put_history(conn, h)
+
+        if entries:
+            await self._run(run)
+
     async def commit(self, changes: list[Change]) -> None:
         """One transaction: new states, history rows and pending marks."""
 
@@ -299,27 +361,7 @@ class SQLiteHistory:
                 conn.execute("BEGIN IMMEDIATE")
                 for ch in changes:
                     self._put_record(conn, ch.new)
-                    h = ch.history
-                    conn.execute(
-                        f"INSERT INTO history (collection, {_HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (
-                            self._collection,
-                            h.id,
-                            h.memory_id,
-                            h.old_memory,
-                            h.new_memory,
-                            h.event,
-                            h.created_at,
-                            h.updated_at,
-                            h.user_id or "",
-                            h.agent_id or "",
-                            h.run_id or "",
-                            h.actor,
-                            h.role,
-                            h.reason,
-                            h.source_hash,
-                        ),
-                    )
+                    self._put_history(conn, ch.history)
                     conn.execute(
                         "INSERT OR IGNORE INTO pending (collection, memory_id) VALUES (?, ?)",
                         (self._collection, ch.new.id),
