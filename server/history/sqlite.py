@@ -388,24 +388,15 @@ class SQLiteHistory:
 
     async def mark_pending(self, ids: list[str]) -> None:
         """Mark memories for re-application to the vector store (e.g. before rebuilding it)."""
-
-        def run(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "INSERT OR IGNORE INTO pending (collection, memory_id) VALUES (?, ?)",
-                    [(self._collection, i) for i in ids],
-                )
-
-        await self._run(run)
+        await self._each_pending("INSERT OR IGNORE INTO pending (collection, memory_id) VALUES (?, ?)", ids)
 
     async def clear_pending(self, ids: list[str]) -> None:
+        await self._each_pending("DELETE FROM pending WHERE collection = ? AND memory_id = ?", ids)
+
+    async def _each_pending(self, sql: str, ids: list[str]) -> None:
         def run(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
-                conn.executemany(
-                    "DELETE FROM pending WHERE collection = ? AND memory_id = ?",
-                    [(self._collection, i) for i in ids],
-                )
+                conn.executemany(sql, [(self._collection, i) for i in ids])
 
         await self._run(run)
