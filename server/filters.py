@@ -236,6 +236,11 @@ def combine(*trees: And) -> And:
     return And(tuple(p for t in trees for p in t.parts))
 
 
+def within(scope: Scope, filters: object) -> And:
+    """The agent's filters, validated, confined to the scope (a filter can narrow it, never widen it)."""
+    return combine(scope_conditions(scope), parse(filters))
+
+
 def _shown(value: object) -> str:
     try:
         text = json.dumps(value)

@@ -47,6 +47,11 @@ class Scope:
         """True when every field set here matches the record's (a bound scope's by-id check)."""
         return all(getattr(record, k) == v for k, v in self.items())
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The exact scope as the stores keep it ("" for a field that is not set)."""
+        return (self.user_id or "", self.agent_id or "", self.run_id or "")
+
     def describe(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.items()) or "no scope"
 

@@ -444,7 +444,6 @@ class MemoryService:
         """Store each message as given; identical text in the scope (or, with `near_dup`, text whose
         closest memory scores above `dedup_threshold` and has the same numbers) returns that memory
         with event NONE."""
-        key = (scope.user_id or "", scope.agent_id or "", scope.run_id or "")
         threshold = self.settings.dedup_threshold
         check_near = near_dup and threshold < 1
         results: list[AddEvent] = []
@@ -455,7 +454,7 @@ class MemoryService:
             batch: list[tuple[MemoryRecord, list[float]]] = []
             for message, vector in zip(parsed, vectors, strict=True):
                 digest = text_hash(message.content)
-                existing = seen.get(digest) or await self.history.find_live_by_hash(digest, key)
+                existing = seen.get(digest) or await self.history.find_live_by_hash(digest, scope.key)
                 if existing is not None:
                     results.append(
                         AddEvent(
@@ -589,7 +588,6 @@ class MemoryService:
     ) -> tuple[list[AddEvent], list[Change], list[tuple[MemoryRecord, str | None]]]:
         """Turn actions into changes against the current state (call with the write lock held), and
         list the memories the model found already known (NONE) with its reasons."""
-        key = (scope.user_id or "", scope.agent_id or "", scope.run_id or "")
         current = await self.history.get_many(sorted({a.target for a in actions if a.target}))
         touched: set[str] = set()
         added: dict[str, MemoryRecord] = {}
@@ -609,7 +607,7 @@ class MemoryService:
             ts = now_us()
             if action.event == "ADD" and action.text is not None:
                 digest = text_hash(action.text)
-                existing = added.get(digest) or await self.history.find_live_by_hash(digest, key)
+                existing = added.get(digest) or await self.history.find_live_by_hash(digest, scope.key)
                 if existing is not None:
                     results.append(AddEvent(id=existing.id, memory=existing.memory, event="NONE", reason=action.reason))
                     known.append((existing, action.reason))
@@ -656,7 +654,7 @@ class MemoryService:
         limit = check_limit(limit, 1, MAX_SEARCH_LIMIT)
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise InvalidInput(f"threshold must be from -1 to 1 (scores are -1..1, higher is better), got {threshold}.")
-        expr = filters.to_milvus(filters.combine(filters.scope_conditions(scope), filters.parse(filters_)))
+        expr = filters.to_milvus(filters.within(scope, filters_))
         await self.ready()
         hits = await self._ranked(text, expr, limit)
         s = self.settings
@@ -708,7 +706,7 @@ class MemoryService:
     ) -> ListResult:
         scope = self._scope_for(scope, caller)
         limit = check_limit(limit, 1, MAX_LIST_LIMIT)
-        where, params = filters.to_sql(filters.combine(filters.scope_conditions(scope), filters.parse(filters_)))
+        where, params = filters.to_sql(filters.within(scope, filters_))
         after = _decode_cursor(cursor) if cursor else None
         await self.ready()
         rows = await self.history.list_live(where, params, limit + 1, after)
@@ -753,7 +751,7 @@ class MemoryService:
         scope = self._scope_for(scope, caller, use_default=False)
         if confirm is not True:
             raise InvalidInput(f"This would delete every memory of {scope.describe()}; call again with confirm=true.")
-        where, params = filters.to_sql(filters.combine(filters.scope_conditions(scope), filters.parse(filters_)))
+        where, params = filters.to_sql(filters.within(scope, filters_))
         await self.ready()
         async with self._write_lock:
             records = await self.history.list_live(where, params, None)
