@@ -21,7 +21,8 @@ from pathlib import Path
 import anyio
 import numpy as np
 
-from server.records import MemoryRecord, now_us, text_hash
+from server import filters
+from server.records import MemoryRecord, Scope, now_us, text_hash
 from server.stores.milvus import MilvusStore
 from tests.milvus_server import MilvusStandalone
 
@@ -69,7 +70,7 @@ async def measure(store: MilvusStore, rows: int, users: int, samples: int, dims:
     for i in range(samples):
         query = data[(i * 37) % rows][1]
         t = time.perf_counter()
-        await store.search(query, f'(user_id == "u{i % users}")', 10)
+        await store.search(query, filters.scope_conditions(Scope(user_id=f"u{i % users}")), 10)
         searches.append(time.perf_counter() - t)
     return {"add (1 memory)": _pct(adds), "search (top 10, one user)": _pct(searches)}
 

@@ -26,7 +26,7 @@ from .corpus import CACHE, corpus
 
 USER = "bench-user"
 CATEGORIES = ["hobbies", "food", "travel", "work", "health", "family", "study", "pets"]
-SEED_VERSION = 1
+SEED_VERSION = 2  # 2: the history database holds the embeddings (search index)
 
 
 class CachedEmbedder:
@@ -55,8 +55,9 @@ def settings_for(data_dir: Path) -> Settings:
 
 async def _seed(data_dir: Path, texts: list[str], vectors: np.ndarray) -> None:
     embedder = CachedEmbedder(texts, vectors)
-    # Bigger add_memory calls than the default limit of 100 messages: fewer round trips while seeding.
-    settings = Settings(data_dir=data_dir, log_level="WARNING", max_messages=1000)
+    # Bigger add_memory calls than the default limit of 100 messages: fewer round trips while seeding;
+    # no near-duplicate check (one search per message): the generated sentences are all distinct.
+    settings = Settings(data_dir=data_dir, log_level="WARNING", max_messages=1000, dedup_threshold=1.0)
     async with MemoryService(settings, embedder=embedder) as service:
         t0 = time.perf_counter()
         step = service.settings.max_messages

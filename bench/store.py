@@ -80,13 +80,13 @@ async def measure(size: int, others: int, calls: int) -> dict[str, list[float]]:
     await store.flush()
     out["insert s"].append(time.perf_counter() - t0)
     matrix = np.ascontiguousarray(vectors[:size])
-    expr = filters.to_milvus(filters.scope_conditions(Scope(user_id=USER)))
+    where = filters.scope_conditions(Scope(user_id=USER))
     rng = np.random.default_rng(3)
     for n in range(calls + 3):
         q = vectors[int(rng.integers(0, size))] + rng.normal(0, 0.05, vectors.shape[1]).astype(np.float32)
         q /= np.linalg.norm(q)
         t0, c0 = time.perf_counter(), tree_cpu()
-        hits = await store.search(q.tolist(), expr, 10)
+        hits = await store.search(q.tolist(), where, 10)
         wall, cpu = time.perf_counter() - t0, tree_cpu() - c0
         t1 = time.perf_counter()
         scores = matrix @ q

@@ -232,6 +232,25 @@ def scope_conditions(scope: Scope) -> And:
     return And(tuple(Cond(k, "eq", v) for k, v in scope.items()))
 
 
+def scope_only(tree: And) -> Scope | None:
+    """The scope when `tree` says nothing but "field == value" of scope fields (each field once)."""
+    fields: dict[str, str] = {}
+    for part in tree.parts:
+        if isinstance(part, And):
+            inner = scope_only(part)
+            if inner is None:
+                return None
+            pairs = inner.items()
+        elif isinstance(part, Cond) and part.kind == "scope" and part.op == "eq" and isinstance(part.value, str):
+            pairs = [(part.key, part.value)]
+        else:
+            return None
+        for key, value in pairs:
+            if fields.setdefault(key, value) != value:
+                return None
+    return Scope(**fields) if fields else None
+
+
 def combine(*trees: And) -> And:
     return And(tuple(p for t in trees for p in t.parts))
 

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import TaskGroup
@@ -46,6 +46,9 @@ from .settings import Settings
 from .stores import VectorStore
 from .validation import check_limit, check_memory_id, check_metadata, check_scope, check_text
 
+if TYPE_CHECKING:
+    from .stores.indexed import IndexedStore
+
 logger = logging.getLogger(__name__)
 
 MAX_SEARCH_LIMIT = 100
@@ -55,6 +58,7 @@ FUSION_CANDIDATES = 20
 APPLY_CHUNK = 500
 ROLES = ("user", "assistant", "system")
 CANDIDATES_PER_FACT = 5  # similar stored memories shown to the LLM for each new fact
+MILVUS_OPEN_DELAY = 1.0  # seconds between reads being served and Milvus opening in the background
 
 
 @dataclass(frozen=True)
@@ -74,12 +78,14 @@ class MemoryService:
         llm: ChatModel | None = None,
     ) -> None:
         self.settings = settings
+        self._indexed: IndexedStore | None = None  # Milvus Lite with the search index: reads need no Milvus
         self.embedder = embedder or make_embedder(settings)
         self.llm = llm or make_llm(settings)
+        self.history = history or SQLiteHistory(settings.resolved_history_path, settings.collection)
         if vectors is None:
             from .stores.milvus import MilvusStore
 
-            vectors = MilvusStore(
+            milvus = MilvusStore(
                 settings.resolved_milvus_uri,
                 settings.collection,
                 settings.milvus_token,
@@ -87,11 +93,17 @@ class MemoryService:
                 timeout=settings.milvus_timeout,
                 num_partitions=settings.milvus_num_partitions,
             )
+            if milvus.capabilities.lite and settings.search_index:
+                from .stores.indexed import IndexedStore
+
+                vectors = self._indexed = IndexedStore(milvus, self.history)
+            else:
+                vectors = milvus
         self.vectors: VectorStore = vectors
-        self.history = history or SQLiteHistory(settings.resolved_history_path, settings.collection)
         self._open_lock = anyio.Lock()
         self._write_lock = anyio.Lock()
         self._ready = False
+        self._readable = False  # reads can be served (before `_ready` with the search index)
         self._warming = False
         self._unsettled: set[str] = set()  # ids whose marks could not be settled; retried on the next write
         self._unflushed: set[str] = set()  # ids written to Milvus Lite since its last flush
@@ -128,6 +140,9 @@ class MemoryService:
 
     async def _warm_up(self) -> None:
         try:
+            if await self._open_reads():
+                # Milvus is needed by the first write only: let a first search run without it first.
+                await anyio.sleep(MILVUS_OPEN_DELAY)
             await self.ready()
         except MemoryServiceError as e:
             logger.error("warm-up failed: %s", e)
@@ -159,8 +174,29 @@ class MemoryService:
                 logger.warning("re-applying %d change(s) left unfinished by an earlier run", len(pending))
                 await self._reconcile(pending)
                 await self._flush_and_settle()
-            self._ready = True
+            self._ready = self._readable = True
             logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
+
+    async def _open_reads(self) -> bool:
+        """Open what reads need: SQLite, the model and the search index (Milvus Lite with the index);
+        False when reads need Milvus too (then `ready()` opens everything)."""
+        if self._readable or self._indexed is None:
+            return self._readable
+        async with self._open_lock:
+            if not self._readable:
+                await self.history.open()
+                await self.embedder.open()
+                self._readable = await self._indexed.open_index(self.embedder.model_id, self.embedder.dimensions)
+        return self._readable
+
+    async def _ready_for_reads(self, where: filters.And | None = None) -> None:
+        """Open what a read needs; with `where`, a search with that filter."""
+        if self._ready:
+            return
+        if await self._open_reads() and (where is None or self._indexed is None or self._indexed.answers(where)):
+            self.warm_up()  # Milvus opens in the background
+        else:
+            await self.ready()
 
     async def _rebuild_collection(self) -> None:
         """Move a collection made before keyword search to the current schema, refilled from SQLite.
@@ -246,7 +282,7 @@ class MemoryService:
 
     async def _owned(self, memory_id: str, caller: Caller, *, include_deleted: bool = False) -> MemoryRecord:
         memory_id = check_memory_id(memory_id)
-        await self.ready()
+        await self._ready_for_reads()
         record = await self.history.get(memory_id)
         if record is None or (record.deleted_at is not None and not include_deleted):
             raise not_found(memory_id)
@@ -266,9 +302,10 @@ class MemoryService:
         """
         if not changes:
             return
+        await self.ready()
         await self._settle()
         try:
-            await self.history.commit(changes)
+            await self.history.commit(changes, self.embedder.model_id)
         except BackendError as e:
             raise type(e)(f"{e} Nothing was changed.") from e
         ids = [c.new.id for c in changes]
@@ -425,9 +462,6 @@ class MemoryService:
         vectors = await self.embedder.embed([m.content for m in parsed])
         return await self._add_verbatim(parsed, vectors, scope, meta, caller, near_dup=infer is None)
 
-    def _scope_expr(self, scope: Scope) -> str:
-        return filters.to_milvus(filters.scope_conditions(scope))
-
     async def _add_verbatim(
         self,
         parsed: list[Message],
@@ -500,7 +534,7 @@ class MemoryService:
         self, vector: list[float], scope: Scope, batch: list[tuple[MemoryRecord, list[float]]]
     ) -> tuple[MemoryRecord, float] | None:
         """The most similar live memory in scope, including those added earlier in this call."""
-        hits = await self.vectors.search(vector, self._scope_expr(scope), 1)
+        hits = await self.vectors.search(vector, filters.scope_conditions(scope), 1)
         best = hits[0] if hits else None
         for record, other in batch:
             score = sum(a * b for a, b in zip(vector, other, strict=True))
@@ -569,10 +603,10 @@ class MemoryService:
 
     async def _candidates(self, vectors: list[list[float]], scope: Scope) -> list[MemoryRecord]:
         """Stored memories similar to any of the facts, in scope, each once."""
-        expr = self._scope_expr(scope)
+        where = filters.scope_conditions(scope)
         found: dict[str, MemoryRecord] = {}
         for vector in vectors:
-            for record, _ in await self.vectors.search(vector, expr, CANDIDATES_PER_FACT):
+            for record, _ in await self.vectors.search(vector, where, CANDIDATES_PER_FACT):
                 found.setdefault(record.id, record)
         return list(found.values())
 
@@ -654,24 +688,24 @@ class MemoryService:
         limit = check_limit(limit, 1, MAX_SEARCH_LIMIT)
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise InvalidInput(f"threshold must be from -1 to 1 (scores are -1..1, higher is better), got {threshold}.")
-        expr = filters.to_milvus(filters.within(scope, filters_))
-        await self.ready()
-        hits = await self._ranked(text, expr, limit)
+        where = filters.within(scope, filters_)
+        await self._ready_for_reads(where)
+        hits = await self._ranked(text, where, limit)
         s = self.settings
         hits = ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, now_us())[:limit]
         return SearchResult(results=[SearchHit.scored(r, x) for r, x in hits if threshold is None or x >= threshold])
 
-    async def _ranked(self, text: str, expr: str, limit: int) -> list[tuple[MemoryRecord, float]]:
+    async def _ranked(self, text: str, where: filters.And, limit: int) -> list[tuple[MemoryRecord, float]]:
         """Candidates best first, scored as `server.ranking` documents for the configured mode."""
         mode = self.settings.search_mode if self.vectors.keyword_search else "dense"
         # Recency may reorder, so it needs more candidates than the page.
         wanted = max(limit, FUSION_CANDIDATES) if mode == "hybrid" or self.settings.recency_weight > 0 else limit
         if mode == "keyword":
-            return ranking.keyword_scores(await self.vectors.search_keywords(text, expr, wanted))
+            return ranking.keyword_scores(await self.vectors.search_keywords(text, where, wanted))
 
         async def dense() -> list[tuple[MemoryRecord, float]]:
             [vector] = await self.embedder.embed([text], kind="query")
-            return await self.vectors.search(vector, expr, wanted)
+            return await self.vectors.search(vector, where, wanted)
 
         if mode == "dense":
             return await dense()
@@ -688,7 +722,7 @@ class MemoryService:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, "dense", dense)
-            tg.start_soon(run, "keyword", lambda: self.vectors.search_keywords(text, expr, wanted))
+            tg.start_soon(run, "keyword", lambda: self.vectors.search_keywords(text, where, wanted))
         if failed:
             raise failed[0]
         return ranking.fuse(found["dense"], found["keyword"], self.settings.keyword_weight)
@@ -708,7 +742,7 @@ class MemoryService:
         limit = check_limit(limit, 1, MAX_LIST_LIMIT)
         where, params = filters.to_sql(filters.within(scope, filters_))
         after = _decode_cursor(cursor) if cursor else None
-        await self.ready()
+        await self._ready_for_reads()
         rows = await self.history.list_live(where, params, limit + 1, after)
         page, more = rows[:limit], len(rows) > limit
         next_cursor = _encode_cursor(page[-1]) if more else None

@@ -90,6 +90,11 @@ class Settings(BaseModel):
         description="search_memories ranking: 'hybrid' fuses embedding similarity with BM25 keyword relevance; "
         "'dense' or 'keyword' use one alone. Without BM25 in the engine, search is dense.",
     )
+    search_index: bool = Field(
+        True,
+        description="Milvus Lite only: answer searches confined to a scope from an in-memory index (dense + BM25) "
+        "kept in step with Milvus; false sends every search to Milvus Lite (slower: it scans rows in Python).",
+    )
     keyword_weight: float = Field(
         0.6, ge=0, le=1, description="Share of BM25 keyword relevance in the hybrid score (the rest is similarity)."
     )

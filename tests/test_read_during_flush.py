@@ -7,6 +7,7 @@ import random
 import anyio
 import pytest
 
+from server import filters
 from server.records import Scope
 from server.service import MemoryService
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.anyio
 async def test_searches_racing_a_flush_see_every_row(service: MemoryService) -> None:
     # Without the store's read/write lock about 7% of these rounds lost every dense hit.
     await service.ready()
-    store = service.vectors
+    store = getattr(service.vectors, "inner", service.vectors)  # Milvus Lite itself, not the search index
     [query] = await service.embedder.embed(["tennis"])
     rng = random.Random(7)
     missed: list[tuple[int, dict[str, int]]] = []
@@ -24,12 +25,12 @@ async def test_searches_racing_a_flush_see_every_row(service: MemoryService) -> 
         user = f"user{round_}"
         for j in range(5):
             await service.add(f"fact {j} of user {round_} about tennis", Scope(user), infer=False)
-        expr = f'user_id == "{user}"'
+        where = filters.scope_conditions(Scope(user))
         counts: dict[str, int] = {}
 
-        async def dense(name: str, expr: str = expr, counts: dict[str, int] = counts) -> None:
+        async def dense(name: str, where: filters.And = where, counts: dict[str, int] = counts) -> None:
             await anyio.sleep(rng.random() * 0.01)
-            counts[name] = len(await store.search(query, expr, 20))
+            counts[name] = len(await store.search(query, where, 20))
 
         async def flush() -> None:
             await anyio.sleep(rng.random() * 0.01)

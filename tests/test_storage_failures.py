@@ -76,7 +76,9 @@ async def test_milvus_file_below_a_regular_file_is_reported_clearly(
     (tmp_path / "a-file").write_text("not a directory")
     settings = make_settings(tmp_path / "data", milvus_uri=str(tmp_path / "a-file" / "sub" / "milvus.db"))
     async with MemoryService(settings, embedder=local_embedder) as svc, Client(build_server(svc)) as client:
-        message = await error_of(client, "search_memories", query="x", user_id="u")
+        # Searches confined to a scope are answered from SQLite and the search index, without Milvus.
+        assert (await call(client, "search_memories", query="x", user_id="u"))["results"] == []
+        message = await error_of(client, "add_memory", messages="x", user_id="u")
         assert "Milvus Lite file" in message and "Not a directory" in message and "MEMORY_MILVUS_URI" in message
 
 

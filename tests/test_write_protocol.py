@@ -46,9 +46,9 @@ class FaultyHistory(SQLiteHistory):
             self.fail.discard(name)
             raise StoreUnavailable(f"The history database failed: injected {name} fault.")
 
-    async def commit(self, changes: list[Change]) -> None:
+    async def commit(self, changes: list[Change], model: str | None = None) -> None:
         self._maybe_fail("commit")
-        await super().commit(changes)
+        await super().commit(changes, model)
 
     async def revert(self, changes: list[Change]) -> None:
         self._maybe_fail("revert")
@@ -189,6 +189,7 @@ async def test_unconfirmed_change_is_completed_at_the_next_start(tmp_path: Path,
     async with MemoryService(settings, embedder=local_embedder) as svc:
         hits = (await svc.search("wasps", Scope("u"))).results
         assert [h.memory for h in hits] == ["Keeps wasps"]
+        await svc.ready()  # the search needed only SQLite and the search index; Milvus opens after it
         await assert_agree(svc)
 
 
@@ -240,6 +241,7 @@ async def test_crash_between_chunks_of_delete_all_completes_all_of_it_at_restart
     async with MemoryService(settings, embedder=local_embedder) as svc:
         assert await texts(svc) == []
         assert await texts(svc, "v") == ["Someone else's fact"]
+        await svc.ready()  # reads opened only SQLite and the search index
         assert len(await svc.vectors.ids()) == 1
         await assert_agree(svc)
 

@@ -11,13 +11,16 @@ import json
 import logging
 import os
 import sqlite3
+from array import array
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import anyio
 
 from ..errors import StoreUnavailable
-from ..records import Change, HistoryEntry, MemoryRecord
+from ..keywords import analyse
+from ..records import Change, HistoryEntry, MemoryRecord, Scope
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -97,6 +100,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX history_memory ON history (collection, memory_id, seq);
         """,
     ),
+    (
+        # Each stored text's embedding (per model) and analysed words, for the search index (Lite).
+        "0003_embeddings",
+        """
+        CREATE TABLE embeddings (
+            model TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            words TEXT NOT NULL,
+            PRIMARY KEY (model, hash)
+        );
+        """,
+    ),
 ]
 
 _MEMORY_COLUMNS = "id, memory, hash, metadata, user_id, agent_id, run_id, created_at, updated_at, deleted_at"
@@ -104,6 +120,18 @@ _HISTORY_COLUMNS = (
     "id, memory_id, old_memory, new_memory, event, created_at, updated_at, "
     "user_id, agent_id, run_id, actor, role, reason, source_hash"
 )
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A live memory as `live_embeddings` reads it: `vector` is float32 bytes, or None (not stored)."""
+
+    id: str
+    scope: Scope
+    hash: str
+    memory: str
+    vector: bytes | None
+    words: str | None
 
 
 def _record(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:
@@ -341,6 +369,52 @@ class SQLiteHistory:
             ),
         )
 
+    @staticmethod
+    def _put_embeddings(conn: sqlite3.Connection, model: str, rows: list[tuple[str, str, list[float]]]) -> None:
+        conn.executemany(
+            "INSERT OR REPLACE INTO embeddings (model, hash, vector, words) VALUES (?, ?, ?, ?)",
+            [(model, h, array("f", v).tobytes(), analyse(text)) for h, text, v in rows],
+        )
+
+    async def save_embeddings(self, model: str, rows: list[tuple[str, str, list[float]]]) -> None:
+        """Store (hash, text, vector) rows for `model`."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                self._put_embeddings(conn, model, rows)
+
+        if rows:
+            await self._run(run)
+
+    async def prune_embeddings(self) -> None:
+        """Drop the embeddings of texts no live memory has any more."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "DELETE FROM embeddings WHERE hash NOT IN (SELECT hash FROM memories WHERE deleted_at IS NULL)"
+                )
+
+        await self._run(run)
+
+    async def live_embeddings(self, model: str) -> list[Embedded]:
+        """Every live memory with its stored embedding (None when missing)."""
+
+        def run(conn: sqlite3.Connection) -> list[Embedded]:
+            rows = conn.execute(
+                "SELECT m.id, m.user_id, m.agent_id, m.run_id, m.hash, m.memory, e.vector, e.words "
+                "FROM memories m LEFT JOIN embeddings e ON e.model = ? AND e.hash = m.hash "
+                "WHERE m.collection = ? AND m.deleted_at IS NULL",
+                (model, self._collection),
+            )
+            return [
+                Embedded(r[0], Scope(r[1] or None, r[2] or None, r[3] or None), r[4], r[5], r[6], r[7]) for r in rows
+            ]
+
+        return await self._run(run)
+
     async def note(self, entries: list[HistoryEntry]) -> None:
         """Record events that change no state (inferred NONE decisions), in one transaction."""
 
@@ -353,12 +427,17 @@ class SQLiteHistory:
         if entries:
             await self._run(run)
 
-    async def commit(self, changes: list[Change]) -> None:
-        """One transaction: new states, history rows and pending marks."""
+    async def commit(self, changes: list[Change], model: str | None = None) -> None:
+        """One transaction: new states, history rows, pending marks, and (given the embedder's
+        `model` id) the embeddings of new texts."""
 
         def run(conn: sqlite3.Connection) -> None:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
+                if model is not None:
+                    self._put_embeddings(
+                        conn, model, [(c.new.hash, c.new.memory, c.vector) for c in changes if c.vector is not None]
+                    )
                 for ch in changes:
                     self._put_record(conn, ch.new)
                     self._put_history(conn, ch.history)

@@ -4,9 +4,9 @@ Contract of a `VectorStore`:
 - `await open(model_id, dimensions)` creates the collection or checks that an existing one was
   made by the same embedder (ConfigurationError naming both otherwise), then loads it.
 - `upsert(rows)` and `delete(ids)` are idempotent by id; writes are serialised by the adapter.
-- `search(vector, expr, limit)` returns (record, cosine similarity) best first;
-  `expr` is a filter built by `server.filters` (never raw user text).
-- `search_keywords(text, expr, limit)` is BM25 full-text search, (record, score >= 0) best first;
+- `search(vector, where, limit)` returns (record, cosine similarity) best first;
+  `where` is a filter tree built by `server.filters` (never raw user text).
+- `search_keywords(text, where, limit)` is BM25 full-text search, (record, score >= 0) best first;
   only when `keyword_search` is true after `open` (engines without BM25 stay dense only).
 - `stale_schema` after `open`: the collection predates keyword search although the engine has it;
   `recreate(model_id, dimensions)` then drops it and creates it empty with the current schema,
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ..filters import And
 from ..records import MemoryRecord
 
 
@@ -31,14 +32,17 @@ class VectorStore(Protocol):
 
     async def delete(self, ids: list[str]) -> None: ...
 
-    keyword_search: bool
-    stale_schema: bool
+    @property
+    def keyword_search(self) -> bool: ...
+
+    @property
+    def stale_schema(self) -> bool: ...
 
     async def recreate(self, model_id: str, dimensions: int) -> None: ...
 
-    async def search(self, vector: list[float], expr: str, limit: int) -> list[tuple[MemoryRecord, float]]: ...
+    async def search(self, vector: list[float], where: And, limit: int) -> list[tuple[MemoryRecord, float]]: ...
 
-    async def search_keywords(self, text: str, expr: str, limit: int) -> list[tuple[MemoryRecord, float]]: ...
+    async def search_keywords(self, text: str, where: And, limit: int) -> list[tuple[MemoryRecord, float]]: ...
 
     async def get(self, ids: list[str]) -> list[MemoryRecord]: ...
 

@@ -17,6 +17,7 @@ from typing import Any, Callable, TypeVar
 
 import anyio
 
+from .. import filters
 from ..errors import BackendError, ConfigurationError, StoreUnavailable
 from ..keywords import analyse
 from ..records import SCOPE_FIELDS, MemoryRecord
@@ -409,7 +410,9 @@ class MilvusStore:
     async def flush(self) -> None:
         await self._write(lambda: self._client.flush(self._collection), "flush")
 
-    async def search(self, vector: list[float], expr: str, limit: int) -> list[tuple[MemoryRecord, float]]:
+    async def search(self, vector: list[float], where: filters.And, limit: int) -> list[tuple[MemoryRecord, float]]:
+        expr = filters.to_milvus(where)
+
         def run() -> list[tuple[MemoryRecord, float]]:
             hits = self._client.search(
                 self._collection,
@@ -424,9 +427,9 @@ class MilvusStore:
 
         return await self._read(run, "search")
 
-    async def search_keywords(self, text: str, expr: str, limit: int) -> list[tuple[MemoryRecord, float]]:
+    async def search_keywords(self, text: str, where: filters.And, limit: int) -> list[tuple[MemoryRecord, float]]:
         """BM25 full-text search (only when `keyword_search`); score higher is better, >= 0."""
-
+        expr = filters.to_milvus(where)
         words = analyse(text)
         if not words:
             return []  # only stop words: nothing for BM25 to match
@@ -453,6 +456,15 @@ class MilvusStore:
             lambda: self._client.get(self._collection, ids=ids, output_fields=OUTPUT_FIELDS), "read memories"
         )
         return [from_row(r) for r in rows]
+
+    async def vectors_of(self, ids: list[str]) -> dict[str, list[float]]:
+        """The stored vectors of these memories (those the collection has)."""
+        if not ids:
+            return {}
+        rows = await self._read(
+            lambda: self._client.get(self._collection, ids=ids, output_fields=["id", "vector"]), "read vectors"
+        )
+        return {r["id"]: [float(x) for x in r["vector"]] for r in rows}
 
     async def ids(self) -> list[str]:
         def run() -> list[str]:
