@@ -150,6 +150,7 @@ def main() -> None:
     rows: list[list[object]] = []
     summary: list[list[object]] = []
     for size in opts.sizes:
+        seeded_dir(size, copy=False)  # seeds (once, cached) outside the measuring event loop
         samples = anyio.run(measure, size, opts.calls)
         for key, values in samples.items():
             if not key.endswith("[cpu]"):
@@ -169,6 +170,8 @@ def main() -> None:
                 f"{p50(samples['add core']):.1f}",
                 f"{probe['first call']:.2f}" if probe else "",
                 f"{probe['rss_mb']:.0f}" if probe else "",
+                f"{probe['first write']:.2f}" if probe else "",
+                f"{probe['rss_after_write_mb']:.0f} / {probe['peak_rss_mb']:.0f}" if probe else "",
             ]
         )
         print(f"  size {size} done", file=sys.stderr)
@@ -186,7 +189,9 @@ def main() -> None:
                 "search MCP p50",
                 "add core p50",
                 "stdio: first search s",
-                "RSS MB",
+                "RSS after it MB",
+                "then first add s",
+                "RSS after it / peak MB",
             ],
             summary,
         )

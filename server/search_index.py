@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
+from array import array
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -58,8 +59,9 @@ class SearchIndex:
         self._slots: dict[str, int] = {}  # memory id -> row
         self._ids: list[str | None] = []
         self._free: list[int] = []
-        self._postings: dict[str, dict[int, int]] = {}  # word -> {row: term frequency}
-        self._doc_words: dict[int, Counter[str]] = {}
+        # word -> (rows, term frequencies): flat int32 arrays, a few bytes a posting
+        self._postings: dict[str, tuple[array[int], array[int]]] = {}
+        self._words: list[str] = []  # each row's analysed words
         self._lengths = np.zeros(0, dtype=np.float32)
         self._total_length = 0
 
@@ -106,6 +108,7 @@ class SearchIndex:
             self._scope_codes = _grow(self._scope_codes, grown)
             self._lengths = _grow(self._lengths, grown)
         self._ids.append(None)
+        self._words.append("")
         return slot
 
     def _code(self, value: str) -> int:
@@ -113,22 +116,27 @@ class SearchIndex:
 
     def _index_words(self, slot: int, words: str) -> None:
         counts = Counter(words.split())
-        self._doc_words[slot] = counts
+        self._words[slot] = words
         length = sum(counts.values())
         self._lengths[slot] = length
         self._total_length += length
         for word, tf in counts.items():
-            self._postings.setdefault(word, {})[slot] = tf
+            rows, tfs = self._postings.setdefault(word, (array("i"), array("i")))
+            rows.append(slot)
+            tfs.append(tf)
 
     def _forget_words(self, slot: int) -> None:
-        counts = self._doc_words.pop(slot, Counter[str]())
         self._total_length -= int(self._lengths[slot])
         self._lengths[slot] = 0
-        for word in counts:
-            posting = self._postings[word]
-            del posting[slot]
-            if not posting:
+        for word in set(self._words[slot].split()):
+            rows, tfs = self._postings[word]
+            at = rows.index(slot)
+            rows[at], tfs[at] = rows[-1], tfs[-1]  # swap-remove: order within a posting does not matter
+            rows.pop()
+            tfs.pop()
+            if not rows:
                 del self._postings[word]
+        self._words[slot] = ""
 
     # reads
 
@@ -172,11 +180,12 @@ class SearchIndex:
             scores = np.zeros(mask.size, dtype=np.float64)
             for term, weight in terms.items():
                 posting = self._postings.get(term)
-                if not posting:
+                if posting is None:
                     continue
-                rows = np.fromiter(posting.keys(), dtype=np.int64, count=len(posting))
-                tf = np.fromiter(posting.values(), dtype=np.float64, count=len(posting))
-                df = len(posting)
+                # copies, so that no buffer export of the arrays outlives the lock (it would block appends)
+                rows = np.frombuffer(posting[0], dtype=np.int32).astype(np.int64)
+                tf = np.frombuffer(posting[1], dtype=np.int32).astype(np.float64)
+                df = len(rows)
                 idf = math.log(1 + (documents - df + 0.5) / (df + 0.5))
                 norm = K1 * (1 - B + B * self._lengths[rows] / average)
                 scores[rows] += weight * idf * tf * (K1 + 1) / (tf + norm)

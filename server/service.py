@@ -215,10 +215,13 @@ class MemoryService:
     async def _flusher(self) -> None:
         async for _ in self._flush_recv:
             await anyio.sleep(self.settings.flush_delay)
-            try:
-                await self.flush()
-            except BackendError as e:
-                logger.warning("flush failed: %s", e)
+            # Shielded: a flush cut short at shutdown would leave the marks of what it made durable
+            # (re-applied, needlessly, at the next start).
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.flush()
+                except BackendError as e:
+                    logger.warning("flush failed: %s", e)
 
     async def flush(self) -> None:
         """Flush the vector store and clear the pending marks of the writes it made durable."""
@@ -380,10 +383,22 @@ class MemoryService:
             live = [r for r in records.values() if r.deleted_at is None]
             dead = [i for i in chunk if i not in records or records[i].deleted_at is not None]
             if live:
-                vectors = await self.embedder.embed([r.memory for r in live])
-                await self.vectors.upsert(list(zip(live, vectors, strict=True)))
+                await self.vectors.upsert(list(zip(live, await self._vectors_for(live), strict=True)))
             await self.vectors.delete(dead)
             await self._applied(chunk)
+
+    async def _vectors_for(self, records: list[MemoryRecord]) -> list[list[float]]:
+        """The embeddings of these memories' texts: stored ones from SQLite, the rest computed."""
+        model = self.embedder.model_id
+        stored = await self.history.embeddings(model, [r.hash for r in records])
+        if missing := [r for r in records if r.hash not in stored]:
+            computed = list(zip(missing, await self.embedder.embed([r.memory for r in missing]), strict=True))
+            stored.update((r.hash, v) for r, v in computed)
+            try:
+                await self.history.save_embeddings(model, [(r.hash, r.memory, v) for r, v in computed])
+            except BackendError:
+                logger.warning("could not store %d embedding(s); they are computed again when needed", len(computed))
+        return [stored[r.hash] for r in records]
 
     async def resync(self, ids: list[str]) -> None:
         """Make the vector store match SQLite's record for `ids` (used by `doctor --repair`)."""

@@ -66,6 +66,7 @@ class FaultyMilvus(MilvusStore):
     crash = False
     delay = 0.0
     fail_flush = False
+    flush_delay = 0.0
 
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
         await self._maybe_fail(bool(rows))
@@ -79,6 +80,7 @@ class FaultyMilvus(MilvusStore):
         if self.fail_flush:
             self.fail_flush = False
             raise BackendError("The vector store failed to flush: injected fault.")
+        await anyio.sleep(self.flush_delay)
         await super().flush()
 
     async def _maybe_fail(self, writes: bool) -> None:
@@ -295,3 +297,17 @@ async def test_failed_flush_keeps_the_pending_marks_and_the_next_write_reapplies
         await svc.add("Next write", Scope("u"))
         await assert_agree(svc)
         assert [h.memory for h in (await svc.search("flushed", Scope("u"), limit=1)).results] == ["Flushed later"]
+
+
+async def test_closing_during_a_background_flush_leaves_no_pending_marks(
+    tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    settings = make_settings(tmp_path)  # the background flush starts 0.05 s after a write
+    async with open_service(settings, local_embedder) as svc:
+        history, vectors = faults(svc)
+        await svc.add("Keeps bees", Scope("u"))
+        vectors.flush_delay = 0.3
+        await anyio.sleep(0.15)  # the background flush is under way when the service closes
+    async with open_service(settings, local_embedder) as svc:
+        await svc.history.open()
+        assert await svc.history.pending_ids() == []

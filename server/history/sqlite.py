@@ -134,6 +134,13 @@ class Embedded:
     words: str | None
 
 
+# Without INDEXED BY, SQLite walks the user's index for the ORDER BY: 11 ms at 10k memories a user.
+FIND_LIVE_BY_HASH = (
+    f"SELECT {_MEMORY_COLUMNS} FROM memories INDEXED BY memories_hash WHERE collection = ? AND hash = ? "
+    "AND user_id = ? AND agent_id = ? AND run_id = ? AND deleted_at IS NULL ORDER BY created_at LIMIT 1"
+)
+
+
 def _record(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:
     return MemoryRecord(
         id=row[0],
@@ -273,11 +280,7 @@ class SQLiteHistory:
 
     async def find_live_by_hash(self, text_hash: str, scope: tuple[str, str, str]) -> MemoryRecord | None:
         def run(conn: sqlite3.Connection) -> MemoryRecord | None:
-            row = conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE collection = ? AND hash = ? AND user_id = ? "
-                "AND agent_id = ? AND run_id = ? AND deleted_at IS NULL ORDER BY created_at LIMIT 1",
-                (self._collection, text_hash, *scope),
-            ).fetchone()
+            row = conn.execute(FIND_LIVE_BY_HASH, (self._collection, text_hash, *scope)).fetchone()
             return _record(row) if row else None
 
         return await self._run(run)
@@ -398,6 +401,22 @@ class SQLiteHistory:
                 )
 
         await self._run(run)
+
+    async def embeddings(self, model: str, hashes: list[str]) -> dict[str, list[float]]:
+        """Stored embeddings by text hash (those there are)."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, list[float]]:
+            out: dict[str, list[float]] = {}
+            for start in range(0, len(hashes), 500):
+                chunk = hashes[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for h, blob in conn.execute(
+                    f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN ({marks})", (model, *chunk)
+                ):
+                    out[h] = array("f", blob).tolist()
+            return out
+
+        return await self._run(run)
 
     async def live_embeddings(self, model: str) -> list[Embedded]:
         """Every live memory with its stored embedding (None when missing)."""
