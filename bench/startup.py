@@ -117,7 +117,8 @@ def run_once(argv: list[str], env: dict[str, str], tool: str, args: dict[str, An
             time.sleep(1.0)  # idle after the first call
             out["rss_mb"], _ = peer.rss_mb()
             write = {"messages": "Probe memory written by the benchmark", "user_id": "bench-probe"}
-            out["first write"] = peer.request(4, "tools/call", {"name": "add_memory", "arguments": write})
+            sent = time.perf_counter() - peer.t0
+            out["first write"] = peer.request(4, "tools/call", {"name": "add_memory", "arguments": write}) - sent
             time.sleep(3.0)  # idle after the write
             out["rss_after_write_mb"], out["peak_rss_mb"] = peer.rss_mb()
         return out

@@ -71,8 +71,17 @@ class SearchIndex:
     # writes
 
     def upsert(self, entries: Iterable[Entry]) -> None:
+        latest = {e.id: e for e in entries}  # the last of repeated ids wins
+        if not latest:
+            return
+        batch = list(latest.values())
+        vectors = np.stack([e.vector for e in batch]).astype(np.float32, copy=False)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.where(norms > 0, norms, 1.0)
         with self._lock:
-            for e in entries:
+            codes = [[self._code(getattr(e.scope, f) or "") for f in SCOPE_FIELDS] for e in batch]
+            slots = []
+            for e in batch:
                 slot = self._slots.get(e.id)
                 if slot is None:
                     slot = self._allocate()
@@ -80,10 +89,12 @@ class SearchIndex:
                     self._ids[slot] = e.id
                 else:
                     self._forget_words(slot)
-                norm = float(np.linalg.norm(e.vector))
-                self._vectors[slot] = e.vector / norm if norm > 0 else e.vector
-                self._scope_codes[slot] = [self._code(getattr(e.scope, f) or "") for f in SCOPE_FIELDS]
-                self._live[slot] = True
+                slots.append(slot)
+            rows = np.asarray(slots, dtype=np.int64)
+            self._vectors[rows] = vectors
+            self._scope_codes[rows] = np.asarray(codes, dtype=np.int32)
+            self._live[rows] = True
+            for slot, e in zip(slots, batch, strict=True):
                 self._index_words(slot, e.words)
 
     def delete(self, ids: Iterable[str]) -> None:
@@ -120,10 +131,13 @@ class SearchIndex:
         length = sum(counts.values())
         self._lengths[slot] = length
         self._total_length += length
+        postings = self._postings
         for word, tf in counts.items():
-            rows, tfs = self._postings.setdefault(word, (array("i"), array("i")))
-            rows.append(slot)
-            tfs.append(tf)
+            posting = postings.get(word)
+            if posting is None:
+                posting = postings[word] = (array("i"), array("i"))
+            posting[0].append(slot)
+            posting[1].append(tf)
 
     def _forget_words(self, slot: int) -> None:
         self._total_length -= int(self._lengths[slot])
