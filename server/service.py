@@ -28,7 +28,6 @@ from .embedders import Embedder, make_embedder
 from .errors import BackendError, InferenceError, InvalidInput, MemoryServiceError, PermissionDenied, not_found
 from .history import SQLiteHistory
 from .inference import ChatModel, make_llm
-from .inference.reconcile import Action, Decision, decide, extract, plan
 from .models import (
     AddEvent,
     AddResult,
@@ -47,6 +46,7 @@ from .stores import VectorStore
 from .validation import check_limit, check_memory_id, check_metadata, check_scope, check_text
 
 if TYPE_CHECKING:
+    from .inference.reconcile import Action
     from .stores.indexed import IndexedStore
 
 logger = logging.getLogger(__name__)
@@ -562,6 +562,8 @@ class MemoryService:
     async def _add_inferred(
         self, llm: ChatModel, parsed: list[Message], scope: Scope, meta: dict[str, Any], caller: Caller
     ) -> AddResult:
+        from .inference.reconcile import Decision, decide, extract, plan  # only with an LLM
+
         """Extract facts, reconcile them with similar memories, apply the decisions.
 
         The LLM is called outside the write lock; the targets of its decisions are re-read under
@@ -635,6 +637,8 @@ class MemoryService:
         source_hash: str,
         problems: list[str],
     ) -> tuple[list[AddEvent], list[Change], list[tuple[MemoryRecord, str | None]]]:
+        from .inference.reconcile import Action
+
         """Turn actions into changes against the current state (call with the write lock held), and
         list the memories the model found already known (NONE) with its reasons."""
         current = await self.history.get_many(sorted({a.target for a in actions if a.target}))

@@ -10,17 +10,19 @@ filled in once from Milvus) and follows every write that reached Milvus.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import anyio
-import numpy as np
 
 from ..filters import And, scope_only
 from ..history import SQLiteHistory
 from ..history.sqlite import Embedded
 from ..keywords import analyse
 from ..records import MemoryRecord
-from ..search_index import Entry, Hits, SearchIndex
 from .milvus import MilvusStore
+
+if TYPE_CHECKING:  # numpy is imported after the MCP handshake, with the index
+    from ..search_index import Entry, Hits, SearchIndex
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,10 @@ BACKFILL_CHUNK = 1000
 
 
 def _entry(record: MemoryRecord, vector: list[float]) -> Entry:
+    import numpy as np
+
+    from ..search_index import Entry
+
     return Entry(record.id, record.scope, np.asarray(vector, dtype=np.float32), analyse(record.memory))
 
 
@@ -71,6 +77,10 @@ class IndexedStore:
         return True
 
     async def _load(self, model_id: str, dimensions: int, rows: list[Embedded] | None = None) -> SearchIndex:
+        import numpy as np
+
+        from ..search_index import Entry, SearchIndex
+
         if rows is None:
             rows = await self._history.live_embeddings(model_id)
         missing = [r for r in rows if r.vector is None]
