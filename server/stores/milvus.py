@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -214,9 +215,14 @@ class MilvusStore:
         await self._call(lambda: self._prepare(model_id, dimensions), "open the collection")
 
     def _connect(self) -> None:
+        lite = self.capabilities.lite
+        if lite:
+            # Milvus Lite 3.2.2 imports faiss (31 MB of RSS) for HNSW / IVF indexes only, and falls back
+            # to numpy when it is absent; on Lite this store uses FLAT (its HNSW loses results under a
+            # scope filter), so the import is blocked unless something else loaded faiss already.
+            sys.modules.setdefault("faiss", None)  # type: ignore[assignment]
         from pymilvus import MilvusClient
 
-        lite = self.capabilities.lite
         if lite:
             folder = Path(self._uri).expanduser().parent
             try:
