@@ -2,8 +2,9 @@
 
 SQLite is the record (DESIGN.md, "two stores, one truth"): every live memory there must be in
 the vector store with the same text hash, scope, metadata and update time, and the vector store
-must hold nothing else. `--repair` re-embeds and upserts what is missing or stale and deletes the
-extras, through the same `MemoryService` reconciliation the write protocol uses.
+must hold nothing else. `--repair` upserts what is missing or stale (with the stored embeddings,
+else re-embedded) and deletes the extras, through the same `MemoryService` reconciliation the
+write protocol uses.
 """
 
 from __future__ import annotations

@@ -375,7 +375,8 @@ class MemoryService:
     async def _reconcile(self, ids: list[str]) -> None:
         """Make the vector store match SQLite's record for these ids, then clear their marks.
 
-        Idempotent: a memory SQLite holds live is re-embedded and upserted, any other id deleted.
+        Idempotent: a memory SQLite holds live is upserted (with its stored embedding, else re-embedded),
+        any other id deleted.
         """
         for start in range(0, len(ids), APPLY_CHUNK):
             chunk = ids[start : start + APPLY_CHUNK]
