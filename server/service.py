@@ -130,7 +130,7 @@ class MemoryService:
                     logger.warning("final flush failed; the pending marks are re-applied at the next start")
             await self.vectors.close()
             await self.history.close()
-            self._ready = False
+            self._ready = self._readable = False
 
     def warm_up(self) -> None:
         """Open the stores and the model in the background (after the MCP handshake)."""
@@ -563,13 +563,13 @@ class MemoryService:
     async def _add_inferred(
         self, llm: ChatModel, parsed: list[Message], scope: Scope, meta: dict[str, Any], caller: Caller
     ) -> AddResult:
-        from .inference.reconcile import Decision, decide, extract, plan  # only with an LLM
-
         """Extract facts, reconcile them with similar memories, apply the decisions.
 
         The LLM is called outside the write lock; the targets of its decisions are re-read under
         the lock and must still be live and in scope. On an LLM failure the input is stored verbatim.
         """
+        from .inference.reconcile import Decision, decide, extract, plan  # only with an LLM
+
         pairs = [(m.role or "user", m.content) for m in parsed]
         source_hash = text_hash("\n".join(f"{r}: {c}" for r, c in pairs))
         max_bytes = self.settings.max_memory_bytes
@@ -638,10 +638,10 @@ class MemoryService:
         source_hash: str,
         problems: list[str],
     ) -> tuple[list[AddEvent], list[Change], list[tuple[MemoryRecord, str | None]]]:
-        from .inference.reconcile import Action
-
         """Turn actions into changes against the current state (call with the write lock held), and
         list the memories the model found already known (NONE) with its reasons."""
+        from .inference.reconcile import Action
+
         current = await self.history.get_many(sorted({a.target for a in actions if a.target}))
         touched: set[str] = set()
         added: dict[str, MemoryRecord] = {}

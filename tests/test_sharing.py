@@ -24,11 +24,16 @@ def owner_pid(data_dir: Path) -> int:
     return int(json.loads((data_dir / "owner.json").read_text())["pid"])
 
 
-async def add_many(client: Client, process: int, acked: dict[str, str], stop_after: int = PER_PROCESS) -> int:
-    """Add memories one by one; record each acknowledged id with its text; return how many were acked."""
+async def add_many(
+    client: Client, process: int, acked: dict[str, str], stop_after: int = PER_PROCESS, sent: set[str] | None = None
+) -> int:
+    """Add memories one by one; record each acknowledged id with its text (and in `sent` each text
+    before it is sent); return how many were acked."""
     done = 0
     for n in range(stop_after):
         text = f"process {process} remembers fact number {n}"
+        if sent is not None:
+            sent.add(text)
         result = (await call(client, "add_memory", messages=text, user_id="team"))["results"][0]
         assert result["memory"] == text
         acked[result["id"]] = text
@@ -36,9 +41,16 @@ async def add_many(client: Client, process: int, acked: dict[str, str], stop_aft
     return done
 
 
-async def check_all_present(client: Client, acked: dict[str, str], *, history: bool = True) -> None:
-    listed = (await call(client, "list_memories", user_id="team", limit=1000))["results"]
-    assert {m["id"]: m["memory"] for m in listed} == acked
+async def check_all_present(
+    client: Client, acked: dict[str, str], *, history: bool = True, in_flight: set[str] = frozenset()
+) -> None:
+    """Every acknowledged memory is stored, and nothing else but writes in flight when a process died
+    (committed before the kill, their answer lost with it)."""
+    page = await call(client, "list_memories", user_id="team", limit=1000)
+    listed = {m["id"]: m["memory"] for m in page["results"]}
+    assert {i: listed.get(i) for i in acked} == acked
+    extra = {i: text for i, text in listed.items() if i not in acked}
+    assert set(extra.values()) <= in_flight and len(extra) == len(set(extra.values())), extra
     for memory_id in acked if history else ():
         events = (await call(client, "memory_history", memory_id=memory_id))["events"]
         assert [e["event"] for e in events] == ["ADD"]
@@ -70,6 +82,7 @@ async def test_killing_the_owner_mid_run_lets_the_others_carry_on_with_nothing_a
     tmp_path: Path,
 ) -> None:
     acked: dict[str, str] = {}
+    sent: set[str] = set()
     finished: dict[int, int] = {}
     died: list[int] = []
     with anyio.fail_after(240):
@@ -85,7 +98,7 @@ async def test_killing_the_owner_mid_run_lets_the_others_carry_on_with_nothing_a
 
             async def run(i: int, client: Client) -> None:
                 try:
-                    finished[i] = await add_many(client, i, acked)
+                    finished[i] = await add_many(client, i, acked, sent=sent)
                 except MCPError:
                     died.append(i)  # this client's server was the owner we killed
 
@@ -104,7 +117,7 @@ async def test_killing_the_owner_mid_run_lets_the_others_carry_on_with_nothing_a
             assert all(finished[i] == PER_PROCESS for i in survivors)
             assert owner_pid(tmp_path) != victim  # a survivor took the store over
             for n, i in enumerate(survivors):
-                await check_all_present(clients[i], acked, history=n == 0)
+                await check_all_present(clients[i], acked, history=n == 0, in_flight=sent - set(acked.values()))
 
 
 async def test_a_process_with_other_store_settings_is_refused_by_name(tmp_path: Path) -> None:
