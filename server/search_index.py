@@ -3,8 +3,9 @@
 Milvus Lite 3.2.2 (pure Python) walks every row of the collection in Python on each search and
 computes BM25 statistics per segment, so its searches cost O(rows) interpreter time (about 30 ms
 at 3k rows, 250 ms at 100k) and keyword recall moved with flush timing. On Lite the core searches
-this index instead (built from SQLite at open, kept in step by the writes); Milvus Lite still
-stores every memory, and searches with metadata or time filters still run in Milvus.
+this index instead (built from SQLite at open, kept in step by the writes, see
+`server.stores.indexed`); Milvus Lite still stores every memory. A search can be confined to given
+ids (those SQLite selects for a filter), besides its scope.
 
 Dense: unit vectors in one float32 matrix; one matrix-vector product over the rows (or over the
 scope's rows when the scope is a small share of the store), then a partial sort. Keyword: BM25
@@ -21,7 +22,7 @@ import math
 import threading
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -154,9 +155,15 @@ class SearchIndex:
 
     # reads
 
-    def _in_scope(self, scope: Scope) -> npt.NDArray[np.bool_] | None:
-        """Rows of the scope's live memories; None when no memory has that scope."""
+    def _in_scope(self, scope: Scope, among: Collection[str] | None) -> npt.NDArray[np.bool_] | None:
+        """Rows of the scope's live memories (only those `among` these ids, when given); None when
+        no memory has that scope."""
         mask = self._live[: len(self._ids)].copy()
+        if among is not None:
+            rows = [slot for i in among if (slot := self._slots.get(i)) is not None]
+            allowed = np.zeros(mask.size, dtype=bool)
+            allowed[rows] = True
+            mask &= allowed
         for field, value in scope.items():
             column = SCOPE_FIELDS.index(field)
             code = self._codes.get(value)
@@ -165,14 +172,14 @@ class SearchIndex:
             mask &= self._scope_codes[: len(self._ids), column] == code
         return mask
 
-    def search(self, vector: list[float], scope: Scope, limit: int) -> Hits:
-        """(id, cosine similarity) of the scope's closest memories, best first."""
+    def search(self, vector: list[float], scope: Scope, limit: int, among: Collection[str] | None = None) -> Hits:
+        """(id, cosine similarity) of the scope's closest memories (`among` these ids), best first."""
         query = np.asarray(vector, dtype=np.float32)
         norm = float(np.linalg.norm(query))
         if norm > 0:
             query = query / norm
         with self._lock:
-            mask = self._in_scope(scope)
+            mask = self._in_scope(scope, among)
             if mask is None or not mask.any():
                 return []
             rows = np.flatnonzero(mask)
@@ -182,11 +189,12 @@ class SearchIndex:
                 scores = (self._vectors[: mask.size] @ query)[rows]
             return self._top(rows, scores, limit)
 
-    def search_words(self, words: str, scope: Scope, limit: int) -> Hits:
-        """(id, BM25 score > 0) of the scope's memories sharing a word with the query, best first."""
+    def search_words(self, words: str, scope: Scope, limit: int, among: Collection[str] | None = None) -> Hits:
+        """(id, BM25 score > 0) of the scope's memories (`among` these ids) sharing a word with the
+        query, best first."""
         terms = Counter(words.split())
         with self._lock:
-            mask = self._in_scope(scope)
+            mask = self._in_scope(scope, among)
             documents = len(self._slots)
             if mask is None or not documents or not terms:
                 return []

@@ -189,12 +189,12 @@ class MemoryService:
                 self._readable = await self._indexed.open_index(self.embedder.model_id, self.embedder.dimensions)
         return self._readable
 
-    async def _ready_for_reads(self, where: filters.And | None = None) -> None:
-        """Open what a read needs; with `where`, a search with that filter."""
+    async def _ready_for_reads(self) -> None:
+        """Open what reads need (with the search index: not Milvus, which opens in the background)."""
         if self._ready:
             return
-        if await self._open_reads() and (where is None or self._indexed is None or self._indexed.answers(where)):
-            self.warm_up()  # Milvus opens in the background
+        if await self._open_reads():
+            self.warm_up()
         else:
             await self.ready()
 
@@ -709,7 +709,7 @@ class MemoryService:
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise InvalidInput(f"threshold must be from -1 to 1 (scores are -1..1, higher is better), got {threshold}.")
         where = filters.within(scope, filters_)
-        await self._ready_for_reads(where)
+        await self._ready_for_reads()
         hits = await self._ranked(text, where, limit)
         s = self.settings
         hits = ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, now_us())[:limit]

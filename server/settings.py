@@ -92,8 +92,8 @@ class Settings(BaseModel):
     )
     search_index: bool = Field(
         True,
-        description="Milvus Lite only: answer searches confined to a scope from an in-memory index (dense + BM25) "
-        "kept in step with Milvus; false sends every search to Milvus Lite (slower: it scans rows in Python).",
+        description="Milvus Lite only: answer searches from an in-memory index (dense + BM25) kept in step with "
+        "Milvus; false sends every search to Milvus Lite (slower: it scans rows in Python).",
     )
     keyword_weight: float = Field(
         0.6, ge=0, le=1, description="Share of BM25 keyword relevance in the hybrid score (the rest is similarity)."

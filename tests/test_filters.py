@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import pytest
 from mcp import Client
 
 from server import filters
+from server.embedders.local import LocalEmbedder
 from server.errors import InvalidInput
 from server.records import Scope
 from server.service import MemoryService
+from server.stores.indexed import IndexedStore
 
-from .conftest import call, error_of
+from .conftest import call, error_of, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -63,7 +66,19 @@ async def _matching(service: MemoryService, flt: dict[str, Any]) -> tuple[set[st
     return {h.memory for h in hits.results}, {m.memory for m in listed.results}
 
 
-async def test_milvus_and_sqlite_renderers_select_the_same_memories(service: MemoryService) -> None:
+@pytest.mark.parametrize("search_index", [False, True], ids=["milvus-renderer", "search-index"])
+async def test_filtered_search_and_list_select_the_same_memories(
+    tmp_path: Path, local_embedder: LocalEmbedder, search_index: bool
+) -> None:
+    """Without the search index a filtered search runs in Milvus Lite (the Milvus renderer against
+    the SQLite one); with it, the index searches the ids SQLite selects."""
+    settings = make_settings(tmp_path / "data", search_index=search_index)
+    async with MemoryService(settings, embedder=local_embedder) as service:
+        assert isinstance(service.vectors, IndexedStore) == search_index
+        await _renderers_agree(service)
+
+
+async def _renderers_agree(service: MemoryService) -> None:
     for text, meta, agent in ROWS:
         await service.add(text, Scope(user_id="u", agent_id=agent), meta, infer=False)
     await service.add("someone else's", Scope(user_id="v"), {"category": "hobbies"}, infer=False)

@@ -190,13 +190,25 @@ async def test_embeddings_missing_from_an_older_history_database_are_filled_in_f
         assert conn.execute("SELECT count(*) FROM embeddings").fetchone()[0] == len(TEXTS)
 
 
-async def test_filtered_searches_still_run_in_milvus_and_stay_in_scope(service: MemoryService) -> None:
+async def test_filtered_searches_use_the_index_and_stay_in_scope(
+    service: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
     alice, bob = Scope(user_id="alice"), Scope(user_id="bob")
     await service.add("Likes tennis", alice, metadata={"category": "hobby"}, infer=False)
     await service.add("Likes tennis too", bob, metadata={"category": "hobby"}, infer=False)
     await service.add("Tennis elbow diagnosis", alice, metadata={"category": "health"}, infer=False)
+    assert isinstance(service.vectors, IndexedStore)
+
+    async def no_milvus_search(*args: object) -> None:
+        raise AssertionError("a search reached Milvus")
+
+    monkeypatch.setattr(service.vectors.inner, "search", no_milvus_search)
+    monkeypatch.setattr(service.vectors.inner, "search_keywords", no_milvus_search)
     hits = (await service.search("tennis", alice, filters_={"category": "hobby"})).results
     assert [h.memory for h in hits] == ["Likes tennis"]
+    widened = await service.search("tennis", alice, filters_={"OR": [{"user_id": "bob"}, {"category": "hobby"}]})
+    assert [h.memory for h in widened.results] == ["Likes tennis"]  # a filter never widens the scope
+    assert (await service.search("tennis", alice, filters_={"user_id": "bob"})).results == []
 
 
 async def test_reads_are_served_before_milvus_opens_and_writes_open_it(
@@ -209,9 +221,9 @@ async def test_reads_are_served_before_milvus_opens_and_writes_open_it(
     async with MemoryService(settings, embedder=local_embedder) as svc:
         assert [h.id for h in (await svc.search("tennis", alice)).results] == [kept.id]
         assert (await svc.list(alice)).results[0].id == kept.id
+        hits = await svc.search("tennis", alice, filters_={"category": {"ne": "x"}})  # SQLite selects the ids
+        assert hits.results == []  # (no memory has a category)
         assert not svc.is_ready  # Milvus is not open yet: it opens in the background a moment later
-        hits = await svc.search("tennis", alice, filters_={"category": {"ne": "x"}})  # Milvus answers this one
-        assert svc.is_ready and hits.results == []  # (no memory has a category)
     async with MemoryService(settings, embedder=local_embedder) as svc:
         await svc.search("tennis", alice)
         added = (await svc.add("Is allergic to peanuts", alice, infer=False)).results[0]  # a write opens Milvus
@@ -253,3 +265,22 @@ async def test_exact_duplicate_lookup_uses_the_hash_index(service: MemoryService
         conn.execute("ANALYZE")
         plan = conn.execute("EXPLAIN QUERY PLAN " + FIND_LIVE_BY_HASH, ("memories", "h", "alice", "", "")).fetchall()
     assert "USING INDEX memories_hash" in " ".join(str(step[-1]) for step in plan)
+
+
+async def test_a_repeated_filtered_search_sees_every_write_in_between(service: MemoryService) -> None:
+    alice = Scope(user_id="alice")
+    hobby = {"category": "hobby"}
+
+    async def found() -> list[str]:
+        return sorted(h.memory for h in (await service.search("tennis", alice, filters_=hobby)).results)
+
+    await service.add("Likes tennis", alice, metadata=hobby, infer=False)
+    assert await found() == ["Likes tennis"]
+    added = (await service.add("Watches tennis on TV", alice, metadata=hobby, infer=False)).results[0]
+    assert await found() == ["Likes tennis", "Watches tennis on TV"]
+    await service.update(added.id, "Watches tennis on TV", metadata={"category": "media"})
+    assert await found() == ["Likes tennis"]
+    await service.update(added.id, "Watches tennis on TV", metadata=hobby)
+    assert await found() == ["Likes tennis", "Watches tennis on TV"]
+    await service.delete(added.id)
+    assert await found() == ["Likes tennis"]

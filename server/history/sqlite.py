@@ -321,6 +321,15 @@ class SQLiteHistory:
 
         return await self._run(run)
 
+    async def live_ids_where(self, where: str, params: list[Any]) -> list[str]:
+        """Ids of the live memories matching `where` (from `filters.to_sql`)."""
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            sql = f"SELECT id FROM memories WHERE collection = ? AND deleted_at IS NULL AND ({where})"
+            return [r[0] for r in conn.execute(sql, (self._collection, *params))]
+
+        return await self._run(run)
+
     async def live_ids(self) -> list[str]:
         def run(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(

@@ -1,10 +1,10 @@
 """Milvus Lite with its searches answered by an in-memory `SearchIndex` where they can be.
 
-Milvus Lite 3.2.2 stores every memory; searches confined to a scope alone (what agents send, and
-what the core's duplicate and inference checks send) are answered by `server.search_index`, the
-others (metadata or time filters) by Milvus Lite. The index is built at open from the history
-database (each text's embedding is stored there with its state; rows written before that are
-filled in once from Milvus) and follows every write that reached Milvus.
+Milvus Lite 3.2.2 stores every memory; searches are answered by `server.search_index`. A search
+with filters beyond its scope (metadata, times) is confined to the ids SQLite finds for the same
+filter. The index is built at open from the history database (each text's embedding is stored
+there with its state; rows written before that are filled in once from Milvus) and follows every
+write that reached Milvus.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..filters import And, scope_only
+from ..filters import And, scope_only, to_sql
 from ..history import SQLiteHistory
 from ..history.sqlite import Embedded
 from ..keywords import analyse
-from ..records import MemoryRecord
+from ..records import MemoryRecord, Scope
 from .milvus import MilvusStore
 
 if TYPE_CHECKING:  # numpy is imported after the MCP handshake, with the index
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # numpy is imported after the MCP handshake, with the index
 logger = logging.getLogger(__name__)
 
 BACKFILL_CHUNK = 1000
+CONFINED_KEPT = 32  # filter answers kept between writes
 
 
 def _entry(record: MemoryRecord, vector: list[float]) -> Entry:
@@ -37,17 +38,27 @@ def _entry(record: MemoryRecord, vector: list[float]) -> Entry:
     return Entry(record.id, record.scope, np.asarray(vector, dtype=np.float32), analyse(record.memory))
 
 
+class _Confined:
+    """The ids matching a filter, once SQLite has answered (None if it failed)."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.ids: list[str] | None = None
+
+
 class IndexedStore:
     def __init__(self, inner: MilvusStore, history: SQLiteHistory) -> None:
         self.inner = inner
         self._history = history
         self._index: SearchIndex | None = None
+        self._generation = 0  # counts writes: filter answers are kept for one generation
+        self._confined: dict[tuple[int, And], _Confined] = {}
 
     # what the wrapped store says
 
     @property
     def keyword_search(self) -> bool:
-        # The index has BM25 (and Milvus Lite 3.2.2 too, for the filtered searches it still answers).
+        # The index has BM25 (so has Milvus Lite 3.2.2, which answers until the index is built).
         return self._index is not None or self.inner.keyword_search
 
     @property
@@ -118,36 +129,73 @@ class IndexedStore:
 
     # writes: Milvus first, then the index (which must never hold what Milvus refused)
 
+    def _changed(self) -> None:
+        self._generation += 1
+        self._confined.clear()
+
+    # A write drops the kept filter answers when it starts (SQLite has changed by then) and when it
+    # ends, failed or not.
+
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
-        await self.inner.upsert(rows)
+        self._changed()
+        try:
+            await self.inner.upsert(rows)
+        finally:
+            self._changed()
         if self._index is not None and rows:
             await anyio.to_thread.run_sync(self._index.upsert, [_entry(r, v) for r, v in rows])
 
     async def delete(self, ids: list[str]) -> None:
-        await self.inner.delete(ids)
+        self._changed()
+        try:
+            await self.inner.delete(ids)
+        finally:
+            self._changed()
         if self._index is not None and ids:
             await anyio.to_thread.run_sync(self._index.delete, ids)
 
     # reads
 
-    def answers(self, where: And) -> bool:
-        """Whether a search with this filter is answered by the index (else Milvus must be open)."""
-        return self._index is not None and scope_only(where) is not None
+    async def _confine(self, where: And) -> tuple[Scope, list[str] | None]:
+        """The scope to search and, for a filter beyond the scope, the ids SQLite says match it (the
+        same `filters` semantics as Milvus, tested against it).
+
+        A hybrid search asks twice at once (dense and keyword): one query answers both, and its
+        answer is kept until the next write."""
+        scope = scope_only(where)
+        if scope is not None:
+            return scope, None
+        key = (self._generation, where)
+        entry = self._confined.get(key)
+        if entry is None:
+            if len(self._confined) >= CONFINED_KEPT:
+                self._confined.clear()
+            entry = self._confined[key] = _Confined()
+            try:
+                entry.ids = await self._history.live_ids_where(*to_sql(where))
+            finally:
+                entry.done.set()
+        else:
+            await entry.done.wait()
+        if entry.ids is None:  # the query that would have answered failed: ask again
+            return Scope(), await self._history.live_ids_where(*to_sql(where))
+        return Scope(), entry.ids
 
     async def search(self, vector: list[float], where: And, limit: int) -> list[tuple[MemoryRecord, float]]:
-        scope = scope_only(where)
-        if self._index is None or scope is None:
+        if self._index is None:
             return await self.inner.search(vector, where, limit)
-        return await self._records(await anyio.to_thread.run_sync(self._index.search, vector, scope, limit))
+        scope, among = await self._confine(where)
+        return await self._records(await anyio.to_thread.run_sync(self._index.search, vector, scope, limit, among))
 
     async def search_keywords(self, text: str, where: And, limit: int) -> list[tuple[MemoryRecord, float]]:
-        scope = scope_only(where)
-        if self._index is None or scope is None:
+        if self._index is None:
             return await self.inner.search_keywords(text, where, limit)
         words = analyse(text)
         if not words:
             return []
-        return await self._records(await anyio.to_thread.run_sync(self._index.search_words, words, scope, limit))
+        scope, among = await self._confine(where)
+        hits = await anyio.to_thread.run_sync(self._index.search_words, words, scope, limit, among)
+        return await self._records(hits)
 
     async def _records(self, hits: Hits) -> list[tuple[MemoryRecord, float]]:
         records = await self._history.get_many([memory_id for memory_id, _ in hits])
