@@ -12,6 +12,7 @@ import logging
 import os
 import sqlite3
 from array import array
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -141,6 +142,13 @@ FIND_LIVE_BY_HASH = (
 )
 
 
+def _rows_in(conn: sqlite3.Connection, sql: str, params: list[Any], values: list[str]) -> Iterator[Any]:
+    """Rows of `sql`, whose `{}` is filled with placeholders for `values`, 500 values a query."""
+    for start in range(0, len(values), 500):
+        chunk = values[start : start + 500]
+        yield from conn.execute(sql.format(",".join("?" * len(chunk))), (*params, *chunk))
+
+
 def _record(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:
     return MemoryRecord(
         id=row[0],
@@ -265,16 +273,8 @@ class SQLiteHistory:
 
     async def get_many(self, ids: list[str]) -> dict[str, MemoryRecord]:
         def run(conn: sqlite3.Connection) -> dict[str, MemoryRecord]:
-            out: dict[str, MemoryRecord] = {}
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for row in conn.execute(
-                    f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE collection = ? AND id IN ({marks})",
-                    (self._collection, *chunk),
-                ):
-                    out[row[0]] = _record(row)
-            return out
+            sql = f"SELECT {_MEMORY_COLUMNS} FROM memories WHERE collection = ? AND id IN ({{}})"
+            return {row[0]: _record(row) for row in _rows_in(conn, sql, [self._collection], ids)}
 
         return await self._run(run)
 
@@ -321,21 +321,12 @@ class SQLiteHistory:
 
         return await self._run(run)
 
-    async def live_ids_where(self, where: str, params: list[Any]) -> list[str]:
-        """Ids of the live memories matching `where` (from `filters.to_sql`)."""
+    async def live_ids(self, where: str = "1", params: Sequence[Any] = ()) -> list[str]:
+        """Ids of the live memories (matching `where` from `filters.to_sql`, when given)."""
 
         def run(conn: sqlite3.Connection) -> list[str]:
             sql = f"SELECT id FROM memories WHERE collection = ? AND deleted_at IS NULL AND ({where})"
             return [r[0] for r in conn.execute(sql, (self._collection, *params))]
-
-        return await self._run(run)
-
-    async def live_ids(self) -> list[str]:
-        def run(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute(
-                "SELECT id FROM memories WHERE collection = ? AND deleted_at IS NULL", (self._collection,)
-            )
-            return [r[0] for r in rows]
 
         return await self._run(run)
 
@@ -415,15 +406,8 @@ class SQLiteHistory:
         """Stored embeddings by text hash (those there are)."""
 
         def run(conn: sqlite3.Connection) -> dict[str, list[float]]:
-            out: dict[str, list[float]] = {}
-            for start in range(0, len(hashes), 500):
-                chunk = hashes[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for h, blob in conn.execute(
-                    f"SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN ({marks})", (model, *chunk)
-                ):
-                    out[h] = array("f", blob).tolist()
-            return out
+            sql = "SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN ({})"
+            return {h: array("f", blob).tolist() for h, blob in _rows_in(conn, sql, [model], hashes)}
 
         return await self._run(run)
 

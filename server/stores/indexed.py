@@ -172,13 +172,13 @@ class IndexedStore:
                 self._confined.clear()
             entry = self._confined[key] = _Confined()
             try:
-                entry.ids = await self._history.live_ids_where(*to_sql(where))
+                entry.ids = await self._history.live_ids(*to_sql(where))
             finally:
                 entry.done.set()
         else:
             await entry.done.wait()
         if entry.ids is None:  # the query that would have answered failed: ask again
-            return Scope(), await self._history.live_ids_where(*to_sql(where))
+            return Scope(), await self._history.live_ids(*to_sql(where))
         return Scope(), entry.ids
 
     async def search(self, vector: list[float], where: And, limit: int) -> list[tuple[MemoryRecord, float]]:
