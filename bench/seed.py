@@ -40,8 +40,14 @@ class CachedEmbedder:
         self._vectors = vectors
         self._model = model or LocalEmbedder()
 
+    def start(self) -> None:
+        self._model.start()
+
     async def open(self) -> None:
         await self._model.open()
+
+    async def close(self) -> None:
+        await self._model.close()
 
     async def embed(self, texts: list[str], kind: Kind = "document") -> list[list[float]]:
         if all(t in self._known for t in texts):

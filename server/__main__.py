@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -61,10 +62,17 @@ def main(argv: list[str] | None = None) -> int:
         from . import doctor
 
         return anyio.run(lambda: doctor.run(settings, fix=fix, out=sys.stdout))
-    from .app import serve
+    from .embedders import make_embedder
 
     try:
-        anyio.run(serve, settings)
+        embedder = make_embedder(settings)
+        if len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) > 1:
+            # The local model loads in its own process, on another core, while the MCP SDK is
+            # imported below (~0.7 s). On one core it would delay the handshake: it waits for it.
+            embedder.start()
+        from .app import serve
+
+        anyio.run(serve, settings, embedder)
     except KeyboardInterrupt:
         pass
     except MemoryServiceError as e:  # a refused set-up (e.g. no auth on a public address)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+import anyio
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
@@ -18,6 +21,7 @@ from pydantic import AnyHttpUrl, ValidationError
 
 from . import __version__
 from .auth import StaticTokenVerifier, caller_for, load_tokens
+from .embedders import Embedder
 from .records import ANONYMOUS, SCOPE_FIELDS, Caller
 from .service import MemoryService
 from .settings import Settings
@@ -57,6 +61,21 @@ def caller_provider(default_user_id: str | None) -> CallerProvider:
     return current
 
 
+@contextmanager
+def _rich_import_blocked() -> Iterator[None]:
+    """MCPServer's constructor imports rich (~45 ms before the handshake) for a log handler that
+    `logging.basicConfig` then ignores, our logging being set up already: let its fallback run."""
+    if "rich.console" in sys.modules:
+        yield
+        return
+    sys.modules["rich.console"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if sys.modules.get("rich.console", 0) is None:
+            del sys.modules["rich.console"]
+
+
 def build_server(
     service: MemoryService,
     caller: CallerProvider | None = None,
@@ -73,14 +92,15 @@ def build_server(
 
     # Static tokens: no OAuth server; the issuer URL is required by the SDK but never published.
     auth = AuthSettings(issuer_url=AnyHttpUrl("http://127.0.0.1"), resource_server_url=None) if token_verifier else None
-    server: MCPServer = MCPServer(
-        "milvus-memory-mcp",
-        instructions=INSTRUCTIONS,
-        version=__version__,
-        log_level=service.settings.log_level,
-        auth=auth,
-        token_verifier=token_verifier,
-    )
+    with _rich_import_blocked():
+        server: MCPServer = MCPServer(
+            "milvus-memory-mcp",
+            instructions=INSTRUCTIONS,
+            version=__version__,
+            log_level=service.settings.log_level,
+            auth=auth,
+            token_verifier=token_verifier,
+        )
     current = caller or (lambda: ANONYMOUS)
     register(server, service, current)
     server.middleware.append(_log_tool_calls(current, store))
@@ -172,7 +192,8 @@ async def run_forwarded(server: MCPServer, name: str, arguments: dict[str, Any],
     return result
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
+    """Serve until the transport ends; `embedder` may have been started already (see __main__)."""
     verifier = None
     if settings.transport != "stdio":
         from .http import check_http_settings
@@ -184,7 +205,7 @@ async def serve(settings: Settings) -> None:
         logger.warning("MEMORY_AUTH_TOKENS applies to the HTTP transports only; stdio has no tokens")
     # The default user travels with each call (Caller.default_user_id), so that the owner of the
     # store applies the calling process's MEMORY_USER_ID, never its own.
-    service = MemoryService(settings.model_copy(update={"user_id": None}))
+    service = MemoryService(settings.model_copy(update={"user_id": None}), embedder=embedder)
     current = caller_provider(settings.user_id)
 
     async def run_tool(name: str, arguments: dict[str, Any], caller: Caller) -> CallToolResult:
@@ -192,14 +213,18 @@ async def serve(settings: Settings) -> None:
 
     store = SharedStore(settings, service, run_tool)
     server = build_server(service, current, store=store, token_verifier=verifier)
-    async with store:
-        if settings.transport == "stdio":
-            await server.run_stdio_async()
-        else:
-            from .http import serve_http
+    try:
+        async with store:
+            if settings.transport == "stdio":
+                await server.run_stdio_async()
+            else:
+                from .http import serve_http
 
-            store.start()
-            await serve_http(server, store, settings)
+                store.start()
+                await serve_http(server, store, settings)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await service.embedder.close()
 
 
 __all__ = ["build_server", "serve", "Caller", "INSTRUCTIONS"]

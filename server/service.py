@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup
 from . import filters, ranking
 from .embedders import Embedder, make_embedder
 from .errors import BackendError, InferenceError, InvalidInput, MemoryServiceError, PermissionDenied, not_found
+from .heap import release_free_memory
 from .history import SQLiteHistory
 from .inference import ChatModel, make_llm
 from .models import (
@@ -79,6 +80,7 @@ class MemoryService:
     ) -> None:
         self.settings = settings
         self._indexed: IndexedStore | None = None  # Milvus Lite with the search index: reads need no Milvus
+        self._owns_embedder = embedder is None
         self.embedder = embedder or make_embedder(settings)
         self.llm = llm or make_llm(settings)
         self.history = history or SQLiteHistory(settings.resolved_history_path, settings.collection)
@@ -130,12 +132,15 @@ class MemoryService:
                     logger.warning("final flush failed; the pending marks are re-applied at the next start")
             await self.vectors.close()
             await self.history.close()
+            if self._owns_embedder:
+                await self.embedder.close()
             self._ready = self._readable = False
 
     def warm_up(self) -> None:
         """Open the stores and the model in the background (after the MCP handshake)."""
         if self._tg is not None and not self._ready and not self._warming:
             self._warming = True
+            self.embedder.start()
             self._tg.start_soon(self._warm_up)
 
     async def _warm_up(self) -> None:
@@ -175,6 +180,7 @@ class MemoryService:
                 await self._reconcile(pending)
                 await self._flush_and_settle()
             self._ready = self._readable = True
+            await anyio.to_thread.run_sync(release_free_memory)
             logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
 
     async def _open_reads(self) -> bool:

@@ -153,7 +153,8 @@ class SharedStore:
 
     async def _start(self) -> None:
         try:
-            await self.try_own()
+            if not await self.try_own():
+                await self.service.embedder.close()  # the owner embeds; started again if this process takes over
         except MemoryServiceError as e:
             logger.error("cannot take part in sharing %s: %s", self._dir, e)
 

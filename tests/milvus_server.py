@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -115,8 +116,22 @@ class MilvusStandalone:
     def start(self, timeout: float = 90.0) -> None:
         if self._proc is not None:
             return
-        if not self.ports:  # a restart reuses the config: the ports may sit in TIME_WAIT for the probe
+        if self.ports:  # a restart reuses the config: the ports may sit in TIME_WAIT for the probe
+            self._launch(timeout)
+            return
+        # A fresh server: a port found free may be taken by someone else before Milvus binds it
+        # (seen once in CI). Then start over on new ports, with no data left from the failed try.
+        for attempt in range(3):
             self._configure()
+            try:
+                self._launch(timeout)
+                return
+            except (RuntimeError, TimeoutError):
+                if attempt == 2:
+                    raise
+                shutil.rmtree(self.base_dir / "data", ignore_errors=True)
+
+    def _launch(self, timeout: float) -> None:
         env = os.environ | {
             "DEPLOY_MODE": "STANDALONE",
             "METRICS_PORT": str(self.metrics_port),

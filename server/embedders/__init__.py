@@ -5,7 +5,8 @@ Contract of an `Embedder`:
   `dimensions` is the vector length; both are known without I/O.
 - `await embed(texts, kind)` returns one L2-normalised vector per text, in order. `kind` is
   "document" for stored memories and "query" for searches (models that ignore it may).
-- `await open()` loads what is heavy (idempotent); `embed` calls it if needed.
+- `start()` begins loading what is heavy without waiting (no-op where nothing is); `await open()`
+  waits until it is loaded (idempotent); `embed` calls it if needed; `await close()` frees it.
 - Failures raise `EmbedderError` with a message fit for the agent.
 """
 
@@ -28,7 +29,11 @@ class Embedder(Protocol):
     @property
     def dimensions(self) -> int: ...
 
+    def start(self) -> None: ...
+
     async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
 
     async def embed(self, texts: list[str], kind: Kind = "document") -> list[list[float]]: ...
 

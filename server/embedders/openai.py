@@ -87,6 +87,14 @@ class OpenAIEmbedder:
             )
         return self._dims
 
+    def start(self) -> None:
+        pass  # nothing heavy: the client is made at open()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
     async def open(self) -> None:
         if self._client is not None:
             return
