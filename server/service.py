@@ -304,6 +304,9 @@ class MemoryService:
     async def _apply(self, changes: list[Change]) -> None:
         """Record `changes` in SQLite (one transaction), apply them to the vector store, clear the marks.
 
+        On Milvus Lite with the search index the vector store updates the index and queues the
+        Milvus calls for the next flush (stores/indexed.py), so a Milvus failure surfaces there.
+
         The caller holds `_write_lock`. Once SQLite has committed, the rest runs shielded from
         cancellation so that a cancelled call cannot leave the stores apart; a crash in between is
         repaired at the next start (the pending marks). All changes commit together, so a

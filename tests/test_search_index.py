@@ -284,3 +284,27 @@ async def test_a_repeated_filtered_search_sees_every_write_in_between(service: M
     assert await found() == ["Likes tennis", "Watches tennis on TV"]
     await service.delete(added.id)
     assert await found() == ["Likes tennis"]
+
+
+async def test_writes_reach_milvus_at_the_flush_in_order_and_reads_never_wait_for_it(
+    tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    settings = make_settings(tmp_path / "data", flush_delay=60)  # no background flush during the test
+    alice = Scope(user_id="alice")
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        store = svc.vectors
+        assert isinstance(store, IndexedStore)
+        added = (await svc.add("Plays the cello on Sundays", alice, infer=False)).results[0]
+        await svc.update(added.id, "Plays the viola on Sundays")
+        gone = (await svc.add("Owns a red bicycle", alice, infer=False)).results[0]
+        await svc.delete(gone.id)
+        # Served at once from SQLite and the index; Milvus Lite has not been written yet.
+        hits = (await svc.search("viola", alice)).results
+        assert [h.memory for h in hits] == ["Plays the viola on Sundays"]
+        assert await store.inner.ids() == []
+        assert sorted(await svc.history.pending_ids()) == sorted([added.id, gone.id])
+        await svc.flush()  # the queued upsert, upsert, upsert, delete, in that order
+        assert [r.memory for r in await store.inner.get([added.id, gone.id])] == ["Plays the viola on Sundays"]
+        assert await svc.history.pending_ids() == []
+        assert (await doctor.check(svc)).clean
+

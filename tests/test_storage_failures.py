@@ -123,7 +123,8 @@ async def test_full_disk_refuses_the_write_clearly_and_changes_nothing(
 async def test_full_disk_under_milvus_only_is_undone_and_settled_once_space_is_back(
     small_fs: Path, tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:
-    settings = make_settings(small_fs / "data", history_path=tmp_path / "history.db")
+    # Milvus first (MEMORY_SEARCH_INDEX=false): a write Milvus refuses is refused and undone.
+    settings = make_settings(small_fs / "data", history_path=tmp_path / "history.db", search_index=False)
     async with MemoryService(settings, embedder=local_embedder) as svc:
         kept = (await svc.add("Written before the disk filled", Scope("u"))).results[0]
         filler = fill(small_fs)
@@ -138,3 +139,34 @@ async def test_full_disk_under_milvus_only_is_undone_and_settled_once_space_is_b
         assert report.clean, report.lines()
         hits = (await svc.search("Written before the disk filled", Scope("u"), limit=1)).results
         assert hits[0].memory == "Written before the disk filled"
+
+
+async def test_full_disk_under_milvus_only_keeps_acknowledged_writes_and_catches_up_once_space_is_back(
+    small_fs: Path, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    # With the search index (the default on Lite) Milvus is written behind SQLite, at the flush: a
+    # write SQLite recorded is acknowledged and served; Milvus gets it once it can.
+    settings = make_settings(small_fs / "data", history_path=tmp_path / "history.db")
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        kept = (await svc.add("Written before the disk filled", Scope("u"))).results[0]
+        await svc.flush()
+        filler = fill(small_fs)
+        await svc.update(kept.id, "Changed on a full disk")
+        added = (await svc.add("Added on a full disk", Scope("u"))).results[0]
+        with pytest.raises(BackendError, match="No space left on device"):
+            await svc.flush()
+        listed = sorted(m.memory for m in (await svc.list(Scope("u"))).results)
+        assert listed == ["Added on a full disk", "Changed on a full disk"]
+        hits = (await svc.search("added when the disk was full", Scope("u"), limit=1)).results
+        assert hits[0].id == added.id
+        assert sorted(await svc.history.pending_ids()) == sorted([kept.id, added.id])  # not confirmed yet
+        filler.unlink()
+        await svc.add("Written after space was freed", Scope("u"))  # settles what the failure left
+        await svc.flush()
+        report = await doctor.check(svc)
+        assert report.clean, report.lines()
+        assert await svc.history.pending_ids() == []
+    async with MemoryService(settings, embedder=local_embedder) as svc:  # and it all survives a restart
+        listed = sorted(m.memory for m in (await svc.list(Scope("u"))).results)
+        assert listed == ["Added on a full disk", "Changed on a full disk", "Written after space was freed"]
+        assert (await doctor.check(svc)).clean

@@ -4,12 +4,21 @@ Milvus Lite 3.2.2 stores every memory; searches are answered by `server.search_i
 with filters beyond its scope (metadata, times) is confined to the ids SQLite finds for the same
 filter. The index is built at open from the history database (each text's embedding is stored
 there with its state; rows written before that are filled in once from Milvus) and follows every
-write that reached Milvus.
+write SQLite committed.
+
+Writes reach Milvus behind the index (write-behind): `upsert` and `delete` update the index and
+queue the Milvus call, which runs in order at the next `flush` (the service's debounced flush),
+or before anything that reads Milvus itself. SQLite has committed each write, with its pending
+mark, before it gets here, and the mark is cleared only once a flush has made the Milvus side
+durable: a Milvus failure or a crash leaves the mark, and the service re-applies the change from
+SQLite (at its next write, or at the next start). This takes Milvus Lite's ~3.5 ms upsert out of
+every `add_memory`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import anyio
@@ -53,6 +62,8 @@ class IndexedStore:
         self._index: SearchIndex | None = None
         self._generation = 0  # counts writes: filter answers are kept for one generation
         self._confined: dict[tuple[int, And], _Confined] = {}
+        self._behind: list[Callable[[], Awaitable[None]]] = []  # Milvus calls not made yet, in order
+        self._drain_lock = anyio.Lock()
 
     # what the wrapped store says
 
@@ -118,41 +129,54 @@ class IndexedStore:
         return index
 
     async def close(self) -> None:
+        if self._behind:  # the flush at close failed: their pending marks re-apply them at the next start
+            logger.warning("%d Milvus write(s) not applied at close; re-applied at the next start", len(self._behind))
+            self._behind.clear()
         self._index = None
         await self.inner.close()
 
     async def recreate(self, model_id: str, dimensions: int) -> None:
+        self._behind.clear()  # every memory is marked pending first and re-applied afterwards
         await self.inner.recreate(model_id, dimensions)
 
     async def flush(self) -> None:
+        await self.drain()
         await self.inner.flush()
 
-    # writes: Milvus first, then the index (which must never hold what Milvus refused)
+    async def drain(self) -> None:
+        """Make the queued Milvus calls, in order; one that fails stays queued with those after it."""
+        async with self._drain_lock:
+            while self._behind:
+                await self._behind[0]()
+                self._behind.pop(0)
+
+    # writes: the index now, Milvus at the next flush
 
     def _changed(self) -> None:
         self._generation += 1
         self._confined.clear()
 
-    # A write drops the kept filter answers when it starts (SQLite has changed by then) and when it
-    # ends, failed or not.
-
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
-        self._changed()
-        try:
+        if not rows:
+            return
+        self._changed()  # SQLite has changed: kept filter answers are stale
+        if self._index is None:
+            await self.drain()
             await self.inner.upsert(rows)
-        finally:
-            self._changed()
-        if self._index is not None and rows:
-            await anyio.to_thread.run_sync(self._index.upsert, [_entry(r, v) for r, v in rows])
+            return
+        self._behind.append(lambda: self.inner.upsert(rows))
+        await anyio.to_thread.run_sync(self._index.upsert, [_entry(r, v) for r, v in rows])
 
     async def delete(self, ids: list[str]) -> None:
+        if not ids:
+            return
         self._changed()
-        try:
+        if self._index is None:
+            await self.drain()
             await self.inner.delete(ids)
-        finally:
-            self._changed()
-        if self._index is not None and ids:
-            await anyio.to_thread.run_sync(self._index.delete, ids)
+            return
+        self._behind.append(lambda: self.inner.delete(ids))
+        await anyio.to_thread.run_sync(self._index.delete, ids)
 
     # reads
 
@@ -183,12 +207,14 @@ class IndexedStore:
 
     async def search(self, vector: list[float], where: And, limit: int) -> list[tuple[MemoryRecord, float]]:
         if self._index is None:
+            await self.drain()
             return await self.inner.search(vector, where, limit)
         scope, among = await self._confine(where)
         return await self._records(await anyio.to_thread.run_sync(self._index.search, vector, scope, limit, among))
 
     async def search_keywords(self, text: str, where: And, limit: int) -> list[tuple[MemoryRecord, float]]:
         if self._index is None:
+            await self.drain()
             return await self.inner.search_keywords(text, where, limit)
         words = analyse(text)
         if not words:
@@ -206,7 +232,9 @@ class IndexedStore:
         ]
 
     async def get(self, ids: list[str]) -> list[MemoryRecord]:
+        await self.drain()
         return await self.inner.get(ids)
 
     async def ids(self) -> list[str]:
+        await self.drain()
         return await self.inner.ids()
