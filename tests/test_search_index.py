@@ -289,7 +289,8 @@ async def test_a_repeated_filtered_search_sees_every_write_in_between(service: M
 async def test_writes_reach_milvus_at_the_flush_in_order_and_reads_never_wait_for_it(
     tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:
-    settings = make_settings(tmp_path / "data", flush_delay=60)  # no background flush during the test
+    # No background flush during the test.
+    settings = make_settings(tmp_path / "data").model_copy(update={"flush_delay": 60.0})
     alice = Scope(user_id="alice")
     async with MemoryService(settings, embedder=local_embedder) as svc:
         store = svc.vectors
@@ -307,4 +308,3 @@ async def test_writes_reach_milvus_at_the_flush_in_order_and_reads_never_wait_fo
         assert [r.memory for r in await store.inner.get([added.id, gone.id])] == ["Plays the viola on Sundays"]
         assert await svc.history.pending_ids() == []
         assert (await doctor.check(svc)).clean
-
