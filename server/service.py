@@ -193,6 +193,7 @@ class MemoryService:
                 await self.history.open()
                 await self.embedder.open()
                 self._readable = await self._indexed.open_index(self.embedder.model_id, self.embedder.dimensions)
+                await anyio.to_thread.run_sync(release_free_memory)  # the rows the index was built from
         return self._readable
 
     async def _ready_for_reads(self) -> None:
