@@ -25,6 +25,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
         )
 
 
+def _cores() -> int:
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="milvus-memory-mcp", description="Long-term memory MCP server.")
     sub = parser.add_subparsers(dest="command")
@@ -66,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         embedder = make_embedder(settings)
-        if len(os.sched_getaffinity(0)) > 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) > 1:
+        if _cores() > 1:
             # The local model loads in its own process, on another core, while the MCP SDK is
             # imported below (~0.7 s). On one core it would delay the handshake: it waits for it.
             embedder.start()

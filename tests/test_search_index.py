@@ -11,6 +11,7 @@ import math
 import sqlite3
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -304,7 +305,17 @@ async def test_writes_reach_milvus_at_the_flush_in_order_and_reads_never_wait_fo
         assert [h.memory for h in hits] == ["Plays the viola on Sundays"]
         assert await store.inner.ids() == []
         assert sorted(await svc.history.pending_ids()) == sorted([added.id, gone.id])
-        await svc.flush()  # the queued upsert, upsert, upsert, delete, in that order
+        calls: list[str] = []
+        for kind in ("upsert", "delete"):
+            real = getattr(store.inner, kind)
+
+            async def counted(items: Any, real: Any = real, kind: str = kind) -> None:
+                calls.append(f"{kind} {len(items)}")
+                await real(items)
+
+            setattr(store.inner, kind, counted)
+        await svc.flush()
+        assert calls == ["upsert 2", "delete 1"]  # the three upserts in one call (the later row of `added`)
         assert [r.memory for r in await store.inner.get([added.id, gone.id])] == ["Plays the viola on Sundays"]
         assert await svc.history.pending_ids() == []
         assert (await doctor.check(svc)).clean

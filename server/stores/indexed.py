@@ -18,8 +18,8 @@ every `add_memory`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
@@ -37,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 BACKFILL_CHUNK = 1000
 CONFINED_KEPT = 32  # filter answers kept between writes
+MERGED_ROWS = 500  # rows per Milvus call when queued writes are merged
 
 
 def _entry(record: MemoryRecord, vector: list[float]) -> Entry:
@@ -45,6 +46,14 @@ def _entry(record: MemoryRecord, vector: list[float]) -> Entry:
     from ..search_index import Entry
 
     return Entry(record.id, record.scope, np.asarray(vector, dtype=np.float32), analyse(record.memory))
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """A Milvus write made later: rows to upsert, or ids to delete."""
+
+    kind: Literal["upsert", "delete"]
+    items: list[Any]
 
 
 class _Confined:
@@ -62,7 +71,7 @@ class IndexedStore:
         self._index: SearchIndex | None = None
         self._generation = 0  # counts writes: filter answers are kept for one generation
         self._confined: dict[tuple[int, And], _Confined] = {}
-        self._behind: list[Callable[[], Awaitable[None]]] = []  # Milvus calls not made yet, in order
+        self._behind: list[_Queued] = []  # Milvus writes not made yet, in order
         self._drain_lock = anyio.Lock()
 
     # what the wrapped store says
@@ -144,11 +153,22 @@ class IndexedStore:
         await self.inner.flush()
 
     async def drain(self) -> None:
-        """Make the queued Milvus calls, in order; one that fails stays queued with those after it."""
+        """Make the queued Milvus writes, in order; one that fails stays queued with those after it.
+
+        Consecutive writes of one kind go in one call (up to MERGED_ROWS rows; of an id upserted
+        twice the later row), so a burst of adds costs Milvus Lite one upsert."""
         async with self._drain_lock:
             while self._behind:
-                await self._behind[0]()
-                self._behind.pop(0)
+                kind, n, rows = self._behind[0].kind, 1, len(self._behind[0].items)
+                while n < len(self._behind) and self._behind[n].kind == kind and rows < MERGED_ROWS:
+                    rows += len(self._behind[n].items)
+                    n += 1
+                run = self._behind[:n]
+                if kind == "upsert":
+                    await self.inner.upsert(list({r.id: (r, v) for q in run for r, v in q.items}.values()))
+                else:
+                    await self.inner.delete(list(dict.fromkeys(i for q in run for i in q.items)))
+                del self._behind[:n]
 
     # writes: the index now, Milvus at the next flush
 
@@ -164,7 +184,7 @@ class IndexedStore:
             await self.drain()
             await self.inner.upsert(rows)
             return
-        self._behind.append(lambda: self.inner.upsert(rows))
+        self._behind.append(_Queued("upsert", rows))
         await anyio.to_thread.run_sync(self._index.upsert, [_entry(r, v) for r, v in rows])
 
     async def delete(self, ids: list[str]) -> None:
@@ -175,7 +195,7 @@ class IndexedStore:
             await self.drain()
             await self.inner.delete(ids)
             return
-        self._behind.append(lambda: self.inner.delete(ids))
+        self._behind.append(_Queued("delete", ids))
         await anyio.to_thread.run_sync(self._index.delete, ids)
 
     # reads
