@@ -120,7 +120,7 @@ CHUNK = 2048
 
 
 def _key() -> str:
-    from server.embedders.local import LocalEmbedder
+    from milvus_memory_mcp.embedders.local import LocalEmbedder
 
     return hashlib.sha256(f"{LocalEmbedder.model_id}|{GENERATOR}".encode()).hexdigest()[:12]
 
@@ -130,7 +130,7 @@ def _chunk_path(index: int) -> Path:
 
 
 async def _embed_chunks(texts: list[str], first: int, last: int, threads: int) -> None:
-    from server.embedders.local import LocalEmbedder
+    from milvus_memory_mcp.embedders.local import LocalEmbedder
 
     embedder = LocalEmbedder(threads=threads)
     await embedder.open()

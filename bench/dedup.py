@@ -23,10 +23,10 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.embedders.local import LocalEmbedder  # noqa: E402
-from server.records import Scope  # noqa: E402
-from server.service import MemoryService  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from milvus_memory_mcp.embedders.local import LocalEmbedder  # noqa: E402
+from milvus_memory_mcp.records import Scope  # noqa: E402
+from milvus_memory_mcp.service import MemoryService  # noqa: E402
+from milvus_memory_mcp.settings import Settings  # noqa: E402
 
 WORDS = "tennis squash piano paris berlin exam dog cat coffee tea sushi hiking chess python rust jazz".split()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.inference.prompts import (  # noqa: E402
+from milvus_memory_mcp.inference.prompts import (  # noqa: E402
     DECIDE_SYSTEM,
     DECISIONS_SCHEMA,
     EXTRACT_SYSTEM,

@@ -27,9 +27,9 @@ import anyio
 import numpy as np
 from mcp import Client
 
-from server.app import build_server
-from server.records import Scope
-from server.service import MemoryService
+from milvus_memory_mcp.app import build_server
+from milvus_memory_mcp.records import Scope
+from milvus_memory_mcp.service import MemoryService
 
 from .corpus import sentences
 from .seed import USER, seeded_dir, seeded_vectors, settings_for
@@ -131,7 +131,7 @@ def spawn_probe(size: int) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_") and k != "PYTHONDONTWRITEBYTECODE"}
     data_dir = seeded_dir(size)
     env.update({"MEMORY_DATA_DIR": str(data_dir), "MEMORY_LOG_LEVEL": "WARNING"})
-    argv = [sys.executable, "-m", "server", "serve"]
+    argv = [sys.executable, "-m", "milvus_memory_mcp", "serve"]
     del ROOT
     try:
         query = {"query": "What are the user's hobbies?", "user_id": USER}

@@ -21,9 +21,9 @@ from pathlib import Path
 import anyio
 import numpy as np
 
-from server import filters
-from server.records import MemoryRecord, Scope, now_us, text_hash
-from server.stores.milvus import MilvusStore
+from milvus_memory_mcp import filters
+from milvus_memory_mcp.records import MemoryRecord, Scope, now_us, text_hash
+from milvus_memory_mcp.stores.milvus import MilvusStore
 from tests.milvus_server import MilvusStandalone
 
 

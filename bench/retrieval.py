@@ -30,9 +30,9 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from server.records import Scope  # noqa: E402
-from server.service import MemoryService  # noqa: E402
-from server.settings import Settings  # noqa: E402
+from milvus_memory_mcp.records import Scope  # noqa: E402
+from milvus_memory_mcp.service import MemoryService  # noqa: E402
+from milvus_memory_mcp.settings import Settings  # noqa: E402
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 MODES = ("hybrid", "dense", "keyword")

@@ -16,11 +16,11 @@ from pathlib import Path
 import anyio
 import numpy as np
 
-from server.embedders import Kind
-from server.embedders.local import LocalEmbedder
-from server.records import Scope
-from server.service import MemoryService
-from server.settings import Settings
+from milvus_memory_mcp.embedders import Kind
+from milvus_memory_mcp.embedders.local import LocalEmbedder
+from milvus_memory_mcp.records import Scope
+from milvus_memory_mcp.service import MemoryService
+from milvus_memory_mcp.settings import Settings
 
 from .corpus import CACHE, corpus
 

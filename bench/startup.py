@@ -172,7 +172,7 @@ def main() -> None:
     # Like an installed package, both servers may cache their bytecode (the first, unmeasured spawn writes it).
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_") and k != "PYTHONDONTWRITEBYTECODE"}
     env.update({"MEMORY_DATA_DIR": str(data_dir), "MEMORY_LOG_LEVEL": "WARNING"})
-    server = [sys.executable, "-m", "server", "serve"]
+    server = [sys.executable, "-m", "milvus_memory_mcp", "serve"]
     bare = [sys.executable, str(ROOT / "bench" / "bare_server.py")]
     query = {"query": "What does the user like to do on weekends?", "user_id": USER}
 

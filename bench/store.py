@@ -23,11 +23,11 @@ from pathlib import Path
 import anyio
 import numpy as np
 
-from server import filters
-from server.embedders.local import LocalEmbedder
-from server.errors import MemoryServiceError
-from server.records import MemoryRecord, Scope, now_us, text_hash
-from server.stores.milvus import MilvusStore
+from milvus_memory_mcp import filters
+from milvus_memory_mcp.embedders.local import LocalEmbedder
+from milvus_memory_mcp.errors import MemoryServiceError
+from milvus_memory_mcp.records import MemoryRecord, Scope, now_us, text_hash
+from milvus_memory_mcp.stores.milvus import MilvusStore
 
 from .corpus import corpus
 from .seed import REAL_AT_LEAST, USER

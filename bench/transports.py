@@ -46,7 +46,7 @@ def env(data_dir: Path, log_level: str = "WARNING") -> dict[str, str]:
 
 def stdio(data_dir: Path) -> Client:
     params = StdioServerParameters(
-        command=sys.executable, args=["-m", "server", "serve"], env=env(data_dir), cwd=str(ROOT)
+        command=sys.executable, args=["-m", "milvus_memory_mcp", "serve"], env=env(data_dir), cwd=str(ROOT)
     )
     return Client(params, read_timeout_seconds=120)
 
@@ -88,7 +88,17 @@ async def http_server(data_dir: Path) -> AsyncIterator[str]:
     tokens = data_dir / "tokens.json"
     tokens.write_text(json.dumps({TOKEN: {"user_id": None, "agent_id": None, "access": "read-write"}}))
     log = data_dir / "server.log"
-    args = ["-m", "server", "serve", "--transport", "streamable-http", "--port", "0", "--auth-tokens", str(tokens)]
+    args = [
+        "-m",
+        "milvus_memory_mcp",
+        "serve",
+        "--transport",
+        "streamable-http",
+        "--port",
+        "0",
+        "--auth-tokens",
+        str(tokens),
+    ]
     with log.open("wb") as err:
         # INFO: the port is in the "listening on" line (the stdio servers log at WARNING to keep the terminal quiet)
         proc = subprocess.Popen([sys.executable, *args], env=env(data_dir, "INFO"), cwd=str(ROOT), stderr=err)

@@ -8,8 +8,8 @@ import os
 import sys
 from typing import Any
 
-from .errors import MemoryServiceError
-from .settings import Settings
+from milvus_memory_mcp.errors import MemoryServiceError
+from milvus_memory_mcp.settings import Settings
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -62,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     import anyio
 
     if command == "demo":
-        from .demo import run_demo
+        from milvus_memory_mcp.demo import run_demo
 
         return anyio.run(run_demo, overrides)
     if command == "doctor":
-        from . import doctor
+        from milvus_memory_mcp import doctor
 
         return anyio.run(lambda: doctor.run(settings, fix=fix, out=sys.stdout))
-    from .embedders import make_embedder
+    from milvus_memory_mcp.embedders import make_embedder
 
     try:
         embedder = make_embedder(settings)
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             # The local model loads in its own process, on another core, while the MCP SDK is
             # imported below (~0.7 s). On one core it would delay the handshake: it waits for it.
             embedder.start()
-        from .app import serve
+        from milvus_memory_mcp.app import serve
 
         anyio.run(serve, settings, embedder)
     except KeyboardInterrupt:

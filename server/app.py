@@ -6,8 +6,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -19,16 +19,16 @@ from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp_types import CallToolRequestParams, CallToolResult
 from pydantic import AnyHttpUrl, ValidationError
 
-from . import __version__
-from .auth import StaticTokenVerifier, caller_for, load_tokens
-from .embedders import Embedder
-from .records import ANONYMOUS, SCOPE_FIELDS, Caller
-from .service import MemoryService
-from .settings import Settings
-from .sharing import SharedStore, error_result
+from milvus_memory_mcp import __version__
+from milvus_memory_mcp.auth import StaticTokenVerifier, caller_for, load_tokens
+from milvus_memory_mcp.embedders import Embedder, make_embedder
+from milvus_memory_mcp.records import ANONYMOUS, SCOPE_FIELDS, Caller
+from milvus_memory_mcp.service import MemoryService
+from milvus_memory_mcp.settings import Settings
+from milvus_memory_mcp.sharing import SharedStore, error_result
 
 logger = logging.getLogger(__name__)
-call_log = logging.getLogger("server.calls")
+call_log = logging.getLogger("milvus_memory_mcp.calls")
 
 INSTRUCTIONS = (
     "Long-term memory across conversations: call search_memories before answering anything that may depend on "
@@ -88,7 +88,7 @@ def build_server(
     With `store`, tool calls run in whichever process owns the data dir (server/sharing.py).
     With `token_verifier`, HTTP requests need a bearer token and its grant binds the caller.
     """
-    from tools import register
+    from milvus_memory_mcp.tools import register
 
     # Static tokens: no OAuth server; the issuer URL is required by the SDK but never published.
     auth = AuthSettings(issuer_url=AnyHttpUrl("http://127.0.0.1"), resource_server_url=None) if token_verifier else None
@@ -196,7 +196,7 @@ async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
     """Serve until the transport ends; `embedder` may have been started already (see __main__)."""
     verifier = None
     if settings.transport != "stdio":
-        from .http import check_http_settings
+        from milvus_memory_mcp.http import check_http_settings
 
         check_http_settings(settings)
         if settings.auth_tokens is not None:
@@ -205,6 +205,7 @@ async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
         logger.warning("MEMORY_AUTH_TOKENS applies to the HTTP transports only; stdio has no tokens")
     # The default user travels with each call (Caller.default_user_id), so that the owner of the
     # store applies the calling process's MEMORY_USER_ID, never its own.
+    embedder = embedder or make_embedder(settings)
     service = MemoryService(settings.model_copy(update={"user_id": None}), embedder=embedder)
     current = caller_provider(settings.user_id)
 
@@ -213,18 +214,27 @@ async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
 
     store = SharedStore(settings, service, run_tool)
     server = build_server(service, current, store=store, token_verifier=verifier)
-    try:
-        async with store:
-            if settings.transport == "stdio":
-                await server.run_stdio_async()
-            else:
-                from .http import serve_http
+    # The lifespan: each resource is opened once, in order, and closed once, in reverse.
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(_shielded(embedder.close))  # last: the model
+        stack.callback(store.release)  # then the ownership lock, once the store is closed
+        await stack.enter_async_context(service)  # the stores (opened at warm-up), flushed and closed
+        await stack.enter_async_context(store)  # first to close: stop serving other processes
+        if settings.transport == "stdio":
+            await server.run_stdio_async()
+        else:
+            from milvus_memory_mcp.http import serve_http
 
-                store.start()
-                await serve_http(server, store, settings)
-    finally:
+            store.start()
+            await serve_http(server, store, settings)
+
+
+def _shielded(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
         with anyio.CancelScope(shield=True):
-            await service.embedder.close()
+            await close()
+
+    return run
 
 
 __all__ = ["build_server", "serve", "Caller", "INSTRUCTIONS"]

@@ -21,9 +21,9 @@ from typing import Literal
 from mcp.server.auth.provider import AccessToken
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .errors import ConfigurationError, InvalidInput
-from .records import Caller, Scope
-from .validation import check_scope
+from milvus_memory_mcp.errors import ConfigurationError, InvalidInput
+from milvus_memory_mcp.records import Caller, Scope
+from milvus_memory_mcp.validation import check_scope
 
 MIN_TOKEN_LENGTH = 16
 READ_WRITE = "read-write"

@@ -1,4 +1,4 @@
-"""`milvus-memory-mcp demo`: the reference walk-through (DESIGN.md) through a real MCP client.
+"""`milvus-memory-mcp demo`: the reference walk-through (docs/ARCHITECTURE.md) through a real MCP client.
 
 It starts the server as a stdio subprocess on a temporary data dir (or the one given), so the
 user's own memories are never touched, and prints every call and its structured result.
@@ -33,7 +33,7 @@ async def _call(client: Client, name: str, args: dict[str, Any]) -> dict[str, An
 def server_params(env_overrides: dict[str, str]) -> StdioServerParameters:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
     env.update(env_overrides)
-    return StdioServerParameters(command=sys.executable, args=["-m", "server", "serve"], env=env)
+    return StdioServerParameters(command=sys.executable, args=["-m", "milvus_memory_mcp", "serve"], env=env)
 
 
 async def run_demo(overrides: dict[str, Any]) -> int:

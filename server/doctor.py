@@ -1,6 +1,6 @@
 """`milvus-memory-mcp doctor`: check that Milvus agrees with SQLite's record, and repair it.
 
-SQLite is the record (DESIGN.md, "two stores, one truth"): every live memory there must be in
+SQLite is the record (docs/ARCHITECTURE.md, "The write protocol"): every live memory there must be in
 the vector store with the same text hash, scope, metadata and update time, and the vector store
 must hold nothing else. `--repair` upserts what is missing or stale (with the stored embeddings,
 else re-embedded) and deletes the extras, through the same `MemoryService` reconciliation the
@@ -14,10 +14,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import TextIO
 
-from .errors import MemoryServiceError
-from .records import SCOPE_FIELDS, MemoryRecord, text_hash
-from .service import MemoryService
-from .settings import Settings
+from milvus_memory_mcp.errors import MemoryServiceError
+from milvus_memory_mcp.records import SCOPE_FIELDS, MemoryRecord, text_hash
+from milvus_memory_mcp.service import MemoryService
+from milvus_memory_mcp.settings import Settings
 
 logger = logging.getLogger(__name__)
 READ_CHUNK = 1000
@@ -77,7 +77,7 @@ async def check(service: MemoryService) -> Report:
     """Compare the two stores; changes nothing."""
     await service.ready(apply_pending=False)
     await service.flush()  # settles this process's own recent writes; pending marks of a past run stay
-    records = {r.id: r for r in await service.history.list_live("1", [], None)}
+    records = {r.id: r for r in await service.history.list_live(None, None)}
     row_ids = await service.vectors.ids()
     report = Report(records=len(records), rows=len(row_ids), pending=sorted(await service.history.pending_ids()))
     rows: dict[str, MemoryRecord] = {}

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Union
 
-from .errors import InvalidInput
-from .records import SCOPE_FIELDS, Scope
-from .validation import METADATA_KEY_RE, has_control_chars
+from milvus_memory_mcp.errors import InvalidInput
+from milvus_memory_mcp.records import SCOPE_FIELDS, Scope
+from milvus_memory_mcp.validation import METADATA_KEY_RE, has_control_chars
 
 Scalar = Union[str, int, float, bool]
 MAX_FILTER_VALUE_BYTES = 1024

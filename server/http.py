@@ -16,12 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import ConfigurationError
-from .settings import Settings
-from .sharing import SharedStore
+from milvus_memory_mcp.errors import ConfigurationError
+from milvus_memory_mcp.settings import Settings
+from milvus_memory_mcp.sharing import SharedStore
 
 logger = logging.getLogger(__name__)
-request_log = logging.getLogger("server.requests")
+request_log = logging.getLogger("milvus_memory_mcp.requests")
 
 LOOPBACK_HOSTS = ["127.0.0.1:*", "localhost:*", "[::1]:*"]
 LOOPBACK_ORIGINS = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"]

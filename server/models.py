@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from .records import HistoryEntry, MemoryRecord, iso
+from milvus_memory_mcp.records import HistoryEntry, MemoryRecord, iso
 
 
 class MemoryItem(BaseModel):

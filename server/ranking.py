@@ -17,7 +17,7 @@ Scores (higher is better):
 
 from __future__ import annotations
 
-from .records import MemoryRecord
+from milvus_memory_mcp.records import MemoryRecord
 
 Hits = list[tuple[MemoryRecord, float]]
 US_PER_DAY = 86_400 * 1_000_000

@@ -114,6 +114,36 @@ class HistoryEntry:
     reason: str | None = None
     source_hash: str | None = None
 
+    @classmethod
+    def of(
+        cls,
+        event: Event,
+        old: MemoryRecord | None,
+        new: MemoryRecord,
+        actor: str | None,
+        *,
+        role: str | None = None,
+        reason: str | None = None,
+        source_hash: str | None = None,
+    ) -> HistoryEntry:
+        """The event that takes a memory from `old` (None: it is new) to `new`, by `actor`."""
+        return cls(
+            id=str(uuid.uuid4()),
+            memory_id=new.id,
+            old_memory=old.memory if old else None,
+            new_memory=None if event == "DELETE" else new.memory,
+            event=event,
+            created_at=new.created_at,
+            updated_at=now_us() if event == "NONE" else new.deleted_at or new.updated_at,
+            user_id=new.user_id,
+            agent_id=new.agent_id,
+            run_id=new.run_id,
+            actor=actor,
+            role=role,
+            reason=reason,
+            source_hash=source_hash,
+        )
+
 
 @dataclass
 class Change:
@@ -128,6 +158,23 @@ class Change:
     history: HistoryEntry
     vector: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        event: Event,
+        old: MemoryRecord | None,
+        new: MemoryRecord,
+        actor: str | None,
+        vector: list[float] | None = None,
+        *,
+        role: str | None = None,
+        reason: str | None = None,
+        source_hash: str | None = None,
+    ) -> Change:
+        """The change from `old` to `new`, with its history event."""
+        entry = HistoryEntry.of(event, old, new, actor, role=role, reason=reason, source_hash=source_hash)
+        return cls(old, new, entry, vector)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Milvus Lite 3.2.2 (pure Python) walks every row of the collection in Python on e
 computes BM25 statistics per segment, so its searches cost O(rows) interpreter time (about 30 ms
 at 3k rows, 250 ms at 100k) and keyword recall moved with flush timing. On Lite the core searches
 this index instead (built from SQLite at open, kept in step by the writes, see
-`server.stores.indexed`); Milvus Lite still stores every memory. A search can be confined to given
+`milvus_memory_mcp.stores.indexed`); Milvus Lite still stores every memory. A search can be confined to given
 ids (those SQLite selects for a filter), besides its scope.
 
 Dense: unit vectors in one float32 matrix; one matrix-vector product over the rows (or over the
@@ -29,7 +29,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from .records import SCOPE_FIELDS, Scope
+from milvus_memory_mcp.records import SCOPE_FIELDS, Scope
 
 K1 = 1.5  # Milvus Lite's default (a Milvus server's is 1.2)
 B = 0.75

@@ -16,7 +16,7 @@ writes must be serialised by one lock, so exactly one process may hold the store
   makes this process try the lock: the winner becomes the owner, the others reconnect to it. A
   dropped call is retried: every tool is idempotent (add_memory answers NONE for text already
   stored in the scope), and a write the old owner had committed to SQLite but not to Milvus is
-  re-applied by the new owner when it opens the store (the pending marks of service.py).
+  re-applied by the new owner when it opens the store (the pending marks, server/core/writes.py).
 - Every wait is bounded: finding an owner (CONNECT_WINDOW), and each call (MEMORY_CALL_TIMEOUT).
 """
 
@@ -38,10 +38,10 @@ from anyio.abc import SocketStream, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp_types import CallToolResult, TextContent
 
-from .errors import MemoryServiceError, StoreUnavailable
-from .records import Caller, Scope
-from .service import MemoryService
-from .settings import Settings
+from milvus_memory_mcp.errors import MemoryServiceError, StoreUnavailable
+from milvus_memory_mcp.records import Caller, Scope
+from milvus_memory_mcp.service import MemoryService
+from milvus_memory_mcp.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -128,20 +128,17 @@ class SharedStore:
         return self._fd is not None
 
     async def __aenter__(self) -> SharedStore:
-        await self.service.__aenter__()
+        """Serve other processes (once this one owns the store) until exit. The lock is given up by
+        `release()`, which the app's lifespan calls after the service has closed the store, so the
+        next owner can open it (server/app.py `serve`)."""
         self._tg = await anyio.create_task_group().__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        try:
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
-                await self._tg.__aexit__(None, None, None)
-                self._tg = None
-        finally:
-            # Close the store before giving up the lock, so the next owner can open it.
-            await self.service.__aexit__(None, None, None)
-            self._release()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(None, None, None)
+            self._tg = None
 
     # ownership
 
@@ -154,7 +151,7 @@ class SharedStore:
     async def _start(self) -> None:
         try:
             if not await self.try_own():
-                await self.service.embedder.close()  # the owner embeds; started again if this process takes over
+                await self.service.standby()  # the owner embeds; started again if this process takes over
         except MemoryServiceError as e:
             logger.error("cannot take part in sharing %s: %s", self._dir, e)
 
@@ -177,7 +174,7 @@ class SharedStore:
             try:
                 await self._listen()
             except OSError as e:
-                self._release()
+                self.release()
                 raise StoreUnavailable(f"Cannot serve the store of {self._dir} to other processes: {e}") from None
         logger.info("pid %d owns the store in %s, serving others on %s", os.getpid(), self._dir, self._socket_path)
         self.service.warm_up()
@@ -197,7 +194,8 @@ class SharedStore:
         os.replace(tmp, self._info_path)
         self._tg.start_soon(listener.serve, self._handle)
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Give up ownership (remove the owner files, unlock); a no-op for a forwarding process."""
         if self._fd is None:
             return
         try:

@@ -8,8 +8,8 @@ import re
 import uuid
 from typing import Any
 
-from .errors import InvalidInput
-from .records import SCOPE_FIELDS, Scope
+from milvus_memory_mcp.errors import InvalidInput
+from milvus_memory_mcp.records import SCOPE_FIELDS, Scope
 
 MAX_SCOPE_BYTES = 128
 MAX_METADATA_BYTES = 16384

@@ -1,7 +1,7 @@
 """Shared fixtures: real Milvus Lite and SQLite in temp dirs, real MCP clients.
 
 The `engine` fixture is "lite" unless a module parametrises it with `ENGINES`: then each test
-also runs against a real Milvus 2.3.5 standalone (tests/milvus_server.py), started once per
+also runs against a real Milvus 2.3.5 standalone (tests/support/milvus_server.py), started once per
 session, one fresh collection per test.
 """
 
@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from server.app import build_server
-from server.embedders.local import LocalEmbedder
-from server.service import MemoryService
-from server.settings import Settings
+from milvus_memory_mcp.app import build_server
+from milvus_memory_mcp.embedders.local import LocalEmbedder
+from milvus_memory_mcp.service import MemoryService
+from milvus_memory_mcp.settings import Settings
 
-from .milvus_server import MilvusStandalone, unavailable_reason
+from .support.milvus_server import MilvusStandalone, unavailable_reason
 
 # Run a module's tests on Milvus Lite and on a Milvus server: `pytestmark = [..., ENGINES]`.
 ENGINES = pytest.mark.parametrize("engine", ["lite", "server"], indirect=True)

@@ -16,8 +16,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from server.errors import MemoryServiceError
-from server.models import (
+from milvus_memory_mcp.errors import MemoryServiceError
+from milvus_memory_mcp.models import (
     AddResult,
     DeleteAllResult,
     DeleteResult,
@@ -26,8 +26,8 @@ from server.models import (
     MemoryItem,
     SearchResult,
 )
-from server.records import ANONYMOUS, Caller, Scope
-from server.service import MemoryService
+from milvus_memory_mcp.records import ANONYMOUS, Caller, Scope
+from milvus_memory_mcp.service import MemoryService
 
 CallerProvider = Callable[[], Caller]
 F = TypeVar("F", bound=Callable[..., Any])

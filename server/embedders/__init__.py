@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from ..errors import ConfigurationError
+from milvus_memory_mcp.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from milvus_memory_mcp.settings import Settings
 
 Kind = Literal["document", "query"]
 
@@ -42,11 +42,11 @@ def make_embedder(settings: Settings) -> Embedder:
     """Pick the adapter from the `provider[:model]` string; no I/O."""
     spec = settings.embedder
     if spec == "local":
-        from .local import LocalEmbedder
+        from milvus_memory_mcp.embedders.local import LocalEmbedder
 
         return LocalEmbedder()
     if spec.startswith("openai:") and len(spec) > len("openai:"):
-        from .openai import OpenAIEmbedder
+        from milvus_memory_mcp.embedders.openai import OpenAIEmbedder
 
         return OpenAIEmbedder(spec.split(":", 1)[1], dimensions=settings.embedding_dims)
     raise ConfigurationError(

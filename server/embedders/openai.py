@@ -10,8 +10,8 @@ import math
 import os
 from typing import Any
 
-from ..errors import EmbedderError
-from . import Kind
+from milvus_memory_mcp.embedders import Kind
+from milvus_memory_mcp.errors import EmbedderError
 
 logger = logging.getLogger(__name__)
 

@@ -1,14 +1,86 @@
-"""The history store: SQLite keeps the record of every memory and every change to it.
+"""The history store: the record of every memory and every change to it (the single source of truth).
 
-Contract of a `HistoryStore` (see `sqlite.SQLiteHistory`):
-- `commit(changes)` writes, in one transaction, each memory's new state, its history row and a
-  pending mark; `revert(changes)` undoes exactly that; `clear_pending(ids)` removes the marks
-  once the vector store agrees; `pending_ids()` lists marks left by a crash.
-- `get`, `find_live_by_hash`, `list_live`, `history` read the record.
+Contracts, one per job (the SQLite adapter in `sqlite.py` implements all of them on one file):
+- `RecordStore`: each memory's current state and its event log. `commit(changes)` writes, in one
+  transaction, each memory's new state, its history row, a pending mark and the new texts'
+  embeddings; `revert(changes)` undoes exactly that. Reads take filter trees, never SQL.
+- `PendingStore`: marks of changes the vector store may not hold yet; cleared once it does,
+  re-applied at start-up when a crash left them.
+- `EmbeddingStore`: each stored text's vector, so re-applying a change or building the search
+  index needs no model.
+Failures raise `StoreUnavailable` with a message fit for the agent.
 """
 
 from __future__ import annotations
 
-from .sqlite import SQLiteHistory
+from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["SQLiteHistory"]
+from milvus_memory_mcp.history.embeddings import Embedded
+from milvus_memory_mcp.history.sqlite import SQLiteHistory
+
+if TYPE_CHECKING:
+    from milvus_memory_mcp.filters import Node
+    from milvus_memory_mcp.records import Change, HistoryEntry, MemoryRecord
+    from milvus_memory_mcp.settings import Settings
+
+
+class RecordStore(Protocol):
+    async def get(self, memory_id: str) -> MemoryRecord | None: ...
+
+    async def get_many(self, ids: list[str]) -> dict[str, MemoryRecord]: ...
+
+    async def find_live_by_hash(self, text_hash: str, scope: tuple[str, str, str]) -> MemoryRecord | None: ...
+
+    async def list_live(
+        self, where: Node | None, limit: int | None, after: tuple[int, str] | None = None
+    ) -> list[MemoryRecord]: ...
+
+    async def live_ids(self, where: Node | None = None) -> list[str]: ...
+
+    async def history(self, memory_id: str) -> list[HistoryEntry]: ...
+
+    async def note(self, entries: list[HistoryEntry]) -> None: ...
+
+    async def commit(self, changes: list[Change], model: str | None = None) -> None: ...
+
+    async def revert(self, changes: list[Change]) -> None: ...
+
+
+class PendingStore(Protocol):
+    async def pending_ids(self) -> list[str]: ...
+
+    async def mark_pending(self, ids: list[str]) -> None: ...
+
+    async def clear_pending(self, ids: list[str]) -> None: ...
+
+
+class EmbeddingStore(Protocol):
+    async def save_embeddings(self, model: str, rows: list[tuple[str, str, list[float]]]) -> None: ...
+
+    async def prune_embeddings(self) -> None: ...
+
+    async def embeddings(self, model: str, hashes: list[str]) -> dict[str, list[float]]: ...
+
+    async def live_embeddings(self, model: str) -> list[Embedded]: ...
+
+
+class HistoryStore(RecordStore, PendingStore, EmbeddingStore, Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def make_history(settings: Settings) -> HistoryStore:
+    """The configured history store; no I/O."""
+    return SQLiteHistory(settings.resolved_history_path, settings.collection)
+
+
+__all__ = [
+    "EmbeddingStore",
+    "Embedded",
+    "HistoryStore",
+    "PendingStore",
+    "RecordStore",
+    "SQLiteHistory",
+    "make_history",
+]

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..errors import ConfigurationError
+from milvus_memory_mcp.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from ..settings import Settings
+    from milvus_memory_mcp.settings import Settings
 
 
 class ChatModel(Protocol):
@@ -34,7 +34,7 @@ def make_llm(settings: Settings) -> ChatModel | None:
     if not spec:
         return None
     if spec.startswith("openai:") and len(spec) > len("openai:"):
-        from .llm import OpenAIChat
+        from milvus_memory_mcp.inference.llm import OpenAIChat
 
         return OpenAIChat(
             spec.split(":", 1)[1],

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..embedders.openai import describe_openai_error, openai_client
-from ..errors import InferenceError
+from milvus_memory_mcp.embedders.openai import describe_openai_error, openai_client
+from milvus_memory_mcp.errors import InferenceError
 
 logger = logging.getLogger(__name__)
 

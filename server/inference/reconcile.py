@@ -17,9 +17,16 @@ from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError, field_validator
 
-from ..errors import InferenceError
-from . import ChatModel
-from .prompts import DECIDE_SYSTEM, DECISIONS_SCHEMA, EXTRACT_SYSTEM, FACTS_SCHEMA, decide_input, extract_input
+from milvus_memory_mcp.errors import InferenceError
+from milvus_memory_mcp.inference import ChatModel
+from milvus_memory_mcp.inference.prompts import (
+    DECIDE_SYSTEM,
+    DECISIONS_SCHEMA,
+    EXTRACT_SYSTEM,
+    FACTS_SCHEMA,
+    decide_input,
+    extract_input,
+)
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)

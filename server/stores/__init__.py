@@ -1,30 +1,55 @@
 """Vector stores keep each live memory with its vector and serve similarity search.
 
-Contract of a `VectorStore`:
+Two contracts, by who needs them:
+
+`VectorStore`, what searches and writes need (the core's view):
 - `await open(model_id, dimensions)` creates the collection or checks that an existing one was
   made by the same embedder (ConfigurationError naming both otherwise), then loads it.
+  `await open_reads(model_id, dimensions)` may open only what searches need, before `open`
+  (True when searches can then be served; False when they need `open`).
 - `upsert(rows)` and `delete(ids)` are idempotent by id; writes are serialised by the adapter.
+- `needs_flush`: writes become durable only at `flush()`, which returns the ids of the writes it
+  made durable (all since the previous flush). Elsewhere writes are durable when they return and
+  `flush()` returns nothing. The write protocol clears pending marks by what is durable.
 - `search(vector, where, limit)` returns (record, cosine similarity) best first;
   `where` is a filter tree built by `server.filters` (never raw user text).
 - `search_keywords(text, where, limit)` is BM25 full-text search, (record, score >= 0) best first;
   only when `keyword_search` is true after `open` (engines without BM25 stay dense only).
+
+`StoreMaintenance`, what start-up rebuilds and `doctor` need:
 - `stale_schema` after `open`: the collection predates keyword search although the engine has it;
   `recreate(model_id, dimensions)` then drops it and creates it empty with the current schema,
   for the caller to refill.
-- `get(ids)` and `ids()` read back what is stored (for consistency checks).
-- Failures raise BackendError subclasses with a message fit for the agent.
+- `get(ids)`, `ids()` and `vectors_of(ids)` read back what is stored.
+
+Failures raise BackendError subclasses with a message fit for the agent. `make_vector_store` is
+the only place that picks a concrete store (docs/ARCHITECTURE.md, "Adding a store").
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from ..filters import And
-from ..records import MemoryRecord
+from milvus_memory_mcp.filters import And
+from milvus_memory_mcp.records import MemoryRecord
+
+if TYPE_CHECKING:
+    from milvus_memory_mcp.history import HistoryStore
+    from milvus_memory_mcp.settings import Settings
+
+Hits = list[tuple[MemoryRecord, float]]
 
 
 class VectorStore(Protocol):
+    @property
+    def keyword_search(self) -> bool: ...
+
+    @property
+    def needs_flush(self) -> bool: ...
+
     async def open(self, model_id: str, dimensions: int) -> None: ...
+
+    async def open_reads(self, model_id: str, dimensions: int) -> bool: ...
 
     async def close(self) -> None: ...
 
@@ -32,23 +57,50 @@ class VectorStore(Protocol):
 
     async def delete(self, ids: list[str]) -> None: ...
 
-    @property
-    def keyword_search(self) -> bool: ...
+    async def flush(self) -> set[str]: ...
 
+    async def search(self, vector: list[float], where: And, limit: int) -> Hits: ...
+
+    async def search_keywords(self, text: str, where: And, limit: int) -> Hits: ...
+
+
+class StoreMaintenance(Protocol):
     @property
     def stale_schema(self) -> bool: ...
 
     async def recreate(self, model_id: str, dimensions: int) -> None: ...
 
-    async def search(self, vector: list[float], where: And, limit: int) -> list[tuple[MemoryRecord, float]]: ...
-
-    async def search_keywords(self, text: str, where: And, limit: int) -> list[tuple[MemoryRecord, float]]: ...
-
     async def get(self, ids: list[str]) -> list[MemoryRecord]: ...
 
     async def ids(self) -> list[str]: ...
 
-    async def flush(self) -> None: ...
+    async def vectors_of(self, ids: list[str]) -> dict[str, list[float]]: ...
 
-    @property
-    def needs_flush(self) -> bool: ...
+
+class Store(VectorStore, StoreMaintenance, Protocol):
+    """A store as the factory makes it: both views of one object."""
+
+
+def make_vector_store(settings: Settings, history: HistoryStore) -> Store:
+    """The configured store, no I/O: Milvus Lite answered by the in-memory search index (the
+    default), Milvus Lite alone (MEMORY_SEARCH_INDEX=false), or a Milvus server / Zilliz Cloud."""
+    from milvus_memory_mcp.stores.capabilities import Capabilities
+    from milvus_memory_mcp.stores.milvus import MilvusStore
+
+    uri = settings.resolved_milvus_uri
+    milvus = MilvusStore(
+        uri,
+        settings.collection,
+        settings.milvus_token,
+        db_name=settings.milvus_db_name,
+        timeout=settings.milvus_timeout,
+        num_partitions=settings.milvus_num_partitions,
+    )
+    if Capabilities.detect(uri).lite and settings.search_index:
+        from milvus_memory_mcp.stores.indexed import IndexedStore
+
+        return IndexedStore(milvus, history)
+    return milvus
+
+
+__all__ = ["Hits", "Store", "StoreMaintenance", "VectorStore", "make_vector_store"]

@@ -23,15 +23,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
-from ..filters import And, scope_only, to_sql
-from ..history import SQLiteHistory
-from ..history.sqlite import Embedded
-from ..keywords import analyse
-from ..records import MemoryRecord, Scope
-from .milvus import MilvusStore
+from milvus_memory_mcp.filters import And, scope_only
+from milvus_memory_mcp.keywords import analyse
+from milvus_memory_mcp.records import MemoryRecord, Scope
 
 if TYPE_CHECKING:  # numpy is imported after the MCP handshake, with the index
-    from ..search_index import Entry, Hits, SearchIndex
+    from milvus_memory_mcp.history import Embedded, HistoryStore
+    from milvus_memory_mcp.search_index import Entry, Hits, SearchIndex
+    from milvus_memory_mcp.stores import Store
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +42,7 @@ MERGED_ROWS = 500  # rows per Milvus call when queued writes are merged
 def _entry(record: MemoryRecord, vector: list[float]) -> Entry:
     import numpy as np
 
-    from ..search_index import Entry
+    from milvus_memory_mcp.search_index import Entry
 
     return Entry(record.id, record.scope, np.asarray(vector, dtype=np.float32), analyse(record.memory))
 
@@ -65,7 +64,7 @@ class _Confined:
 
 
 class IndexedStore:
-    def __init__(self, inner: MilvusStore, history: SQLiteHistory) -> None:
+    def __init__(self, inner: Store, history: HistoryStore) -> None:
         self.inner = inner
         self._history = history
         self._index: SearchIndex | None = None
@@ -89,6 +88,10 @@ class IndexedStore:
     def needs_flush(self) -> bool:
         return self.inner.needs_flush
 
+    async def vectors_of(self, ids: list[str]) -> dict[str, list[float]]:
+        await self.drain()
+        return await self.inner.vectors_of(ids)
+
     # lifecycle
 
     async def open(self, model_id: str, dimensions: int) -> None:
@@ -97,7 +100,7 @@ class IndexedStore:
             self._index = await self._load(model_id, dimensions)
         await self._history.prune_embeddings()
 
-    async def open_index(self, model_id: str, dimensions: int) -> bool:
+    async def open_reads(self, model_id: str, dimensions: int) -> bool:
         """Build the index from the history database alone, before Milvus opens; False when some
         embeddings must first be read from Milvus (a database written before they were stored)."""
         if self._index is None:
@@ -110,7 +113,7 @@ class IndexedStore:
     async def _load(self, model_id: str, dimensions: int, rows: list[Embedded] | None = None) -> SearchIndex:
         import numpy as np
 
-        from ..search_index import Entry, SearchIndex
+        from milvus_memory_mcp.search_index import Entry, SearchIndex
 
         if rows is None:
             rows = await self._history.live_embeddings(model_id)
@@ -148,9 +151,9 @@ class IndexedStore:
         self._behind.clear()  # every memory is marked pending first and re-applied afterwards
         await self.inner.recreate(model_id, dimensions)
 
-    async def flush(self) -> None:
+    async def flush(self) -> set[str]:
         await self.drain()
-        await self.inner.flush()
+        return await self.inner.flush()
 
     async def drain(self) -> None:
         """Make the queued Milvus writes, in order; one that fails stays queued with those after it.
@@ -216,13 +219,13 @@ class IndexedStore:
                 self._confined.clear()
             entry = self._confined[key] = _Confined()
             try:
-                entry.ids = await self._history.live_ids(*to_sql(where))
+                entry.ids = await self._history.live_ids(where)
             finally:
                 entry.done.set()
         else:
             await entry.done.wait()
         if entry.ids is None:  # the query that would have answered failed: ask again
-            return Scope(), await self._history.live_ids(*to_sql(where))
+            return Scope(), await self._history.live_ids(where)
         return Scope(), entry.ids
 
     async def search(self, vector: list[float], where: And, limit: int) -> list[tuple[MemoryRecord, float]]:

@@ -1,134 +1,44 @@
 """Milvus (Lite file or server) through pymilvus's sync client, run in worker threads.
 
 One process-wide lock serialises every write and flush: concurrent writes through one Milvus
-Lite client corrupt its write-ahead log (DESIGN.md). Reads run concurrently.
+Lite client corrupt its write-ahead log (docs/ARCHITECTURE.md, "Milvus Lite"). Reads run concurrently.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import anyio
 
-from .. import filters
-from ..errors import BackendError, ConfigurationError, StoreUnavailable
-from ..keywords import analyse
-from ..records import SCOPE_FIELDS, MemoryRecord
+from milvus_memory_mcp import filters
+from milvus_memory_mcp.errors import BackendError, ConfigurationError, StoreUnavailable
+from milvus_memory_mcp.keywords import analyse
+from milvus_memory_mcp.records import MemoryRecord
+from milvus_memory_mcp.stores.capabilities import Capabilities
+from milvus_memory_mcp.stores.milvus_client import Deadline, ReadWriteLock, connection_problem, short
+from milvus_memory_mcp.stores.milvus_schema import (
+    OUTPUT_FIELDS,
+    PROP_DIMS,
+    PROP_EMBEDDER,
+    PROP_SCHEMA,
+    PROP_TENANCY,
+    SCHEMA_VERSION,
+    SPARSE_FIELD,
+    build_schema,
+    create_indexes,
+    from_row,
+    to_row,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# 2: adds `keywords` (analysed text) and `sparse` (its BM25 vector, made by Milvus) for keyword search.
-SCHEMA_VERSION = 2
-# Recorded with the collection so that another embedder is refused when it opens it.
-PROP_EMBEDDER = "memory.embedder"
-PROP_DIMS = "memory.dims"
-PROP_SCHEMA = "memory.schema"
-PROP_TENANCY = "memory.tenancy"  # how scopes are separated: "partition_key" or "scalar_index"
-MAX_TEXT_BYTES = 65535
-KEYWORD_FIELD = "keywords"
-SPARSE_FIELD = "sparse"
-OUTPUT_FIELDS = ["id", "memory", "hash", "metadata", *SCOPE_FIELDS, "created_at", "updated_at"]
 QUERY_BATCH = 1000
 COLLECTION_NOT_LOADED = 101  # Milvus error code
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What the connected engine can do; the only place Lite and server differ.
-
-    Known from the URI before connecting (Lite or server), refined from the server's version at
-    connect time. Unknown version strings (e.g. a managed service) count as a current server.
-    """
-
-    lite: bool
-    version: tuple[int, int, int] | None = None
-    index_type: str = "AUTOINDEX"  # FLAT on Lite: its HNSW with a scope filter loses results (DESIGN.md)
-    consistency: str = "Strong"  # a server defaults to Bounded: a new row would be invisible for ~0.3 s
-    flush_after_writes: bool = False  # Lite converts unflushed rows on every search; a server seals by itself
-    inverted_index: bool = True  # INVERTED scalar indexes: Milvus 2.4+, Lite
-    filter_params: bool = True  # filter templates: Milvus 2.5+; Lite 3.2.2 rejects them
-    bm25: bool = True  # built-in BM25 full-text functions: Milvus 2.5+, Lite
-    partition_key: bool = True  # user_id as partition key: Milvus 2.4+ (2.3 upserts ignore it: milvus#30607)
-
-    @classmethod
-    def detect(cls, uri: str, server_version: str | None = None) -> Capabilities:
-        if _is_lite(uri):
-            return cls(
-                lite=True,
-                version=_parse_version(server_version),
-                index_type="FLAT",
-                flush_after_writes=True,
-                filter_params=False,
-                partition_key=False,
-            )
-        version = _parse_version(server_version)
-        at_least = (lambda major, minor: version >= (major, minor, 0)) if version else (lambda major, minor: True)
-        return cls(
-            lite=False,
-            version=version,
-            inverted_index=at_least(2, 4),
-            filter_params=at_least(2, 5),
-            bm25=at_least(2, 5),
-            partition_key=at_least(2, 4),
-        )
-
-    def describe(self) -> dict[str, object]:
-        engine = "Milvus Lite" if self.lite else "Milvus server"
-        version = ".".join(map(str, self.version)) if self.version else "unknown"
-        out: dict[str, object] = {"engine": engine, "version": version}
-        out.update({k: v for k, v in self.__dict__.items() if k not in ("lite", "version")})
-        return out
-
-
-def _is_lite(uri: str) -> bool:
-    return not uri.startswith(("http://", "https://", "tcp://", "grpc://", "unix:"))
-
-
-def _parse_version(text: str | None) -> tuple[int, int, int] | None:
-    """'v2.3.5-lite' -> (2, 3, 5); 'milvus_lite-3.2.2' -> (3, 2, 2); None when there is no number."""
-    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text or "")
-    return (int(match[1]), int(match[2]), int(match[3] or 0)) if match else None
-
-
-def to_row(record: MemoryRecord, vector: list[float], keywords: bool = False) -> dict[str, Any]:
-    row = {
-        "id": record.id,
-        "vector": vector,
-        "memory": record.memory,
-        "hash": record.hash,
-        "metadata": record.metadata,
-        "user_id": record.user_id or "",
-        "agent_id": record.agent_id or "",
-        "run_id": record.run_id or "",
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-    }
-    if keywords:
-        row[KEYWORD_FIELD] = analyse(record.memory)
-    return row
-
-
-def from_row(row: dict[str, Any]) -> MemoryRecord:
-    return MemoryRecord(
-        id=row["id"],
-        memory=row["memory"],
-        hash=row["hash"],
-        metadata=dict(row.get("metadata") or {}),
-        user_id=row.get("user_id") or None,
-        agent_id=row.get("agent_id") or None,
-        run_id=row.get("run_id") or None,
-        created_at=int(row["created_at"]),
-        updated_at=int(row["updated_at"]),
-    )
 
 
 class MilvusStore:
@@ -152,13 +62,14 @@ class MilvusStore:
         self._num_partitions = num_partitions
         self._partition_key = partition_key
         self._client: Any = None
-        self._write_lock = _ReadWriteLock()
+        self._write_lock = ReadWriteLock()
         self.capabilities = Capabilities.detect(uri)  # refined from the server's version by open()
         self.tenancy: str | None = None  # recorded with the collection; known after open()
         # Set by open(): whether the collection has the BM25 field, and whether it was made before
         # keyword search although the engine has it (the service then rebuilds it from SQLite).
         self.keyword_search = False
         self.stale_schema = False
+        self._unflushed: set[str] = set()  # ids written since the last flush (Lite only)
 
     @property
     def needs_flush(self) -> bool:
@@ -170,12 +81,12 @@ class MilvusStore:
         except BackendError:
             raise
         except Exception as e:  # pymilvus raises many unrelated types; translate them all here
-            unavailable = _connection_problem(e, self._uri, self._timeout)
+            unavailable = connection_problem(e, self._uri, self._timeout)
             if unavailable is not None:
                 logger.warning("Milvus %s failed: %s", what, unavailable)
                 raise StoreUnavailable(f"The vector store failed to {what}: {unavailable}") from e
             logger.exception("Milvus %s failed", what)
-            raise BackendError(f"The vector store failed to {what}: {_short(e)}") from e
+            raise BackendError(f"The vector store failed to {what}: {short(e)}") from e
 
     def _reloading(self, fn: Callable[[], T]) -> T:
         """Run `fn`; if a restarted server has not loaded the collection again, load it and retry once."""
@@ -209,6 +120,9 @@ class MilvusStore:
 
         return await self._call(shared, what)
 
+    async def open_reads(self, model_id: str, dimensions: int) -> bool:
+        return False  # searches need the collection: `open`
+
     async def open(self, model_id: str, dimensions: int) -> None:
         if self._client is None:
             await anyio.to_thread.run_sync(self._connect)
@@ -235,7 +149,7 @@ class MilvusStore:
         options: dict[str, Any] = {} if lite else {"dedicated": True, "db_name": self._db_name or ""}
         try:
             client = MilvusClient(uri=self._uri, token=self._token or "", timeout=self._timeout, **options)
-            bounded = _Deadline(client, self._timeout)
+            bounded = Deadline(client, self._timeout)
             version = bounded.get_server_version()
         except Exception as e:  # connection errors come as several pymilvus types
             text = str(e)
@@ -245,7 +159,7 @@ class MilvusStore:
                     "(only one process may open a Milvus Lite file). Stop the other server or set "
                     "MEMORY_DATA_DIR / MEMORY_MILVUS_URI to another location."
                 ) from e
-            problem = _connection_problem(e, self._uri, self._timeout) or _short(e)
+            problem = connection_problem(e, self._uri, self._timeout) or short(e)
             raise StoreUnavailable(f"Could not connect to Milvus at {self._uri}: {problem}") from e
         self._client = bounded
         self.capabilities = Capabilities.detect(self._uri, version)
@@ -270,7 +184,7 @@ class MilvusStore:
         except Exception as e:  # pymilvus raises MilvusException; only the Lite case below is handled
             if not (self.capabilities.lite and self._drop_lite_indexes()):
                 raise
-            logger.warning("Milvus Lite could not load %r (%s); rebuilt its indexes from the data", name, _short(e))
+            logger.warning("Milvus Lite could not load %r (%s); rebuilt its indexes from the data", name, short(e))
             c.load_collection(name)
         if self.capabilities.flush_after_writes:
             with self._write_lock:
@@ -318,33 +232,7 @@ class MilvusStore:
         await self._call(run, "rebuild the collection")
 
     def _create(self, model_id: str, dimensions: int) -> None:
-        from pymilvus import DataType, Function, FunctionType, MilvusClient
-
-        schema = MilvusClient.create_schema(
-            auto_id=False, enable_dynamic_field=False, description="milvus-memory-mcp memories"
-        )
-        schema.add_field("id", DataType.VARCHAR, max_length=64, is_primary=True)
-        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dimensions)
-        schema.add_field("memory", DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
-        schema.add_field("hash", DataType.VARCHAR, max_length=64)
         tenancy = self._choose_tenancy()
-        for field in SCOPE_FIELDS:
-            key = tenancy == "partition_key" and field == "user_id"
-            schema.add_field(field, DataType.VARCHAR, max_length=128, is_partition_key=key)
-        schema.add_field("metadata", DataType.JSON)
-        schema.add_field("created_at", DataType.INT64)
-        schema.add_field("updated_at", DataType.INT64)
-        if self.capabilities.bm25:
-            schema.add_field(KEYWORD_FIELD, DataType.VARCHAR, max_length=MAX_TEXT_BYTES, enable_analyzer=True)
-            schema.add_field(SPARSE_FIELD, DataType.SPARSE_FLOAT_VECTOR)
-            schema.add_function(
-                Function(
-                    name="keywords_bm25",
-                    function_type=FunctionType.BM25,
-                    input_field_names=[KEYWORD_FIELD],
-                    output_field_names=[SPARSE_FIELD],
-                )
-            )
         properties = {
             PROP_EMBEDDER: model_id,
             PROP_DIMS: str(dimensions),
@@ -354,24 +242,13 @@ class MilvusStore:
         partitions = {"num_partitions": self._num_partitions} if tenancy == "partition_key" else {}
         self._client.create_collection(
             self._collection,
-            schema=schema,
+            schema=build_schema(dimensions, tenancy, self.capabilities.bm25),
             consistency_level=self.capabilities.consistency,
             properties=properties,
             **partitions,
         )
         self.tenancy = tenancy
-        # Indexes one by one with sync=False: pymilvus otherwise sleeps 0.5 s per index before polling.
-        index = self._client.prepare_index_params()
-        index.add_index(field_name="vector", index_type=self.capabilities.index_type, metric_type="COSINE")
-        if self.capabilities.bm25:
-            index.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        self._client.create_index(self._collection, index, sync=False)
-        # Scope fields: INVERTED where the engine has it, else its default scalar index (Trie on 2.3).
-        scalar_type = "INVERTED" if self.capabilities.inverted_index else ""
-        for field in SCOPE_FIELDS:
-            scalar = self._client.prepare_index_params()
-            scalar.add_index(field_name=field, index_type=scalar_type)
-            self._client.create_index(self._collection, scalar, sync=False)
+        create_indexes(self._client, self._collection, self.capabilities)
         self.keyword_search = self.capabilities.bm25
         logger.info(
             "created collection %r (%s, %d dims, %s, keyword search %s)",
@@ -408,13 +285,26 @@ class MilvusStore:
         if rows:
             data = [to_row(r, v, self.keyword_search) for r, v in rows]
             await self._write(lambda: self._client.upsert(self._collection, data), "store the memory")
+            self._written(r.id for r, _ in rows)
 
     async def delete(self, ids: list[str]) -> None:
         if ids:
             await self._write(lambda: self._client.delete(self._collection, ids=ids), "delete the memory")
+            self._written(ids)
 
-    async def flush(self) -> None:
+    def _written(self, ids: Iterable[str]) -> None:
+        if self.needs_flush:
+            self._unflushed.update(ids)
+
+    async def flush(self) -> set[str]:
+        """Make the writes so far durable; returns the ids they touched (on Lite: durable only now).
+
+        Milvus Lite drops the rows not yet flushed when a flush fails (seen with a full disk), so
+        after a failure the ids it would have returned are not durable: their pending marks stay
+        and the write protocol re-applies them from SQLite."""
+        written, self._unflushed = self._unflushed, set()
         await self._write(lambda: self._client.flush(self._collection), "flush")
+        return written
 
     async def search(self, vector: list[float], where: filters.And, limit: int) -> list[tuple[MemoryRecord, float]]:
         expr = filters.to_milvus(where)
@@ -484,116 +374,3 @@ class MilvusStore:
             return out
 
         return await self._read(run, "list ids")
-
-
-class _Deadline:
-    """The pymilvus client with a deadline on every call.
-
-    Without `timeout`, pymilvus retries a failing call up to 75 times with back-off (minutes); with
-    it, its retries on transient errors (UNAVAILABLE, rate limits) stop when the deadline passes.
-    """
-
-    _NO_DEADLINE = frozenset({"prepare_index_params", "create_schema", "close", "get_server_type"})
-    # Collection set-up waits for the server (loading takes seconds on a server): a longer deadline.
-    _ADMIN = frozenset({"create_collection", "create_index", "load_collection", "flush", "drop_collection"})
-    ADMIN_TIMEOUT = 120.0
-
-    def __init__(self, client: Any, timeout: float) -> None:
-        self._client = client
-        self._timeout = timeout
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._client, name)
-        if name in self._NO_DEADLINE or not callable(attr):
-            return attr
-        deadline = max(self._timeout, self.ADMIN_TIMEOUT) if name in self._ADMIN else self._timeout
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            kwargs.setdefault("timeout", deadline)
-            return attr(*args, **kwargs)
-
-        return call
-
-
-def _connection_problem(e: BaseException, uri: str, timeout: float) -> str | None:
-    """A message naming the cause when `e` is a connection, credential or TLS problem, else None."""
-    import grpc
-
-    chain: list[BaseException] = []
-    while e is not None and len(chain) < 8:
-        chain.append(e)
-        e = e.__cause__ or e.__context__  # type: ignore[assignment]
-    text = " ".join(str(x) for x in chain)
-    rpc = next((x for x in chain if isinstance(x, grpc.RpcError)), None)
-    code = rpc.code() if rpc is not None and hasattr(rpc, "code") else None  # type: ignore[attr-defined]
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or "auth check fail" in text:
-        return (
-            f"Milvus refused the credentials ({_rpc_details(rpc) or 'authentication failed'}). "
-            "Set MEMORY_MILVUS_TOKEN to 'user:password' or an API key that this server accepts."
-        )
-    if re.search(r"database\b.{0,80}not found", text):
-        return "the database named by MEMORY_MILVUS_DB_NAME does not exist on this server; create it or unset it."
-    if re.search(r"tls|ssl|handshake|certificate", text, re.IGNORECASE):
-        return (
-            f"the TLS handshake failed ({_rpc_details(rpc) or 'TLS error'}). Use https:// only for a server "
-            "with TLS and http:// for one without; check the server's certificate."
-        )
-    if "resolving" in text or "Domain name not found" in text or "Name or service not known" in text:
-        return f"the host in {uri} could not be resolved; check MEMORY_MILVUS_URI."
-    if code == grpc.StatusCode.UNAVAILABLE or re.search(r"UNAVAILABLE|Fail connecting to server", text):
-        return (
-            f"Milvus at {uri} is unreachable ({_rpc_details(rpc) or 'connection failed'}). Check that the server "
-            "is running and MEMORY_MILVUS_URI; calls recover by themselves once it is back."
-        )
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED or re.search(r"Retry timeout|DEADLINE_EXCEEDED", text):
-        return f"Milvus at {uri} did not answer within {timeout:g} s (MEMORY_MILVUS_TIMEOUT); try again."
-    return None
-
-
-def _rpc_details(rpc: BaseException | None) -> str:
-    details = getattr(rpc, "details", None)
-    text = details() if callable(details) else ""
-    return str(text or "").strip()[:200]
-
-
-class _ReadWriteLock:
-    """`with lock:` is exclusive (writes, flushes); `with lock.shared():` admits many readers at once.
-    A waiting writer holds back new readers, so a stream of searches cannot starve a flush."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    def __enter__(self) -> None:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-
-    def __exit__(self, *exc: object) -> None:
-        with self._cond:
-            self._writer = False
-            self._cond.notify_all()
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-
-def _short(e: Exception) -> str:
-    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    return text[:300]

@@ -1,0 +1,148 @@
+"""Opening and closing the stores and the model: once, in order, reads served as early as they can be.
+
+`ready()` opens everything: SQLite, the model, the vector store (rebuilt from SQLite when its
+schema is stale), then re-applies changes an earlier run left pending. A failure is raised to the
+caller and retried on the next call. Where the vector store can answer searches before it is
+fully open (Milvus Lite with the search index), `ready_for_reads()` opens only that and lets the
+rest open in the background (`warm_up`). `close()` flushes what is still queued and closes the
+stores. docs/ARCHITECTURE.md, "Start-up and shutdown".
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+from anyio.abc import TaskGroup
+
+from milvus_memory_mcp.core.writes import WriteProtocol
+from milvus_memory_mcp.embedders import Embedder
+from milvus_memory_mcp.errors import BackendError, MemoryServiceError
+from milvus_memory_mcp.heap import release_free_memory
+from milvus_memory_mcp.history import HistoryStore
+from milvus_memory_mcp.settings import Settings
+from milvus_memory_mcp.stores import Store
+
+logger = logging.getLogger(__name__)
+
+MILVUS_OPEN_DELAY = 1.0  # seconds between reads being served and the vector store opening in the background
+
+
+class Lifecycle:
+    def __init__(
+        self,
+        settings: Settings,
+        history: HistoryStore,
+        vectors: Store,
+        embedder: Embedder,
+        writes: WriteProtocol,
+        owns_embedder: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._history = history
+        self._vectors = vectors
+        self._embedder = embedder
+        self._writes = writes
+        self._owns_embedder = owns_embedder
+        self._lock = anyio.Lock()
+        self.is_ready = False
+        self._readable = False  # reads can be served (before `is_ready` with the search index)
+        self._warming = False
+        self._tg: TaskGroup | None = None
+
+    def attach(self, tg: TaskGroup) -> None:
+        """The task group background opening runs in (the service's)."""
+        self._tg = tg
+
+    async def close(self) -> None:
+        """Flush what the vector store still holds unflushed, close the stores, then the model if
+        it is ours (shielded from cancellation)."""
+        self._tg = None
+        with anyio.CancelScope(shield=True):
+            try:
+                if self.is_ready and self._vectors.needs_flush:
+                    await self._writes.flush()
+            except BackendError:
+                logger.warning("final flush failed; the pending marks are re-applied at the next start")
+            finally:
+                self.is_ready = self._readable = False
+                await self._vectors.close()
+                await self._history.close()
+                if self._owns_embedder:
+                    await self._embedder.close()
+
+    def warm_up(self) -> None:
+        """Open the stores and the model in the background (after the MCP handshake)."""
+        if self._tg is not None and not self.is_ready and not self._warming:
+            self._warming = True
+            self._embedder.start()
+            self._tg.start_soon(self._warm_up)
+
+    async def _warm_up(self) -> None:
+        try:
+            if await self._open_reads():
+                # The vector store is needed by the first write only: let a first search run without it first.
+                await anyio.sleep(MILVUS_OPEN_DELAY)
+            await self.ready()
+        except MemoryServiceError as e:
+            logger.error("warm-up failed: %s", e)
+        finally:
+            self._warming = False
+
+    async def ready(self, *, apply_pending: bool = True) -> None:
+        """Open everything once. Changes recorded but not applied by an earlier run are re-applied
+        first, unless `apply_pending` is false (`doctor` reports them instead)."""
+        if self.is_ready:
+            return
+        async with self._lock:
+            if self.is_ready:
+                return
+            await self._history.open()
+            await self._embedder.open()
+            await self._vectors.open(self._embedder.model_id, self._embedder.dimensions)
+            if self._vectors.stale_schema:
+                await self._rebuild_collection()
+            pending = await self._history.pending_ids()
+            if pending and apply_pending:
+                logger.warning("re-applying %d change(s) left unfinished by an earlier run", len(pending))
+                await self._writes.reconcile(pending)
+                await self._writes.flush_and_settle()
+            self.is_ready = self._readable = True
+            await anyio.to_thread.run_sync(release_free_memory)
+            logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
+
+    async def _open_reads(self) -> bool:
+        """Open what reads need; False when the vector store needs `ready()` before searching."""
+        if self._readable:
+            return True
+        async with self._lock:
+            if not self._readable:
+                await self._history.open()
+                await self._embedder.open()
+                self._readable = await self._vectors.open_reads(self._embedder.model_id, self._embedder.dimensions)
+                if self._readable:
+                    await anyio.to_thread.run_sync(release_free_memory)  # the rows the index was built from
+        return self._readable
+
+    async def ready_for_reads(self) -> None:
+        """Open what reads need; the rest opens in the background."""
+        if self.is_ready:
+            return
+        if await self._open_reads():
+            self.warm_up()
+        else:
+            await self.ready()
+
+    async def _rebuild_collection(self) -> None:
+        """Move a collection made before keyword search to the current schema, refilled from SQLite.
+
+        Every live memory is marked pending first, so a crash midway is finished at the next start.
+        """
+        ids = await self._history.live_ids()
+        logger.warning(
+            "collection %r predates keyword search: rebuilding it from the history database (%d memories)",
+            self.settings.collection,
+            len(ids),
+        )
+        await self._history.mark_pending(ids)
+        await self._vectors.recreate(self._embedder.model_id, self._embedder.dimensions)

@@ -1,0 +1,68 @@
+"""`search_memories`: candidates from the dense and keyword searches, fused and ranked.
+
+The scoring itself (fusion, keyword normalisation, recency) is `server/ranking.py`; this module
+decides which searches run for the configured mode and runs them concurrently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import anyio
+
+from milvus_memory_mcp import ranking
+from milvus_memory_mcp.embedders import Embedder
+from milvus_memory_mcp.errors import MemoryServiceError
+from milvus_memory_mcp.filters import And
+from milvus_memory_mcp.records import now_us
+from milvus_memory_mcp.settings import Settings
+from milvus_memory_mcp.stores import Hits, VectorStore
+
+# Each search of a hybrid query fetches this many candidates (at least `limit`) before fusing.
+FUSION_CANDIDATES = 20
+
+
+class Searcher:
+    def __init__(self, settings: Settings, vectors: VectorStore, embedder: Embedder) -> None:
+        self.settings = settings
+        self._vectors = vectors
+        self._embedder = embedder
+
+    async def search(self, text: str, where: And, limit: int) -> Hits:
+        """The best `limit` memories for `text` within `where`, best first, with recency applied."""
+        s = self.settings
+        hits = await self._ranked(text, where, limit)
+        return ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, now_us())[:limit]
+
+    async def _ranked(self, text: str, where: And, limit: int) -> Hits:
+        """Candidates best first, scored as `server.ranking` documents for the configured mode."""
+        mode = self.settings.search_mode if self._vectors.keyword_search else "dense"
+        # Recency may reorder, so it needs more candidates than the page.
+        hybrid_or_recency = mode == "hybrid" or self.settings.recency_weight > 0
+        wanted = max(limit, FUSION_CANDIDATES) if hybrid_or_recency else limit
+        if mode == "keyword":
+            return ranking.keyword_scores(await self._vectors.search_keywords(text, where, wanted))
+
+        async def dense() -> Hits:
+            [vector] = await self._embedder.embed([text], kind="query")
+            return await self._vectors.search(vector, where, wanted)
+
+        if mode == "dense":
+            return await dense()
+        # The keyword search runs while the query is embedded and searched; errors are caught here
+        # so that no ExceptionGroup reaches the caller.
+        found: dict[str, Hits] = {}
+        failed: list[MemoryServiceError] = []
+
+        async def run(name: str, search: Callable[[], Awaitable[Hits]]) -> None:
+            try:
+                found[name] = await search()
+            except MemoryServiceError as e:
+                failed.append(e)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run, "dense", dense)
+            tg.start_soon(run, "keyword", lambda: self._vectors.search_keywords(text, where, wanted))
+        if failed:
+            raise failed[0]
+        return ranking.fuse(found["dense"], found["keyword"], self.settings.keyword_weight)

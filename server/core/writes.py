@@ -1,0 +1,192 @@
+"""The write protocol: every change reaches SQLite first, then the vector store, and never half.
+
+docs/ARCHITECTURE.md ("The write protocol") tells the whole story; in short:
+1. Under `lock`, the new state, its history row, a pending mark and the new texts' embeddings are
+   committed to SQLite in one transaction (`apply`).
+2. The change is applied to the vector store, idempotently by id, shielded from cancellation.
+3. The pending mark is cleared once the vector store has made the change durable: at once, or
+   (stores whose `needs_flush`) after the debounced `flush` that returns its id.
+If the vector store fails, SQLite is reverted and the memory reconciled; marks left by a crash
+are re-applied at the next start (`reconcile`, from server/core/startup.py), ids this process
+could not settle at the next write.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from milvus_memory_mcp.embedders import Embedder
+from milvus_memory_mcp.errors import BackendError
+from milvus_memory_mcp.history import HistoryStore
+from milvus_memory_mcp.records import Change, MemoryRecord
+from milvus_memory_mcp.settings import Settings
+from milvus_memory_mcp.stores import VectorStore
+
+logger = logging.getLogger(__name__)
+
+APPLY_CHUNK = 500  # changes per vector store call
+
+
+class WriteProtocol:
+    def __init__(self, settings: Settings, history: HistoryStore, vectors: VectorStore, embedder: Embedder) -> None:
+        self.settings = settings
+        self._history = history
+        self._vectors = vectors
+        self._embedder = embedder
+        self.lock = anyio.Lock()  # held by every write, from reading the old state to `apply`
+        self._unsettled: set[str] = set()  # ids whose marks could not be settled; retried on the next write
+        self._flush_send, self._flush_recv = anyio.create_memory_object_stream[None](1)
+
+    # applying changes
+
+    async def apply(self, changes: list[Change]) -> None:
+        """Record `changes` in SQLite (one transaction), apply them to the vector store, clear the marks.
+
+        The caller holds `lock`, and the stores are open. Once SQLite has committed, the rest runs
+        shielded from cancellation so that a cancelled call cannot leave the stores apart; a crash
+        in between is repaired at the next start (the pending marks). All changes commit together,
+        so a `delete_all` is all or nothing even when the vector store gets it in chunks.
+        """
+        if not changes:
+            return
+        await self._settle()
+        try:
+            await self._history.commit(changes, self._embedder.model_id)
+        except BackendError as e:
+            raise type(e)(f"{e} Nothing was changed.") from e
+        ids = [c.new.id for c in changes]
+        self._unsettled.update(ids)  # until the vector store holds the changes (or SQLite is reverted)
+        with anyio.CancelScope(shield=True):
+            try:
+                for start in range(0, len(changes), APPLY_CHUNK):
+                    chunk = changes[start : start + APPLY_CHUNK]
+                    await self._vectors.upsert([(c.new, c.vector) for c in chunk if c.vector is not None])
+                    await self._vectors.delete([c.new.id for c in chunk if c.new.deleted_at is not None])
+            except BackendError as e:
+                await self._undo(changes, e)
+            self._unsettled.difference_update(ids)
+            await self._applied(ids)
+
+    async def _undo(self, changes: list[Change], cause: BackendError) -> None:
+        """Put SQLite back as it was and make the vector store match it; always raises."""
+        ids = [c.new.id for c in changes]
+        try:
+            await self._history.revert(changes)
+        except BackendError:
+            # SQLite keeps the new state and its marks, so the change is completed later (the next
+            # write, `doctor --repair` or the next start): it is recorded but not confirmed.
+            logger.exception("could not revert the history database after a vector store failure")
+            raise BackendError(
+                f"{cause} The change was recorded but not confirmed; it is completed once the vector store "
+                "works again. Check with get_memory or list_memories before retrying."
+            ) from cause
+        try:
+            await self.reconcile(ids)
+            self._unsettled.difference_update(ids)
+        except BackendError:
+            logger.warning("vector store still failing; %d memory id(s) are re-checked later", len(ids))
+        raise BackendError(f"{cause} Nothing was changed; try again.") from cause
+
+    async def _applied(self, ids: list[str]) -> None:
+        """The vector store holds these changes: clear their marks now, or after the next flush."""
+        if self._vectors.needs_flush:
+            self._request_flush()
+        else:
+            await self._clear(ids)
+
+    async def _clear(self, ids: list[str]) -> None:
+        try:
+            await self._history.clear_pending(ids)
+        except BackendError:
+            # Harmless: both stores hold the change; the marks are re-applied (idempotently) later.
+            logger.warning("could not clear %d pending mark(s); they are re-checked later", len(ids))
+            self._unsettled.update(ids)
+
+    async def _settle(self) -> None:
+        """Retry ids left unsettled by an earlier failure in this process (caller holds `lock`)."""
+        if not self._unsettled:
+            return
+        ids = sorted(self._unsettled)
+        try:
+            await self.reconcile(ids)
+        except BackendError as e:
+            logger.warning("%d memory id(s) still unsettled: %s", len(ids), e)
+            return
+        self._unsettled.difference_update(ids)
+
+    async def reconcile(self, ids: list[str]) -> None:
+        """Make the vector store match SQLite's record for these ids, then clear their marks.
+
+        Idempotent: a memory SQLite holds live is upserted (with its stored embedding, else
+        re-embedded), any other id deleted.
+        """
+        for start in range(0, len(ids), APPLY_CHUNK):
+            chunk = ids[start : start + APPLY_CHUNK]
+            records = await self._history.get_many(chunk)
+            live = [r for r in records.values() if r.deleted_at is None]
+            dead = [i for i in chunk if i not in records or records[i].deleted_at is not None]
+            if live:
+                await self._vectors.upsert(list(zip(live, await self._vectors_for(live), strict=True)))
+            await self._vectors.delete(dead)
+            await self._applied(chunk)
+
+    async def _vectors_for(self, records: list[MemoryRecord]) -> list[list[float]]:
+        """The embeddings of these memories' texts: stored ones from SQLite, the rest computed."""
+        model = self._embedder.model_id
+        stored = await self._history.embeddings(model, [r.hash for r in records])
+        if missing := [r for r in records if r.hash not in stored]:
+            computed = list(zip(missing, await self._embedder.embed([r.memory for r in missing]), strict=True))
+            stored.update((r.hash, v) for r, v in computed)
+            try:
+                await self._history.save_embeddings(model, [(r.hash, r.memory, v) for r, v in computed])
+            except BackendError:
+                logger.warning("could not store %d embedding(s); they are computed again when needed", len(computed))
+        return [stored[r.hash] for r in records]
+
+    async def resync(self, ids: list[str]) -> None:
+        """Make the vector store match SQLite's record for `ids` (`doctor --repair`); stores open."""
+        async with self.lock:
+            await self.reconcile(ids)
+            self._unsettled.difference_update(ids)
+
+    # flushing (stores whose writes are durable only after a flush: Milvus Lite)
+
+    async def run_flusher(self) -> None:
+        """The background task that flushes `flush_delay` seconds after a write asked for it."""
+        async for _ in self._flush_recv:
+            await anyio.sleep(self.settings.flush_delay)
+            # Shielded: a flush cut short at shutdown would leave the marks of what it made durable
+            # (re-applied, needlessly, at the next start).
+            with anyio.CancelScope(shield=True):
+                try:
+                    await self.flush()
+                except BackendError as e:
+                    logger.warning("flush failed: %s", e)
+
+    async def flush(self) -> None:
+        """Flush the vector store and clear the pending marks of the writes it made durable."""
+        async with self.lock:
+            await self.flush_and_settle()
+
+    async def flush_and_settle(self) -> None:
+        if not self._vectors.needs_flush:
+            return
+        try:
+            durable = await self._vectors.flush()
+        except BackendError:
+            # What was not durable is lost on Milvus Lite: re-applied from SQLite by the next write or start.
+            try:
+                self._unsettled.update(await self._history.pending_ids())
+            except BackendError:
+                logger.warning("could not read the pending marks; they are re-applied at the next start")
+            raise
+        if settled := durable - self._unsettled:  # an unsettled id's mark covers a later, unapplied change
+            await self._clear(sorted(settled))
+
+    def _request_flush(self) -> None:
+        try:
+            self._flush_send.send_nowait(None)
+        except anyio.WouldBlock:
+            pass  # a flush is already due

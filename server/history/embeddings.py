@@ -1,0 +1,77 @@
+"""The embeddings cache: each stored text's vector (per embedding model) and its analysed words.
+
+It spares the model when changes are re-applied (start-up, `doctor --repair`) and lets the search
+index (server/search_index.py) be built at start from SQLite alone, before Milvus opens.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from array import array
+from dataclasses import dataclass
+
+from milvus_memory_mcp.history.database import Database, rows_in
+from milvus_memory_mcp.keywords import analyse
+from milvus_memory_mcp.records import Scope
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """A live memory as `live_embeddings` reads it: `vector` is float32 bytes, or None (not stored)."""
+
+    id: str
+    scope: Scope
+    hash: str
+    memory: str
+    vector: bytes | None
+    words: str | None
+
+
+def put_embeddings(conn: sqlite3.Connection, model: str, rows: list[tuple[str, str, list[float]]]) -> None:
+    """Store (hash, text, vector) rows inside the caller's transaction."""
+    conn.executemany(
+        "INSERT OR REPLACE INTO embeddings (model, hash, vector, words) VALUES (?, ?, ?, ?)",
+        [(model, h, array("f", v).tobytes(), analyse(text)) for h, text, v in rows],
+    )
+
+
+class EmbeddingCache(Database):
+    async def save_embeddings(self, model: str, rows: list[tuple[str, str, list[float]]]) -> None:
+        """Store (hash, text, vector) rows for `model`."""
+        if rows:
+            await self._transaction(lambda conn: put_embeddings(conn, model, rows))
+
+    async def prune_embeddings(self) -> None:
+        """Drop the embeddings of texts no live memory has any more."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM embeddings WHERE hash NOT IN (SELECT hash FROM memories WHERE deleted_at IS NULL)"
+            )
+
+        await self._transaction(run)
+
+    async def embeddings(self, model: str, hashes: list[str]) -> dict[str, list[float]]:
+        """Stored embeddings by text hash (those there are)."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, list[float]]:
+            sql = "SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN ({})"
+            return {h: array("f", blob).tolist() for h, blob in rows_in(conn, sql, [model], hashes)}
+
+        return await self._run(run)
+
+    async def live_embeddings(self, model: str) -> list[Embedded]:
+        """Every live memory with its stored embedding (None when missing)."""
+
+        def run(conn: sqlite3.Connection) -> list[Embedded]:
+            rows = conn.execute(
+                "SELECT m.id, m.user_id, m.agent_id, m.run_id, m.hash, m.memory, e.vector, e.words "
+                "FROM memories m LEFT JOIN embeddings e ON e.model = ? AND e.hash = m.hash "
+                "WHERE m.collection = ? AND m.deleted_at IS NULL",
+                (model, self._collection),
+            )
+            return [
+                Embedded(r[0], Scope(r[1] or None, r[2] or None, r[3] or None), r[4], r[5], r[6], r[7]) for r in rows
+            ]
+
+        return await self._run(run)

@@ -1,0 +1,122 @@
+"""pymilvus plumbing for `MilvusStore`: deadlines on every call, error translation, the write lock."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class Deadline:
+    """The pymilvus client with a deadline on every call.
+
+    Without `timeout`, pymilvus retries a failing call up to 75 times with back-off (minutes); with
+    it, its retries on transient errors (UNAVAILABLE, rate limits) stop when the deadline passes.
+    """
+
+    _NO_DEADLINE = frozenset({"prepare_index_params", "create_schema", "close", "get_server_type"})
+    # Collection set-up waits for the server (loading takes seconds on a server): a longer deadline.
+    _ADMIN = frozenset({"create_collection", "create_index", "load_collection", "flush", "drop_collection"})
+    ADMIN_TIMEOUT = 120.0
+
+    def __init__(self, client: Any, timeout: float) -> None:
+        self._client = client
+        self._timeout = timeout
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if name in self._NO_DEADLINE or not callable(attr):
+            return attr
+        deadline = max(self._timeout, self.ADMIN_TIMEOUT) if name in self._ADMIN else self._timeout
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("timeout", deadline)
+            return attr(*args, **kwargs)
+
+        return call
+
+
+def connection_problem(e: BaseException, uri: str, timeout: float) -> str | None:
+    """A message naming the cause when `e` is a connection, credential or TLS problem, else None."""
+    import grpc
+
+    chain: list[BaseException] = []
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__  # type: ignore[assignment]
+    text = " ".join(str(x) for x in chain)
+    rpc = next((x for x in chain if isinstance(x, grpc.RpcError)), None)
+    code = rpc.code() if rpc is not None and hasattr(rpc, "code") else None  # type: ignore[attr-defined]
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED) or "auth check fail" in text:
+        return (
+            f"Milvus refused the credentials ({rpc_details(rpc) or 'authentication failed'}). "
+            "Set MEMORY_MILVUS_TOKEN to 'user:password' or an API key that this server accepts."
+        )
+    if re.search(r"database\b.{0,80}not found", text):
+        return "the database named by MEMORY_MILVUS_DB_NAME does not exist on this server; create it or unset it."
+    if re.search(r"tls|ssl|handshake|certificate", text, re.IGNORECASE):
+        return (
+            f"the TLS handshake failed ({rpc_details(rpc) or 'TLS error'}). Use https:// only for a server "
+            "with TLS and http:// for one without; check the server's certificate."
+        )
+    if "resolving" in text or "Domain name not found" in text or "Name or service not known" in text:
+        return f"the host in {uri} could not be resolved; check MEMORY_MILVUS_URI."
+    if code == grpc.StatusCode.UNAVAILABLE or re.search(r"UNAVAILABLE|Fail connecting to server", text):
+        return (
+            f"Milvus at {uri} is unreachable ({rpc_details(rpc) or 'connection failed'}). Check that the server "
+            "is running and MEMORY_MILVUS_URI; calls recover by themselves once it is back."
+        )
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED or re.search(r"Retry timeout|DEADLINE_EXCEEDED", text):
+        return f"Milvus at {uri} did not answer within {timeout:g} s (MEMORY_MILVUS_TIMEOUT); try again."
+    return None
+
+
+def rpc_details(rpc: BaseException | None) -> str:
+    details = getattr(rpc, "details", None)
+    text = details() if callable(details) else ""
+    return str(text or "").strip()[:200]
+
+
+class ReadWriteLock:
+    """`with lock:` is exclusive (writes, flushes); `with lock.shared():` admits many readers at once.
+    A waiting writer holds back new readers, so a stream of searches cannot starve a flush."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    def __enter__(self) -> None:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._writer = False
+            self._cond.notify_all()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+
+def short(e: Exception) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:300]

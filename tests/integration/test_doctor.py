@@ -1,0 +1,107 @@
+"""`milvus-memory-mcp doctor`: finds every kind of disagreement between the stores and repairs it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from milvus_memory_mcp import doctor
+from milvus_memory_mcp.embedders.local import LocalEmbedder
+from milvus_memory_mcp.records import Scope
+from milvus_memory_mcp.service import MemoryService
+from milvus_memory_mcp.settings import Settings
+
+from ..conftest import make_settings
+from ..support.processes import ROOT, server_env
+
+pytestmark = pytest.mark.anyio
+
+
+async def diverge(settings: Settings, embedder: LocalEmbedder) -> dict[str, str]:
+    """Stores that disagree in every way the doctor knows: missing, extra, stale text, foreign scope."""
+    async with MemoryService(settings, embedder=embedder) as svc:
+        ids = {}
+        for name in ["missing", "stale", "moved", "extra", "fine"]:
+            ids[name] = (await svc.add(f"The {name} memory", Scope("u"))).results[0].id
+        records = await svc.history.get_many(list(ids.values()))
+        [vector] = await embedder.embed(["something else"])
+        await svc.vectors.delete([ids["missing"]])
+        stale = records[ids["stale"]].updated(memory="An old text", hash="0" * 32)
+        moved = records[ids["moved"]].updated(user_id="someone-else")
+        await svc.vectors.upsert([(stale, vector), (moved, vector)])
+        await svc.delete(ids["extra"])
+        await svc.vectors.upsert([(records[ids["extra"]], vector)])  # deleted in SQLite, back in Milvus
+        await svc.vectors.flush()
+    return ids
+
+
+async def test_doctor_reports_each_difference_and_repair_makes_the_stores_agree(
+    tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    settings = make_settings(tmp_path)
+    ids = await diverge(settings, local_embedder)
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        report = await doctor.check(svc)
+        assert report.missing == [ids["missing"]]
+        assert report.extra == [ids["extra"]]
+        assert set(report.differing) == {ids["stale"], ids["moved"]}
+        assert "hash" in report.differing[ids["stale"]]
+        assert report.differing[ids["moved"]] == ["user_id"]
+        assert not report.clean and "The stores disagree." in report.lines()
+        await doctor.repair(svc, report)
+        assert (await doctor.check(svc)).clean
+        hits = (await svc.search("The stale memory", Scope("u"), limit=1)).results
+        assert hits[0].memory == "The stale memory" and hits[0].score > 0.9  # re-embedded from SQLite
+        assert (await svc.search("memory", Scope("someone-else"))).results == []
+
+
+def run_doctor(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "milvus_memory_mcp", "doctor", *args],
+        env=server_env(data_dir),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+async def test_doctor_command_exits_nonzero_until_repaired(tmp_path: Path, local_embedder: LocalEmbedder) -> None:
+    ids = await diverge(make_settings(tmp_path), local_embedder)
+    checked = run_doctor(tmp_path)
+    assert checked.returncode == 1, checked.stderr
+    assert f"1 missing from the vector store: {ids['missing']}" in checked.stdout
+    assert "The stores disagree." in checked.stdout
+    repaired = run_doctor(tmp_path, "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert repaired.stdout.strip().endswith("The stores agree.")
+    again = run_doctor(tmp_path)
+    assert again.returncode == 0 and "SQLite: 4 live memories; vector store: 4 rows." in again.stdout
+
+
+async def test_doctor_reports_unapplied_changes_without_applying_them(
+    tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    settings = make_settings(tmp_path)
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        added = (await svc.add("Pending fact", Scope("u"))).results[0]
+        await svc.flush()
+        await svc.vectors.delete([added.id])  # as if a crash came after the commit, before Milvus
+        await svc.vectors.flush()  # (a write of the test's own: its durability is not the service's to settle)
+        await svc.history._run(
+            lambda conn: conn.execute("INSERT INTO pending VALUES (?, ?)", (settings.collection, added.id))
+        )
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        report = await doctor.check(svc)
+        assert report.pending == [added.id] and report.missing == [added.id]
+        assert await svc.vectors.ids() == []  # checking changed nothing
+
+
+def test_doctor_on_an_unusable_data_dir_exits_2_with_the_reason(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("not a directory")
+    result = run_doctor(tmp_path / "a-file" / "data")
+    assert result.returncode == 2
+    assert "Not a directory" in result.stderr and "MEMORY_DATA_DIR" in result.stderr

@@ -1,0 +1,135 @@
+"""Hybrid search: Milvus BM25 full-text search fused with dense similarity, on real Milvus Lite."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import pytest
+from mcp import Client
+
+from milvus_memory_mcp.embedders.local import LocalEmbedder
+from milvus_memory_mcp.records import Scope
+from milvus_memory_mcp.service import MemoryService
+from milvus_memory_mcp.stores.milvus import MilvusStore
+
+from ..conftest import call, make_settings
+
+pytestmark = pytest.mark.anyio
+
+FACTS = [
+    "Likes to play tennis on weekends",
+    "Has a linear algebra midterm exam on November 20",
+    "Order number ZX-4471 was shipped to Lisbon",
+    "Prefers window seats on long flights",
+    "Is allergic to peanuts",
+]
+
+
+async def test_keyword_search_stems_and_finds_rare_tokens(service: MemoryService) -> None:
+    for fact in FACTS:
+        await service.add(fact, Scope(user_id="u"), infer=False)
+    assert service.vectors.keyword_search
+    scope = Scope(user_id="u")
+    service.settings = service.settings.model_copy(update={"search_mode": "keyword"})
+    stemmed = await service.search("weekend plans", scope)
+    assert [h.memory for h in stemmed.results] == [FACTS[0]]  # "weekend" matches "weekends"
+    assert 0 < stemmed.results[0].score <= 1
+    assert (await service.search("the and of", scope)).results == []  # only stop words: nothing to match
+    service.settings = service.settings.model_copy(update={"search_mode": "hybrid"})
+    fused = await service.search("zx-4471", scope, limit=5)
+    assert fused.results[0].memory == FACTS[2]
+    scores = [h.score for h in fused.results]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+
+
+async def test_threshold_drops_low_hybrid_scores(client: Client) -> None:
+    for fact in FACTS:
+        await call(client, "add_memory", messages=fact, user_id="u")
+    everything = (await call(client, "search_memories", query="tennis on weekends", user_id="u"))["results"]
+    assert everything[0]["memory"] == FACTS[0] and len(everything) == len(FACTS)
+    cut = (everything[0]["score"] + everything[1]["score"]) / 2
+    strict = (await call(client, "search_memories", query="tennis on weekends", user_id="u", threshold=cut))["results"]
+    assert [h["memory"] for h in strict] == [FACTS[0]]
+    unrelated = await call(client, "search_memories", query="quantum chromodynamics", user_id="u", threshold=0.5)
+    assert unrelated["results"] == []  # scores carry the best match's similarity, not just the rank
+
+
+async def test_recency_weight_favours_newer_memories(service: MemoryService) -> None:
+    old = (await service.add("Favourite colour is blue", Scope(user_id="u"), infer=False)).results[0]
+    new = (await service.add("Favourite colour is green", Scope(user_id="u"), infer=False)).results[0]
+    # Make the first memory a year old, as its stores would hold it.
+    record = await service.history.get(old.id)
+    assert record is not None
+    aged = record.updated(
+        created_at=record.created_at - 365 * 86_400_000_000, updated_at=record.updated_at - 365 * 86_400_000_000
+    )
+    [vector] = await service.embedder.embed([aged.memory])
+    await service.history._run(lambda c: service.history._put_record(c, aged))
+    await service.vectors.upsert([(aged, vector)])
+    await service.vectors.flush()
+    query = "What is the favourite colour? blue"
+    assert (await service.search(query, Scope(user_id="u"))).results[0].id == old.id
+    service.settings = service.settings.model_copy(update={"recency_weight": 0.6, "recency_half_life_days": 30})
+    ranked = (await service.search(query, Scope(user_id="u"))).results
+    assert ranked[0].id == new.id
+
+
+class NoBM25Store(MilvusStore):
+    """Real Milvus Lite that reports no BM25 functions, as a Milvus 2.3 server would."""
+
+    def _connect(self) -> None:
+        super()._connect()
+        self.capabilities = dataclasses.replace(self.capabilities, bm25=False)
+
+
+async def test_engine_without_bm25_searches_dense_only(tmp_path: Path, local_embedder: LocalEmbedder) -> None:
+    settings = make_settings(tmp_path)
+    store = NoBM25Store(settings.resolved_milvus_uri, settings.collection)
+    async with MemoryService(settings, embedder=local_embedder, vectors=store) as svc:
+        for fact in FACTS:
+            await svc.add(fact, Scope(user_id="u"), infer=False)
+        assert not store.keyword_search
+        hits = (await svc.search("tennis", Scope(user_id="u"))).results
+        assert hits[0].memory == FACTS[0]
+        assert hits[0].score < 0.99  # a cosine similarity, not a normalised hybrid score
+
+
+async def test_collection_without_keyword_field_is_rebuilt_from_history(
+    tmp_path: Path, local_embedder: LocalEmbedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path)
+    old_store = NoBM25Store(settings.resolved_milvus_uri, settings.collection)
+    async with MemoryService(settings, embedder=local_embedder, vectors=old_store) as svc:
+        ids = [(await svc.add(f, Scope(user_id="u"), {"n": i}, infer=False)).results[0].id for i, f in enumerate(FACTS)]
+        await svc.delete(ids[1])
+
+    caplog.set_level(logging.WARNING, logger="milvus_memory_mcp.core.lifecycle")
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        await svc.ready()
+        assert "predates keyword search: rebuilding it from the history database (4 memories)" in caplog.text
+        assert svc.vectors.keyword_search and not svc.vectors.stale_schema
+        assert await svc.history.pending_ids() == []
+        assert sorted(await svc.vectors.ids()) == sorted(i for i in ids if i != ids[1])
+        svc.settings = svc.settings.model_copy(update={"search_mode": "keyword"})
+        hits = (await svc.search("zx-4471", Scope(user_id="u"))).results
+        assert [(h.id, h.metadata) for h in hits] == [(ids[2], {"n": 2})]
+        assert [e.event for e in (await svc.memory_history(ids[1])).events] == ["ADD", "DELETE"]
+
+
+async def test_rebuild_interrupted_after_the_drop_is_finished_at_the_next_start(
+    tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    settings = make_settings(tmp_path)
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        ids = [(await svc.add(f, Scope(user_id="u"), infer=False)).results[0].id for f in FACTS]
+        await svc.flush()  # a rebuild starts at start-up, when no write awaits its flush
+        # The rebuild's first two steps, then a "crash" before the collection is refilled.
+        await svc.history.mark_pending(await svc.history.live_ids())
+        await svc.vectors.recreate(svc.embedder.model_id, svc.embedder.dimensions)
+        assert await svc.vectors.ids() == []
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        await svc.ready()
+        assert sorted(await svc.vectors.ids()) == sorted(ids)
+        assert (await svc.search("peanut allergy", Scope(user_id="u"))).results[0].memory == FACTS[4]

@@ -1,0 +1,49 @@
+"""Helpers for tests that run the server as a real subprocess (stdio, HTTP, CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mcp.client.stdio import StdioServerParameters
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
+    env.update({"MEMORY_DATA_DIR": str(data_dir), "MEMORY_FLUSH_DELAY": "0.05", **extra})
+    return env
+
+
+def params(data_dir: Path, **extra: str) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "milvus_memory_mcp", "serve"],
+        env=server_env(data_dir, **extra),
+        cwd=str(ROOT),
+    )
+
+
+def rpc(proc: subprocess.Popen[bytes], message: dict[str, Any]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write((json.dumps(message) + "\n").encode())
+    proc.stdin.flush()
+
+
+def read_until(proc: subprocess.Popen[bytes], want_id: int, deadline: float) -> dict[str, Any]:
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise AssertionError("server closed stdout")
+        message = json.loads(line)  # every stdout line must be a JSON-RPC message
+        assert message.get("jsonrpc") == "2.0", line
+        if message.get("id") == want_id:
+            return message
+    raise AssertionError("no reply in time")

@@ -1,0 +1,62 @@
+"""The history database's migrations: applied in order, once each, and all or nothing."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from milvus_memory_mcp.history.migrations import MIGRATIONS, apply_migrations
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def test_a_new_database_gets_every_migration_in_order(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "h.db")
+    assert apply_migrations(conn) == [name for name, _ in MIGRATIONS]
+    assert {"memories", "history", "pending", "embeddings", "migrations"} <= tables(conn)
+    recorded = [r[0] for r in conn.execute("SELECT name FROM migrations ORDER BY rowid")]
+    assert recorded == [name for name, _ in MIGRATIONS]
+
+
+def test_running_the_migrations_again_is_a_no_op(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "h.db")
+    apply_migrations(conn)
+    conn.execute(
+        "INSERT INTO memories (collection, id, memory, hash, created_at, updated_at) VALUES ('c', 'i', 'm', 'h', 1, 1)"
+    )
+    schema = list(conn.execute("SELECT sql FROM sqlite_master ORDER BY name"))
+    assert apply_migrations(conn) == []
+    assert list(conn.execute("SELECT sql FROM sqlite_master ORDER BY name")) == schema
+    assert conn.execute("SELECT count(*) FROM memories").fetchone() == (1,)
+
+
+def test_a_failing_migration_is_rolled_back_whole_and_the_earlier_ones_stay(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "h.db")
+    good = ("0001_good", "CREATE TABLE a (x INTEGER);")
+    bad = ("0002_bad", "CREATE TABLE b (y INTEGER); INSERT INTO a VALUES (1); INSERT INTO no_such_table VALUES (2);")
+    with pytest.raises(sqlite3.OperationalError, match="no_such_table"):
+        apply_migrations(conn, [good, bad])
+    assert "a" in tables(conn) and "b" not in tables(conn)  # 0002's first statements were undone
+    assert conn.execute("SELECT count(*) FROM a").fetchone() == (0,)
+    assert [r[0] for r in conn.execute("SELECT name FROM migrations")] == ["0001_good"]
+    fixed = ("0002_bad", "CREATE TABLE b (y INTEGER);")
+    assert apply_migrations(conn, [good, fixed]) == ["0002_bad"]  # a fixed release applies it later
+
+
+def test_a_database_of_an_earlier_release_gets_only_the_newer_migrations(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "h.db")
+    apply_migrations(conn, MIGRATIONS[:1])
+    conn.execute(
+        "INSERT INTO history (id, collection, memory_id, event, created_at, updated_at) "
+        "VALUES ('e', 'c', 'm', 'ADD', 1, 1)"
+    )
+    assert apply_migrations(conn) == [name for name, _ in MIGRATIONS[1:]]
+    assert conn.execute("SELECT id, event FROM history").fetchall() == [("e", "ADD")]  # kept by 0002's table copy
