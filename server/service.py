@@ -363,6 +363,8 @@ class MemoryService:
             await self._clear(ids)
 
     async def _clear(self, ids: list[str]) -> None:
+        # Rows the vector store refused (logged there) keep their marks: retried at start, reported by doctor.
+        ids = [i for i in ids if i not in self.vectors.refused]
         try:
             await self.history.clear_pending(ids)
         except BackendError:

@@ -11,6 +11,9 @@ Contract of a `VectorStore`:
 - `stale_schema` after `open`: the collection predates keyword search although the engine has it;
   `recreate(model_id, dimensions)` then drops it and creates it empty with the current schema,
   for the caller to refill.
+- `upsert` never fails the whole batch for rows whose data the engine refuses: the others are
+  stored, those are skipped and listed in `refused` (id -> reason) until a later write of the id
+  succeeds; their pending marks stay (`doctor` reports them).
 - `get(ids)` and `ids()` read back what is stored (for consistency checks).
 - Failures raise BackendError subclasses with a message fit for the agent.
 """
@@ -52,3 +55,6 @@ class VectorStore(Protocol):
 
     @property
     def needs_flush(self) -> bool: ...
+
+    @property
+    def refused(self) -> dict[str, str]: ...

@@ -89,6 +89,10 @@ class IndexedStore:
     def needs_flush(self) -> bool:
         return self.inner.needs_flush
 
+    @property
+    def refused(self) -> dict[str, str]:
+        return self.inner.refused
+
     # lifecycle
 
     async def open(self, model_id: str, dimensions: int) -> None:
@@ -156,7 +160,9 @@ class IndexedStore:
         """Make the queued Milvus writes, in order; one that fails stays queued with those after it.
 
         Consecutive writes of one kind go in one call (up to MERGED_ROWS rows; of an id upserted
-        twice the later row), so a burst of adds costs Milvus Lite one upsert."""
+        twice the later row), so a burst of adds costs Milvus Lite one upsert. A row whose data
+        Milvus refuses does not fail the merged call: the store splits it and skips that row
+        (`refused`; its pending mark stays)."""
         async with self._drain_lock:
             while self._behind:
                 kind, n, rows = self._behind[0].kind, 1, len(self._behind[0].items)

@@ -159,6 +159,8 @@ class MilvusStore:
         # keyword search although the engine has it (the service then rebuilds it from SQLite).
         self.keyword_search = False
         self.stale_schema = False
+        # Rows the engine refused (id -> reason), e.g. metadata written before validation refused it.
+        self.refused: dict[str, str] = {}
 
     @property
     def needs_flush(self) -> bool:
@@ -405,13 +407,42 @@ class MilvusStore:
             server_manager_instance.release_server(str(Path(self._uri).expanduser()))
 
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
-        if rows:
-            data = [to_row(r, v, self.keyword_search) for r, v in rows]
-            await self._write(lambda: self._client.upsert(self._collection, data), "store the memory")
+        """Store `rows`. A row whose data the engine refuses does not hold back the others: it is
+        skipped and kept in `refused` (with the reason) until a later write of its id succeeds."""
+        if not rows:
+            return
+        data = [to_row(r, v, self.keyword_search) for r, v in rows]
+        refused = await self._write(lambda: self._upsert_each_good(data), "store the memory")
+        for row in data:
+            self.refused.pop(row["id"], None)
+        for memory_id, reason in refused.items():
+            logger.error(
+                "Milvus refused the row of memory %s (%s); it stays in the history database, pending, "
+                "and `doctor` reports it: update or delete that memory",
+                memory_id,
+                reason,
+            )
+        self.refused.update(refused)
+
+    def _upsert_each_good(self, data: list[dict[str, Any]]) -> dict[str, str]:
+        """Upsert `data`; a batch the engine refuses as data is halved until each refused row is alone,
+        and every other row is stored. Returns the refused rows' ids with the reason; other failures raise."""
+        try:
+            self._client.upsert(self._collection, data)
+            return {}
+        except Exception as e:
+            if not _refused_data(e):
+                raise
+            if len(data) == 1:
+                return {data[0]["id"]: str(getattr(e, "message", "") or _short(e))[:300]}
+        middle = len(data) // 2
+        return self._upsert_each_good(data[:middle]) | self._upsert_each_good(data[middle:])
 
     async def delete(self, ids: list[str]) -> None:
         if ids:
             await self._write(lambda: self._client.delete(self._collection, ids=ids), "delete the memory")
+            for memory_id in ids:
+                self.refused.pop(memory_id, None)
 
     async def flush(self) -> None:
         await self._write(lambda: self._client.flush(self._collection), "flush")
@@ -592,6 +623,14 @@ class _ReadWriteLock:
                 self._readers -= 1
                 if not self._readers:
                     self._cond.notify_all()
+
+
+def _refused_data(e: BaseException) -> bool:
+    """True when pymilvus refused the rows themselves (their values do not fit the schema), as
+    opposed to the engine failing: only such a failure is worth splitting the batch for."""
+    from pymilvus.exceptions import DataNotMatchException, ParamError
+
+    return isinstance(e, (DataNotMatchException, ParamError))
 
 
 def _short(e: Exception) -> str:
