@@ -137,12 +137,13 @@ def _no_store(settings: Settings) -> str | None:
     history = settings.resolved_history_path
     if history.is_file():
         return None
-    if not settings.data_dir.is_dir() and history.parent == settings.data_dir:
-        where = f"{settings.data_dir} does not exist"
-    else:
-        where = f"there is no history database at {history}"
+    try:
+        history.parent.stat()
+        where = f"{history.parent} holds no history database ({history.name})"
+    except OSError as e:
+        where = f"{history.parent}: {e.strerror or e}"
     return (
-        f"no memory store here: {where}. Give the data dir a server uses (--data-dir or MEMORY_DATA_DIR); "
+        f"no memory store here ({where}). Give the data dir a server uses (--data-dir or MEMORY_DATA_DIR); "
         "nothing was created."
     )
 
