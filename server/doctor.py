@@ -77,7 +77,7 @@ class Report:
         if waiting := [i for i in self.pending if i not in self.refused]:
             out.append(
                 f"{len(waiting)} pending write(s), recorded in SQLite and not yet confirmed in the vector store "
-                f"(the server stopped before its flush; applied at the next start, or now with --repair): "
+                f"(as after a stop right after a write; the next start applies them, or --repair now): "
                 f"{_sample(waiting)}"
             )
         if self.clean:
