@@ -18,6 +18,7 @@ from milvus_memory_mcp.errors import MemoryServiceError
 from milvus_memory_mcp.records import SCOPE_FIELDS, MemoryRecord, text_hash
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
+from milvus_memory_mcp.validation import storage_problem
 
 logger = logging.getLogger(__name__)
 READ_CHUNK = 1000
@@ -33,10 +34,21 @@ class Report:
     extra: list[str] = field(default_factory=list)  # in the vector store, not live in SQLite
     differing: dict[str, list[str]] = field(default_factory=dict)  # id -> fields that differ
     pending: list[str] = field(default_factory=list)  # changes recorded but not marked applied
+    refused: dict[str, str] = field(default_factory=dict)  # live in SQLite, refused by the vector store: id -> why
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.extra or self.differing or self.pending)
+        return not (self.missing or self.extra or self.differing or self.pending or self.refused)
+
+    @property
+    def unexplained(self) -> set[str]:
+        """Ids whose difference no pending write explains (a pending one is applied at the next start)."""
+        return {*self.missing, *self.extra, *self.differing} - set(self.pending)
+
+    @property
+    def agree(self) -> bool:
+        """The stores agree, or differ only by pending writes that the next start applies."""
+        return not self.unexplained and not self.refused
 
     @property
     def to_repair(self) -> list[str]:
@@ -44,18 +56,36 @@ class Report:
 
     def lines(self) -> list[str]:
         out = [f"SQLite: {self.records} live memories; vector store: {self.rows} rows."]
+        unexplained = self.unexplained
         for label, ids in (
-            ("missing from the vector store", self.missing),
-            ("in the vector store but not live in SQLite", self.extra),
-            ("recorded but not marked applied (pending)", self.pending),
+            ("missing from the vector store", [i for i in self.missing if i in unexplained]),
+            ("in the vector store but not live in SQLite", [i for i in self.extra if i in unexplained]),
         ):
             if ids:
                 out.append(f"{len(ids)} {label}: {_sample(ids)}")
-        if self.differing:
-            out.append(f"{len(self.differing)} differing:")
-            for memory_id, fields in sorted(self.differing.items())[:SHOWN]:
+        if differing := {i: f for i, f in self.differing.items() if i in unexplained}:
+            out.append(f"{len(differing)} differing:")
+            for memory_id, fields in sorted(differing.items())[:SHOWN]:
                 out.append(f"  {memory_id}: {', '.join(fields)}")
-        out.append("The stores agree." if self.clean else "The stores disagree.")
+        if self.refused:
+            out.append(
+                f"{len(self.refused)} refused by the vector store (kept in SQLite, pending; update their "
+                "metadata or delete them):"
+            )
+            for memory_id, why in sorted(self.refused.items())[:SHOWN]:
+                out.append(f"  {memory_id}: {why}")
+        if waiting := [i for i in self.pending if i not in self.refused]:
+            out.append(
+                f"{len(waiting)} pending write(s), recorded in SQLite and not yet confirmed in the vector store "
+                f"(as after a stop right after a write; the next start applies them, or --repair now): "
+                f"{_sample(waiting)}"
+            )
+        if self.clean:
+            out.append("The stores agree.")
+        elif self.agree:
+            out.append("The stores agree, except for the pending writes above.")
+        else:
+            out.append("The stores disagree.")
         return out
 
 
@@ -88,6 +118,10 @@ async def check(service: MemoryService) -> Report:
     for memory_id in records.keys() & rows.keys():
         if fields := _differences(records[memory_id], rows[memory_id]):
             report.differing[memory_id] = fields
+    for memory_id in {*report.missing, *report.differing, *report.pending} & records.keys():
+        why = service.vectors.refused.get(memory_id) or storage_problem(records[memory_id].metadata)
+        if why:
+            report.refused[memory_id] = why
     return report
 
 
@@ -98,21 +132,41 @@ async def repair(service: MemoryService, report: Report) -> None:
         await service.flush()
 
 
+def _no_store(settings: Settings) -> str | None:
+    """Why there is no store to check (opening one would create it empty, and find it consistent)."""
+    history = settings.resolved_history_path
+    if history.is_file():
+        return None
+    try:
+        history.parent.stat()
+        where = f"{history.parent} holds no history database ({history.name})"
+    except OSError as e:
+        where = f"{history.parent}: {e.strerror or e}"
+    return (
+        f"no memory store here ({where}). Give the data dir a server uses (--data-dir or MEMORY_DATA_DIR); "
+        "nothing was created."
+    )
+
+
 async def run(settings: Settings, *, fix: bool, out: TextIO) -> int:
-    """The command: 0 when the stores agree (after repair, with `fix`), 1 when they don't, 2 on failure."""
+    """The command: 0 when the stores agree (after repair, with `fix`; pending writes alone count as
+    agreeing), 1 when they don't, 2 on failure or when there is no store."""
+    if problem := _no_store(settings):
+        print(f"milvus-memory-mcp doctor: {problem}", file=sys.stderr)
+        return 2
     try:
         async with MemoryService(settings) as service:
             report = await check(service)
             for line in report.lines():
                 print(line, file=out)
             if report.clean or not fix:
-                return 0 if report.clean else 1
+                return 0 if report.agree else 1
             print(f"Repairing {len(report.to_repair)} memory id(s) from SQLite's record...", file=out)
             await repair(service, report)
             after = await check(service)
             for line in after.lines():
                 print(line, file=out)
-            return 0 if after.clean else 1
+            return 0 if after.agree else 1
     except MemoryServiceError as e:
         print(f"milvus-memory-mcp doctor: {e}", file=sys.stderr)
         return 2

@@ -30,7 +30,14 @@ from typing import Any, Union
 
 from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.records import SCOPE_FIELDS, Scope
-from milvus_memory_mcp.validation import METADATA_KEY_RE, has_control_chars
+from milvus_memory_mcp.validation import (
+    INT64_MAX,
+    INT64_MIN,
+    METADATA_KEY_RE,
+    has_control_chars,
+    has_surrogates,
+    is_int64,
+)
 
 Scalar = Union[str, int, float, bool]
 MAX_FILTER_VALUE_BYTES = 1024
@@ -107,7 +114,14 @@ def literal(value: Scalar) -> str:
 
 
 def check_filter_value(key: str, value: Any) -> Scalar:
-    if isinstance(value, bool) or isinstance(value, int):
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        if not is_int64(value):
+            # Stored integers are 64-bit (SQLite and Milvus): a larger one cannot be compared exactly.
+            raise InvalidInput(
+                f"filter value for {key!r} is an integer outside the signed 64-bit range ({INT64_MIN} to {INT64_MAX})."
+            )
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -116,6 +130,8 @@ def check_filter_value(key: str, value: Any) -> Scalar:
     if isinstance(value, str):
         if has_control_chars(value) or "\x00" in value:
             raise InvalidInput(f"filter value for {key!r} contains a control character.")
+        if has_surrogates(value):
+            raise InvalidInput(f"filter value for {key!r} contains a lone UTF-16 surrogate, which is not valid text.")
         if len(value.encode("utf-8")) > MAX_FILTER_VALUE_BYTES:
             raise InvalidInput(f"filter value for {key!r} is longer than {MAX_FILTER_VALUE_BYTES} bytes.")
         return value

@@ -16,6 +16,19 @@ MAX_METADATA_BYTES = 16384
 MAX_METADATA_DEPTH = 5
 METADATA_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
+# Milvus stores JSON integers as signed 64-bit (pymilvus refuses larger ones, and the whole batch
+# of rows with them); SQLite's integers are the same width.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def has_surrogates(value: str) -> bool:
+    """Lone UTF-16 surrogates: not valid UTF-8, so no store can keep them."""
+    return bool(_SURROGATE_RE.search(value))
+
+
+def is_int64(value: int) -> bool:
+    return INT64_MIN <= value <= INT64_MAX
 
 
 def has_control_chars(value: str) -> bool:
@@ -30,6 +43,8 @@ def check_text(text: object, max_bytes: int, what: str = "memory text") -> str:
         raise InvalidInput(f"The {what} is empty; give a short, self-contained fact to remember.")
     if "\x00" in text:
         raise InvalidInput(f"The {what} contains a NUL character.")
+    if has_surrogates(text):
+        raise InvalidInput(f"The {what} contains a lone UTF-16 surrogate, which is not valid Unicode text.")
     size = len(text.encode("utf-8"))
     if size > max_bytes:
         raise InvalidInput(
@@ -47,6 +62,8 @@ def check_scope_value(name: str, value: object) -> str | None:
         raise InvalidInput(f"{name} is empty; omit it or give a non-empty id.")
     if has_control_chars(value) or any(c in value for c in "\n\r\t"):
         raise InvalidInput(f"{name} contains a control character.")
+    if has_surrogates(value):
+        raise InvalidInput(f"{name} contains a lone UTF-16 surrogate, which is not valid Unicode text.")
     if len(value.encode("utf-8")) > MAX_SCOPE_BYTES:
         raise InvalidInput(f"{name} is longer than {MAX_SCOPE_BYTES} bytes.")
     return value
@@ -81,12 +98,23 @@ def check_limit(limit: object, low: int, high: int, name: str = "limit") -> int:
     return limit
 
 
-def _check_json(value: Any, path: str, depth: int) -> None:
-    if depth > MAX_METADATA_DEPTH:
+def _check_json(value: Any, path: str, depth: int, max_depth: int | None = MAX_METADATA_DEPTH) -> None:
+    if max_depth is not None and depth > max_depth:
         raise InvalidInput(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels at {path}.")
-    if value is None or isinstance(value, (bool, int, str)):
-        if isinstance(value, str) and "\x00" in value:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not is_int64(value):
+            raise InvalidInput(
+                f"metadata value at {path} is an integer outside the signed 64-bit range "
+                f"({INT64_MIN} to {INT64_MAX}); store it as a string."
+            )
+        return
+    if isinstance(value, str):
+        if "\x00" in value:
             raise InvalidInput(f"metadata value at {path} contains a NUL character.")
+        if has_surrogates(value):
+            raise InvalidInput(f"metadata value at {path} contains a lone UTF-16 surrogate, which is not valid text.")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -94,13 +122,15 @@ def _check_json(value: Any, path: str, depth: int) -> None:
         return
     if isinstance(value, list):
         for i, item in enumerate(value):
-            _check_json(item, f"{path}[{i}]", depth + 1)
+            _check_json(item, f"{path}[{i}]", depth + 1, max_depth)
         return
     if isinstance(value, dict):
         for k, item in value.items():
             if not isinstance(k, str):
                 raise InvalidInput(f"metadata key {k!r} at {path} is not a string.")
-            _check_json(item, f"{path}.{k}", depth + 1)
+            if has_surrogates(k) or "\x00" in k:
+                raise InvalidInput(f"metadata key {k!r} at {path} contains a NUL or a lone UTF-16 surrogate.")
+            _check_json(item, f"{path}.{k}", depth + 1, max_depth)
         return
     raise InvalidInput(f"metadata value at {path} has type {type(value).__name__}, which is not JSON.")
 
@@ -123,3 +153,13 @@ def check_metadata(metadata: object) -> dict[str, Any]:
     if size > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}.")
     return dict(metadata)
+
+
+def storage_problem(metadata: dict[str, Any]) -> str | None:
+    """Why the vector store would refuse this stored metadata (a record written before these checks
+    existed, or around them), or None."""
+    try:
+        _check_json(metadata, "metadata", 1, max_depth=None)
+    except InvalidInput as e:
+        return str(e)
+    return None

@@ -1,7 +1,9 @@
 """The MCP tools: thin, typed wrappers over `MemoryService`.
 
 Each tool validates nothing itself and touches no store: it forwards to the core and turns the
-core's errors into `ToolError`, whose message is all the agent sees.
+core's errors into `ToolError`, whose message is all the agent sees. Numbers and booleans are
+strict (`Field(strict=True)`): "10" or true for `limit`, "0.5" for `threshold` are refused by the
+SDK's argument validation, naming the argument, instead of being coerced.
 """
 
 from __future__ import annotations
@@ -118,7 +120,10 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         metadata: Metadata = None,
         infer: Annotated[
             bool | None,
-            Field(description="With an LLM configured: extract and reconcile facts (default). false stores verbatim."),
+            Field(
+                strict=True,
+                description="With an LLM configured: extract and reconcile facts (default). false stores verbatim.",
+            ),
         ] = None,
     ) -> AddResult:
         """Remember a fact about the user or the task for later conversations.
@@ -146,12 +151,13 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         user_id: UserId = None,
         agent_id: AgentId = None,
         run_id: RunId = None,
-        limit: Annotated[int, Field(description="Most results to return (1-100), e.g. 5.")] = 10,
+        limit: Annotated[int, Field(strict=True, description="Most results to return (1-100), e.g. 5.")] = 10,
         threshold: Annotated[
             float | None,
             Field(
+                strict=True,
                 description="Drop results whose score is below this, e.g. 0.3. Hybrid scores (the default) run "
-                "0-1; dense-only scores are cosine similarity, -1 to 1."
+                "0-1; dense-only scores are cosine similarity, -1 to 1.",
             ),
         ] = None,
         filters: Filters = None,
@@ -182,7 +188,7 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         agent_id: AgentId = None,
         run_id: RunId = None,
         filters: Filters = None,
-        limit: Annotated[int, Field(description="Page size (1-1000), e.g. 50.")] = 100,
+        limit: Annotated[int, Field(strict=True, description="Page size (1-1000), e.g. 50.")] = 100,
         cursor: Annotated[
             str | None, Field(description="next_cursor from the previous page; omit it for the first page.")
         ] = None,

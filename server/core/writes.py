@@ -5,7 +5,7 @@ docs/ARCHITECTURE.md ("The write protocol") tells the whole story; in short:
    committed to SQLite in one transaction (`apply`).
 2. The change is applied to the vector store, idempotently by id, shielded from cancellation.
 3. The pending mark is cleared once the vector store has made the change durable: at once, or
-   (stores whose `needs_flush`) after the debounced `flush` that returns its id.
+   (stores whose `needs_flush`) after the debounced `flush`, by the ids `take_durable` reports.
 If the vector store fails, SQLite is reverted and the memory reconciled; marks left by a crash
 are re-applied at the next start (`reconcile`, from server/core/startup.py), ids this process
 could not settle at the next write.
@@ -97,6 +97,8 @@ class WriteProtocol:
             await self._clear(ids)
 
     async def _clear(self, ids: list[str]) -> None:
+        # Rows the vector store refused (logged there) keep their marks: retried at start, reported by doctor.
+        ids = [i for i in ids if i not in self._vectors.refused]
         try:
             await self._history.clear_pending(ids)
         except BackendError:
@@ -174,7 +176,7 @@ class WriteProtocol:
         if not self._vectors.needs_flush:
             return
         try:
-            durable = await self._vectors.flush()
+            await self._vectors.flush()
         except BackendError:
             # What was not durable is lost on Milvus Lite: re-applied from SQLite by the next write or start.
             try:
@@ -182,7 +184,9 @@ class WriteProtocol:
             except BackendError:
                 logger.warning("could not read the pending marks; they are re-applied at the next start")
             raise
-        if settled := durable - self._unsettled:  # an unsettled id's mark covers a later, unapplied change
+        if (
+            settled := self._vectors.take_durable() - self._unsettled
+        ):  # an unsettled id's mark covers a later, unapplied change
             await self._clear(sorted(settled))
 
     def _request_flush(self) -> None:

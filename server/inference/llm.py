@@ -64,8 +64,8 @@ class OpenAIChat:
                     self._structured = False
         except openai.OpenAIError as e:
             raise InferenceError(describe_openai_error(e, "LLM")) from e
-        except (ValueError, TypeError, KeyError) as e:  # the client's parser rejects malformed bodies this way
-            raise InferenceError(f"The LLM API returned a malformed response: {e}") from e
+        except Exception as e:  # a body the client could not read: not JSON, nested too deep, ...
+            raise InferenceError(f"The LLM API returned a malformed response: {_describe(e)}") from e
         return _content(response)
 
     async def _create(self, messages: list[dict[str, str]], fmt: dict[str, Any] | None) -> Any:
@@ -76,18 +76,35 @@ class OpenAIChat:
 
 
 def _content(response: Any) -> str:
+    """The reply's text. The client builds responses without validating them, so any field may
+    hold anything: every shape other than the documented one is an InferenceError."""
     choices = getattr(response, "choices", None)
-    if not choices:
+    if choices is None or (isinstance(choices, list) and not choices):
         raise InferenceError("The LLM returned no answer.")
+    if not isinstance(choices, list):
+        raise InferenceError(f"The LLM API returned a malformed response: choices is a {type(choices).__name__}.")
     choice = choices[0]
-    message = choice.message
+    message = getattr(choice, "message", None)
+    if message is None or isinstance(message, (str, int, float, list, dict)):
+        raise InferenceError("The LLM API returned a malformed response: choices[0] has no message.")
     refusal = getattr(message, "refusal", None)
     if refusal:
         raise InferenceError(f"The LLM refused: {str(refusal)[:200]}")
-    if choice.finish_reason == "length":
+    finish_reason = getattr(choice, "finish_reason", None)
+    if finish_reason == "length":
         raise InferenceError("The LLM's reply was cut off (finish_reason=length).")
-    if choice.finish_reason == "content_filter":
+    if finish_reason == "content_filter":
         raise InferenceError("The LLM's reply was withheld by its content filter.")
-    if not message.content or not message.content.strip():
+    content = getattr(message, "content", None)
+    if content is not None and not isinstance(content, str):
+        raise InferenceError(f"The LLM's reply content is a {type(content).__name__}, not text.")
+    if not content or not content.strip():
         raise InferenceError("The LLM returned an empty reply.")
-    return message.content
+    return content
+
+
+def _describe(e: Exception) -> str:
+    if isinstance(e, RecursionError):
+        return "its JSON is nested too deeply."
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:200]

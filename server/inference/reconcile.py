@@ -31,6 +31,8 @@ from milvus_memory_mcp.inference.prompts import (
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 MAX_FACTS = 20
+MAX_PROBLEMS = 10  # problems listed in the note of one add
+_NO_DECISION = "Added: the LLM gave no decision for this fact."
 _FENCE_RE = re.compile(r"```(?:json|JSON)?\s*(.*?)\s*```", re.DOTALL)
 
 
@@ -71,7 +73,8 @@ class Action:
 
 
 def parse_reply(text: str, model: type[M]) -> M:
-    """The model's JSON reply, tolerating a code fence or prose around the object."""
+    """The model's JSON reply, tolerating a code fence or prose around the object; any other
+    reply (not JSON, the wrong shape, nested too deeply) is an InferenceError."""
     fenced = _FENCE_RE.search(text)
     body = fenced.group(1) if fenced else text
     start, end = body.find("{"), body.rfind("}")
@@ -85,6 +88,10 @@ def parse_reply(text: str, model: type[M]) -> M:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise InferenceError(f"The LLM's reply has the wrong shape ({where}: {first['msg']}).") from e
+    except RecursionError as e:
+        raise InferenceError("The LLM's reply is JSON nested too deeply.") from e
+    except (ValueError, TypeError) as e:  # e.g. a number too long to convert
+        raise InferenceError(f"The LLM's reply could not be read ({str(e)[:120]}).") from e
 
 
 def _clean(text: str | None, max_bytes: int) -> str | None:
@@ -121,34 +128,49 @@ async def decide(llm: ChatModel, facts: list[str], memories: list[str]) -> list[
 def plan(facts: list[str], decisions: list[Decision], ids: list[str], max_bytes: int) -> tuple[list[Action], list[str]]:
     """Map decisions onto `ids` (alias "i" is ids[i]); returns the actions and the problems met.
 
-    An unknown alias is ignored (an UPDATE of it becomes an ADD of its text, so nothing said is
-    lost); a fact the model gave no decision for is added.
+    One decision per fact: the first usable one for each fact index is applied, decisions beyond
+    that (or naming no fact) are ignored. An unknown alias is ignored (an UPDATE of it becomes an
+    ADD of its text, so nothing said is lost); a fact left without a usable decision is added.
     """
-    actions: list[Action] = []
+    chosen: dict[int, Action] = {}
+    unusable: set[int] = set()  # facts whose decisions could not be applied
     problems: list[str] = []
-    covered: set[int] = set()
+    ignored = 0
     for d in decisions:
-        fact = facts[d.fact] if d.fact is not None and 0 <= d.fact < len(facts) else None
-        if fact is not None and d.fact is not None:
-            covered.add(d.fact)
-        reason = _clean(d.reason, 500) or f"{d.event} decided by the LLM."
-        text = _clean(d.text, max_bytes) or fact
-        target = _alias(d.id, ids)
-        if d.event in ("UPDATE", "DELETE", "NONE") and target is None:
-            logger.warning("ignoring %s of unknown memory id %r proposed by the LLM", d.event, d.id)
-            problems.append(f"ignored a {d.event} of unknown memory id {str(d.id)[:40]!r}")
-            if d.event == "UPDATE" and text is not None:
-                actions.append(Action("ADD", text, None, reason))
+        index = d.fact if d.fact is not None and 0 <= d.fact < len(facts) else None
+        if index is None or index in chosen:
+            ignored += 1
             continue
-        if d.event in ("ADD", "UPDATE") and text is None:
-            logger.warning("ignoring an %s without text for fact %r", d.event, d.fact)
-            continue
-        actions.append(Action(d.event, text if d.event in ("ADD", "UPDATE") else None, target, reason))
+        action = _action(d, facts[index], ids, max_bytes, problems)
+        if action is None:
+            unusable.add(index)
+        else:
+            chosen[index] = action
+    if ignored:
+        logger.warning("ignoring %d decision(s) of the LLM beyond one per fact", ignored)
+        problems.append(f"{ignored} more decision(s) than facts were ignored")
+    actions = list(chosen.values())
     for i, fact in enumerate(facts):
-        if i not in covered:
-            logger.warning("the LLM gave no decision for fact %d; adding it", i)
-            actions.append(Action("ADD", fact, None, "Added: the LLM gave no decision for this fact."))
+        if i not in chosen:
+            logger.warning("the LLM gave no usable decision for fact %d; adding it", i)
+            why = "could not be applied" if i in unusable else None
+            reason = f"Added: the LLM's decision for this fact {why}." if why else _NO_DECISION
+            actions.append(Action("ADD", fact, None, reason))
+    if len(problems) > MAX_PROBLEMS:
+        problems[MAX_PROBLEMS - 1 :] = [f"and {len(problems) - MAX_PROBLEMS + 1} more problems"]
     return actions, problems
+
+
+def _action(d: Decision, fact: str, ids: list[str], max_bytes: int, problems: list[str]) -> Action | None:
+    """The action of one decision on `fact`, or None (with the problem noted) when it cannot be applied."""
+    reason = _clean(d.reason, 500) or f"{d.event} decided by the LLM."
+    text = _clean(d.text, max_bytes) or fact
+    target = _alias(d.id, ids)
+    if d.event in ("UPDATE", "DELETE", "NONE") and target is None:
+        logger.warning("ignoring %s of unknown memory id %r proposed by the LLM", d.event, d.id)
+        problems.append(f"ignored a {d.event} of unknown memory id {str(d.id)[:40]!r}")
+        return Action("ADD", text, None, reason) if d.event == "UPDATE" else None
+    return Action(d.event, text if d.event in ("ADD", "UPDATE") else None, target, reason)
 
 
 def _alias(alias: str | None, ids: list[str]) -> str | None:

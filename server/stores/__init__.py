@@ -8,9 +8,13 @@ Two contracts, by who needs them:
   `await open_reads(model_id, dimensions)` may open only what searches need, before `open`
   (True when searches can then be served; False when they need `open`).
 - `upsert(rows)` and `delete(ids)` are idempotent by id; writes are serialised by the adapter.
-- `needs_flush`: writes become durable only at `flush()`, which returns the ids of the writes it
-  made durable (all since the previous flush). Elsewhere writes are durable when they return and
-  `flush()` returns nothing. The write protocol clears pending marks by what is durable.
+  `upsert` never fails the whole batch for rows whose data the engine refuses: the others are
+  stored, those are skipped and listed in `refused` (id -> reason) until a later write of the id
+  succeeds; their pending marks stay (`doctor` reports them).
+- `needs_flush`: writes become durable only at `flush()` (elsewhere when they return, and `flush()`
+  does nothing). `take_durable()` returns, and forgets, the ids of the writes made durable since
+  it was last called; a failed flush makes none durable. The write protocol clears pending marks
+  by what it returns.
 - `search(vector, where, limit)` returns (record, cosine similarity) best first;
   `where` is a filter tree built by `server.filters` (never raw user text).
 - `search_keywords(text, where, limit)` is BM25 full-text search, (record, score >= 0) best first;
@@ -47,6 +51,9 @@ class VectorStore(Protocol):
     @property
     def needs_flush(self) -> bool: ...
 
+    @property
+    def refused(self) -> dict[str, str]: ...
+
     async def open(self, model_id: str, dimensions: int) -> None: ...
 
     async def open_reads(self, model_id: str, dimensions: int) -> bool: ...
@@ -57,7 +64,9 @@ class VectorStore(Protocol):
 
     async def delete(self, ids: list[str]) -> None: ...
 
-    async def flush(self) -> set[str]: ...
+    async def flush(self) -> None: ...
+
+    def take_durable(self) -> set[str]: ...
 
     async def search(self, vector: list[float], where: And, limit: int) -> Hits: ...
 

@@ -88,6 +88,10 @@ class IndexedStore:
     def needs_flush(self) -> bool:
         return self.inner.needs_flush
 
+    @property
+    def refused(self) -> dict[str, str]:
+        return self.inner.refused
+
     async def vectors_of(self, ids: list[str]) -> dict[str, list[float]]:
         await self.drain()
         return await self.inner.vectors_of(ids)
@@ -151,15 +155,20 @@ class IndexedStore:
         self._behind.clear()  # every memory is marked pending first and re-applied afterwards
         await self.inner.recreate(model_id, dimensions)
 
-    async def flush(self) -> set[str]:
+    async def flush(self) -> None:
         await self.drain()
-        return await self.inner.flush()
+        await self.inner.flush()
+
+    def take_durable(self) -> set[str]:
+        return self.inner.take_durable()
 
     async def drain(self) -> None:
         """Make the queued Milvus writes, in order; one that fails stays queued with those after it.
 
         Consecutive writes of one kind go in one call (up to MERGED_ROWS rows; of an id upserted
-        twice the later row), so a burst of adds costs Milvus Lite one upsert."""
+        twice the later row), so a burst of adds costs Milvus Lite one upsert. A row whose data
+        Milvus refuses does not fail the merged call: the store splits it and skips that row
+        (`refused`; its pending mark stays)."""
         async with self._drain_lock:
             while self._behind:
                 kind, n, rows = self._behind[0].kind, 1, len(self._behind[0].items)

@@ -31,6 +31,7 @@ class InMemoryStore:
         self._needs_flush = needs_flush
         self._rows = {} if rows is None else rows
         self._unflushed: set[str] = set()
+        self._durable: set[str] = set()
         self._signature: tuple[str, int] | None = None
         self.opened = False
 
@@ -41,6 +42,10 @@ class InMemoryStore:
     @property
     def needs_flush(self) -> bool:
         return self._needs_flush
+
+    @property
+    def refused(self) -> dict[str, str]:
+        return {}
 
     @property
     def stale_schema(self) -> bool:
@@ -78,9 +83,13 @@ class InMemoryStore:
         if self._needs_flush:
             self._unflushed.add(memory_id)
 
-    async def flush(self) -> set[str]:
-        written, self._unflushed = self._unflushed, set()
-        return written
+    async def flush(self) -> None:
+        self._durable |= self._unflushed
+        self._unflushed = set()
+
+    def take_durable(self) -> set[str]:
+        durable, self._durable = self._durable, set()
+        return durable
 
     async def search(self, vector: list[float], where: And, limit: int) -> Hits:
         scope = scope_only(where)

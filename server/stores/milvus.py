@@ -19,7 +19,7 @@ from milvus_memory_mcp.errors import BackendError, ConfigurationError, StoreUnav
 from milvus_memory_mcp.keywords import analyse
 from milvus_memory_mcp.records import MemoryRecord
 from milvus_memory_mcp.stores.capabilities import Capabilities
-from milvus_memory_mcp.stores.milvus_client import Deadline, ReadWriteLock, connection_problem, short
+from milvus_memory_mcp.stores.milvus_client import Deadline, ReadWriteLock, connection_problem, refused_data, short
 from milvus_memory_mcp.stores.milvus_schema import (
     OUTPUT_FIELDS,
     PROP_DIMS,
@@ -70,6 +70,9 @@ class MilvusStore:
         self.keyword_search = False
         self.stale_schema = False
         self._unflushed: set[str] = set()  # ids written since the last flush (Lite only)
+        self._durable: set[str] = set()  # ids made durable by a flush, until `take_durable`
+        # Rows the engine refused (id -> reason), e.g. metadata written before validation refused it.
+        self.refused: dict[str, str] = {}
 
     @property
     def needs_flush(self) -> bool:
@@ -282,29 +285,62 @@ class MilvusStore:
             server_manager_instance.release_server(str(Path(self._uri).expanduser()))
 
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
-        if rows:
-            data = [to_row(r, v, self.keyword_search) for r, v in rows]
-            await self._write(lambda: self._client.upsert(self._collection, data), "store the memory")
-            self._written(r.id for r, _ in rows)
+        """Store `rows`. A row whose data the engine refuses does not hold back the others: it is
+        skipped and kept in `refused` (with the reason) until a later write of its id succeeds."""
+        if not rows:
+            return
+        data = [to_row(r, v, self.keyword_search) for r, v in rows]
+        refused = await self._write(lambda: self._upsert_each_good(data), "store the memory")
+        for row in data:
+            self.refused.pop(row["id"], None)
+        for memory_id, reason in refused.items():
+            logger.error(
+                "Milvus refused the row of memory %s (%s); it stays in the history database, pending, "
+                "and `doctor` reports it: update or delete that memory",
+                memory_id,
+                reason,
+            )
+        self.refused.update(refused)
+        self._written(row["id"] for row in data if row["id"] not in refused)
+
+    def _upsert_each_good(self, data: list[dict[str, Any]]) -> dict[str, str]:
+        """Upsert `data`; a batch the engine refuses as data is halved until each refused row is alone,
+        and every other row is stored. Returns the refused rows' ids with the reason; other failures raise."""
+        try:
+            self._client.upsert(self._collection, data)
+            return {}
+        except Exception as e:
+            if not refused_data(e):
+                raise
+            if len(data) == 1:
+                return {data[0]["id"]: str(getattr(e, "message", "") or short(e))[:300]}
+        middle = len(data) // 2
+        return self._upsert_each_good(data[:middle]) | self._upsert_each_good(data[middle:])
 
     async def delete(self, ids: list[str]) -> None:
         if ids:
             await self._write(lambda: self._client.delete(self._collection, ids=ids), "delete the memory")
+            for memory_id in ids:
+                self.refused.pop(memory_id, None)
             self._written(ids)
 
     def _written(self, ids: Iterable[str]) -> None:
         if self.needs_flush:
             self._unflushed.update(ids)
 
-    async def flush(self) -> set[str]:
-        """Make the writes so far durable; returns the ids they touched (on Lite: durable only now).
+    async def flush(self) -> None:
+        """Make the writes so far durable (on Lite they are only now: see `take_durable`).
 
         Milvus Lite drops the rows not yet flushed when a flush fails (seen with a full disk), so
-        after a failure the ids it would have returned are not durable: their pending marks stay
-        and the write protocol re-applies them from SQLite."""
+        after a failure those writes are not durable: their pending marks stay and the write
+        protocol re-applies them from SQLite."""
         written, self._unflushed = self._unflushed, set()
         await self._write(lambda: self._client.flush(self._collection), "flush")
-        return written
+        self._durable |= written
+
+    def take_durable(self) -> set[str]:
+        durable, self._durable = self._durable, set()
+        return durable
 
     async def search(self, vector: list[float], where: filters.And, limit: int) -> list[tuple[MemoryRecord, float]]:
         expr = filters.to_milvus(where)

@@ -117,6 +117,14 @@ class ReadWriteLock:
                     self._cond.notify_all()
 
 
+def refused_data(e: BaseException) -> bool:
+    """True when pymilvus refused the rows themselves (their values do not fit the schema), as
+    opposed to the engine failing: only such a failure is worth splitting the batch for."""
+    from pymilvus.exceptions import DataNotMatchException, ParamError
+
+    return isinstance(e, (DataNotMatchException, ParamError))
+
+
 def short(e: Exception) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return text[:300]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 
 from ..conftest import make_settings
-from ..support.processes import ROOT, server_env
+from ..support.processes import run_doctor
 
 pytestmark = pytest.mark.anyio
 
@@ -58,17 +56,6 @@ async def test_doctor_reports_each_difference_and_repair_makes_the_stores_agree(
         assert (await svc.search("memory", Scope("someone-else"))).results == []
 
 
-def run_doctor(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "milvus_memory_mcp", "doctor", *args],
-        env=server_env(data_dir),
-        cwd=str(ROOT),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 async def test_doctor_command_exits_nonzero_until_repaired(tmp_path: Path, local_embedder: LocalEmbedder) -> None:
     ids = await diverge(make_settings(tmp_path), local_embedder)
     checked = run_doctor(tmp_path)
@@ -90,7 +77,8 @@ async def test_doctor_reports_unapplied_changes_without_applying_them(
         added = (await svc.add("Pending fact", Scope("u"))).results[0]
         await svc.flush()
         await svc.vectors.delete([added.id])  # as if a crash came after the commit, before Milvus
-        await svc.vectors.flush()  # (a write of the test's own: its durability is not the service's to settle)
+        await svc.vectors.flush()
+        svc.vectors.take_durable()  # the test's own write: its durability is not the service's to settle
         await svc.history._run(
             lambda conn: conn.execute("INSERT INTO pending VALUES (?, ?)", (settings.collection, added.id))
         )

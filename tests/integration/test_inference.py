@@ -191,9 +191,10 @@ async def test_a_hallucinated_id_never_touches_a_memory(
     )
     with caplog.at_level(logging.WARNING):
         out = await svc.add("I quit tennis, I play squash now", ALICE)
-    assert [(e.event, e.memory) for e in out.results] == [("ADD", "Plays squash")]
+    # the ignored DELETE leaves its fact to be added (issue 16)
+    assert [(e.event, e.memory) for e in out.results] == [("ADD", "Plays squash"), ("ADD", "Quit tennis")]
     assert out.note and "unknown memory id '7'" in out.note and tennis[:8] in out.note
-    assert await live(svc) == ["Plays tennis", "Plays squash"]
+    assert await live(svc) == ["Plays tennis", "Plays squash", "Quit tennis"]
     assert await history(svc, tennis) == [("ADD", None, "Plays tennis", None)]
     assert "unknown memory id '7'" in caplog.text
 

@@ -47,3 +47,15 @@ def read_until(proc: subprocess.Popen[bytes], want_id: int, deadline: float) -> 
         if message.get("id") == want_id:
             return message
     raise AssertionError("no reply in time")
+
+
+def run_doctor(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`milvus-memory-mcp doctor` on `data_dir`, as a user would run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "milvus_memory_mcp", "doctor", *args],
+        env=server_env(data_dir),
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

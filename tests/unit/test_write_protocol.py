@@ -80,12 +80,12 @@ class Faults:
         await self._maybe_fail(bool(ids))
         await super().delete(ids)  # type: ignore[misc]
 
-    async def flush(self) -> set[str]:
+    async def flush(self) -> None:
         if self.fail_flush:
             self.fail_flush = False
             raise BackendError("The vector store failed to flush: injected fault.")
         await anyio.sleep(self.flush_delay)
-        return await super().flush()  # type: ignore[misc]
+        await super().flush()  # type: ignore[misc]
 
     async def _maybe_fail(self, writes: bool) -> None:
         if not writes:
