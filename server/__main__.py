@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from .errors import MemoryServiceError
+from .private import UMASK, secure_store
 from .settings import Settings
 
 
@@ -59,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Memories are private: every file and directory this process (and Milvus Lite in it) creates
+    # is for this account only, and a store left open to others by an earlier release is tightened.
+    os.umask(UMASK)
+    secure_store(settings)
     import anyio
 
     if command == "demo":

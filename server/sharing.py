@@ -39,6 +39,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp_types import CallToolResult, TextContent
 
 from .errors import MemoryServiceError, StoreUnavailable
+from .private import make_private_dir
 from .records import Caller, Scope
 from .service import MemoryService
 from .settings import Settings
@@ -164,7 +165,7 @@ class SharedStore:
             if self._fd is not None:
                 return True
             try:
-                self._dir.mkdir(parents=True, exist_ok=True)
+                make_private_dir(self._dir)
                 fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as e:
                 raise StoreUnavailable(f"Cannot use the data dir {self._dir}: {e.strerror or e}") from None
@@ -193,7 +194,9 @@ class SharedStore:
         listener = await anyio.create_unix_listener(path, mode=0o600)
         self._socket_path = path
         tmp = self._info_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "socket": str(path)}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"pid": os.getpid(), "socket": str(path)}))
         os.replace(tmp, self._info_path)
         self._tg.start_soon(listener.serve, self._handle)
 

@@ -21,6 +21,7 @@ import anyio
 
 from ..errors import StoreUnavailable
 from ..keywords import analyse
+from ..private import create_private_file, make_private_dir
 from ..records import Change, HistoryEntry, MemoryRecord, Scope
 
 logger = logging.getLogger(__name__)
@@ -238,7 +239,8 @@ class SQLiteHistory:
 
     def _open(self) -> None:
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self._path.parent)
+            create_private_file(self._path)
             conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=10000")
