@@ -49,6 +49,7 @@ class LiteServer:
 
         path = path.expanduser().absolute()
         try:
+            path.mkdir(mode=0o700, exist_ok=True)  # Lite would make it with the process umask
             db = MilvusLite(str(path))  # takes Lite's own lock first: a stale socket below is then ours
         except DataDirLockedError as e:
             raise StoreUnavailable(
