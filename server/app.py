@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -214,17 +215,39 @@ async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
     store = SharedStore(settings, service, run_tool)
     server = build_server(service, current, store=store, token_verifier=verifier)
     try:
-        async with store:
+        # Leaving `store` flushes the queued Milvus writes and closes the stores, however the
+        # transport ends: stdin closed, or SIGTERM / SIGINT (handled here, as an orderly stop).
+        async with store, anyio.create_task_group() as tg:
             if settings.transport == "stdio":
-                await server.run_stdio_async()
+                from .stdio import run_stdio
+
+                tg.start_soon(_stop_on_signals, tg.cancel_scope.cancel, tg.cancel_scope.cancel)
+                await run_stdio(server)
             else:
                 from .http import serve_http
 
+                stop = anyio.Event()
+                tg.start_soon(_stop_on_signals, stop.set, tg.cancel_scope.cancel)
                 store.start()
-                await serve_http(server, store, settings)
+                await serve_http(server, store, settings, stop)
+            tg.cancel_scope.cancel()
     finally:
         with anyio.CancelScope(shield=True):
             await service.embedder.close()
+
+
+async def _stop_on_signals(stop: Callable[[], None], force: Callable[[], None]) -> None:
+    """SIGTERM or SIGINT: `stop` (HTTP: finish the requests in flight); a second one: `force`."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if stop is force:
+                logger.info("%s: stopping (queued writes are flushed first)", name)
+                force()
+            else:
+                logger.info("%s: stopping after the requests in flight (again to stop now)", name)
+                stop()
+                stop = force
 
 
 __all__ = ["build_server", "serve", "Caller", "INSTRUCTIONS"]
