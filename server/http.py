@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import ConfigurationError
+from .sessions import SessionLimit
 from .settings import Settings
 from .sharing import SharedStore
 
@@ -145,7 +146,14 @@ async def serve_http(server: MCPServer, store: SharedStore, settings: Settings, 
     if settings.transport == "sse":
         app, path = server.sse_app(transport_security=security, host=settings.host), "/sse"
     else:
-        app, path = server.streamable_http_app(transport_security=security, host=settings.host), "/mcp"
+        path = "/mcp"
+        app = server.streamable_http_app(
+            transport_security=security,
+            host=settings.host,
+            session_idle_timeout=settings.session_idle_timeout,
+            max_sessions=None,  # bounded per credential instead: one caller cannot lock out the others
+        )
+        app = SessionLimit(app, path, settings.max_sessions_per_credential, settings.session_idle_timeout)
     config = uvicorn.Config(
         RequestLog(app),
         log_config=None,  # our stderr logging; uvicorn's default config writes access lines to stdout

@@ -59,6 +59,8 @@ PROCESS_SETTINGS = frozenset(
         "allowed_hosts",
         "allowed_origins",
         "call_timeout",
+        "session_idle_timeout",
+        "max_sessions_per_credential",
         "log_level",
         "user_id",
     }
