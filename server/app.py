@@ -201,7 +201,7 @@ async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
 
         check_http_settings(settings)
         if settings.auth_tokens is not None:
-            verifier = StaticTokenVerifier(load_tokens(settings.auth_tokens))
+            verifier = StaticTokenVerifier(load_tokens(settings.auth_tokens), settings.auth_tokens)
     elif settings.auth_tokens is not None:
         logger.warning("MEMORY_AUTH_TOKENS applies to the HTTP transports only; stdio has no tokens")
     # The default user travels with each call (Caller.default_user_id), so that the owner of the
