@@ -221,7 +221,7 @@ async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
             if settings.transport == "stdio":
                 from .stdio import run_stdio
 
-                tg.start_soon(_stop_on_signals, tg.cancel_scope.cancel, tg.cancel_scope.cancel)
+                tg.start_soon(_stop_on_signals, tg.cancel_scope.cancel, None)
                 await run_stdio(server)
             else:
                 from .http import serve_http
@@ -236,18 +236,18 @@ async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
             await service.embedder.close()
 
 
-async def _stop_on_signals(stop: Callable[[], None], force: Callable[[], None]) -> None:
-    """SIGTERM or SIGINT: `stop` (HTTP: finish the requests in flight); a second one: `force`."""
+async def _stop_on_signals(stop: Callable[[], None], force: Callable[[], None] | None) -> None:
+    """SIGTERM or SIGINT: `stop`; with `force` (HTTP), `stop` lets the requests in flight finish
+    and a second signal calls `force`."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name
-            if stop is force:
+            if force is None:
                 logger.info("%s: stopping (queued writes are flushed first)", name)
-                force()
             else:
                 logger.info("%s: stopping after the requests in flight (again to stop now)", name)
-                stop()
-                stop = force
+            stop()
+            stop, force = force or stop, None
 
 
 __all__ = ["build_server", "serve", "Caller", "INSTRUCTIONS"]
