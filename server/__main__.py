@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     # Memories are private: every file and directory this process (and Milvus Lite in it) creates
     # is for this account only, and a store left open to others by an earlier release is tightened.
     os.umask(UMASK)
-    secure_store(settings)
+    if command != "demo":  # the demo uses a throw-away data dir of its own
+        secure_store(settings)
     import anyio
 
     if command == "demo":

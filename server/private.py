@@ -36,8 +36,8 @@ def create_private_file(path: Path) -> None:
 def _tighten(path: Path, mode: int, what: str) -> None:
     try:
         current = stat.S_IMODE(path.stat().st_mode)
-    except FileNotFoundError:
-        return
+    except OSError:
+        return  # missing, or unusable: opening the store reports that, with what to do
     if not current & 0o077:
         return
     try:

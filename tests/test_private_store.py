@@ -64,8 +64,8 @@ def test_store_files_are_private_and_nothing_listens_on_tcp(tmp_path: Path) -> N
         _rpc(proc, {"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": add})
         assert "result" in _read_until(proc, 3, time.monotonic() + 60)
         time.sleep(0.5)  # the write-behind flush to Milvus Lite
+        assert listening_tcp_ports(proc.pid) == []  # Milvus Lite's own server manager listened on 127.0.0.1
         assert (data / "milvus.db.sock").is_socket()
-        assert listening_tcp_ports(proc.pid) == []
         assert open_to_others(data) == []
     finally:
         proc.terminate()
