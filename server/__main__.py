@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from milvus_memory_mcp.errors import MemoryServiceError
+from milvus_memory_mcp.private import UMASK, secure_store
 from milvus_memory_mcp.settings import Settings
 
 
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Memories are private: every file and directory this process (and Milvus Lite in it) creates
+    # is for this account only, and a store left open to others by an earlier release is tightened.
+    os.umask(UMASK)
+    if command != "demo":  # the demo uses a throw-away data dir of its own
+        secure_store(settings)
     import anyio
 
     if command == "demo":

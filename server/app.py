@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -200,7 +201,7 @@ async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
 
         check_http_settings(settings)
         if settings.auth_tokens is not None:
-            verifier = StaticTokenVerifier(load_tokens(settings.auth_tokens))
+            verifier = StaticTokenVerifier(load_tokens(settings.auth_tokens), settings.auth_tokens)
     elif settings.auth_tokens is not None:
         logger.warning("MEMORY_AUTH_TOKENS applies to the HTTP transports only; stdio has no tokens")
     # The default user travels with each call (Caller.default_user_id), so that the owner of the
@@ -214,19 +215,27 @@ async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
 
     store = SharedStore(settings, service, run_tool)
     server = build_server(service, current, store=store, token_verifier=verifier)
-    # The lifespan: each resource is opened once, in order, and closed once, in reverse.
+    # The lifespan: each resource is opened once, in order, and closed once, in reverse, however the
+    # transport ends (stdin closed, or SIGTERM / SIGINT: an orderly stop, queued writes flushed).
     async with AsyncExitStack() as stack:
         stack.push_async_callback(_shielded(embedder.close))  # last: the model
         stack.callback(store.release)  # then the ownership lock, once the store is closed
         await stack.enter_async_context(service)  # the stores (opened at warm-up), flushed and closed
-        await stack.enter_async_context(store)  # first to close: stop serving other processes
+        await stack.enter_async_context(store)  # stop serving other processes
+        tg = await stack.enter_async_context(anyio.create_task_group())  # first to close: the signal watch
         if settings.transport == "stdio":
-            await server.run_stdio_async()
+            from milvus_memory_mcp.stdio import run_stdio
+
+            tg.start_soon(_stop_on_signals, tg.cancel_scope.cancel, None)
+            await run_stdio(server)
         else:
             from milvus_memory_mcp.http import serve_http
 
+            stop = anyio.Event()
+            tg.start_soon(_stop_on_signals, stop.set, tg.cancel_scope.cancel)
             store.start()
-            await serve_http(server, store, settings)
+            await serve_http(server, store, settings, stop)
+        tg.cancel_scope.cancel()
 
 
 def _shielded(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
@@ -235,6 +244,20 @@ def _shielded(close: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[No
             await close()
 
     return run
+
+
+async def _stop_on_signals(stop: Callable[[], None], force: Callable[[], None] | None) -> None:
+    """SIGTERM or SIGINT: `stop`; with `force` (HTTP), `stop` lets the requests in flight finish
+    and a second signal calls `force`."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if force is None:
+                logger.info("%s: stopping (queued writes are flushed first)", name)
+            else:
+                logger.info("%s: stopping after the requests in flight (again to stop now)", name)
+            stop()
+            stop, force = force or stop, None
 
 
 __all__ = ["build_server", "serve", "Caller", "INSTRUCTIONS"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -28,6 +29,8 @@ from milvus_memory_mcp.validation import check_scope
 MIN_TOKEN_LENGTH = 16
 READ_WRITE = "read-write"
 READ_ONLY = "read-only"
+
+logger = logging.getLogger(__name__)
 
 
 class TokenEntry(BaseModel):
@@ -86,12 +89,43 @@ def load_tokens(path: Path) -> list[Grant]:
 
 
 class StaticTokenVerifier:
-    """The SDK's `TokenVerifier` over the operator's token file."""
+    """The SDK's `TokenVerifier` over the operator's token file.
 
-    def __init__(self, grants: list[Grant]) -> None:
+    With `path`, the file is read again when it changes (its mtime, size or inode, checked on each
+    request: one stat), so a token removed from it stops working at once. A file that cannot be
+    read or checked then refuses every token until it is fixed (logged): a token meant to be
+    revoked never keeps working because of a typo.
+    """
+
+    def __init__(self, grants: list[Grant], path: Path | None = None) -> None:
         self._grants = grants
+        self._path = path
+        self._seen = self._signature()
+
+    def _signature(self) -> tuple[int, int, int] | None:
+        if self._path is None:
+            return None
+        try:
+            st = self._path.stat()
+        except OSError:
+            return (0, 0, 0)
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _reload_if_changed(self) -> None:
+        signature = self._signature()
+        if signature == self._seen or self._path is None:
+            return
+        self._seen = signature
+        try:
+            self._grants = load_tokens(self._path)
+        except ConfigurationError as e:
+            self._grants = []
+            logger.error("token file changed and is refused, so every token is refused until it is fixed: %s", e)
+            return
+        logger.info("token file %s reloaded: %d token(s)", self._path, len(self._grants))
 
     def grant_for(self, token: str) -> Grant | None:
+        self._reload_if_changed()
         digest = _digest(token)
         found = None
         for grant in self._grants:  # no early exit: the time taken says nothing about which matched

@@ -7,8 +7,11 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import anyio
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
@@ -17,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from milvus_memory_mcp.errors import ConfigurationError
+from milvus_memory_mcp.sessions import SessionLimit
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.sharing import SharedStore
 
@@ -125,8 +129,16 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve_http(server: MCPServer, store: SharedStore, settings: Settings) -> None:
+async def serve_http(server: MCPServer, store: SharedStore, settings: Settings, stop: anyio.Event) -> None:
+    """Serve until `stop` is set (then finish the requests in flight, 5 s at most)."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # app.serve handles SIGTERM / SIGINT (uvicorn would re-raise them once stopped, and the
+            # process would die before flushing its store).
+            yield
 
     add_health_route(server, store)
     security = transport_security(settings)
@@ -134,7 +146,14 @@ async def serve_http(server: MCPServer, store: SharedStore, settings: Settings) 
     if settings.transport == "sse":
         app, path = server.sse_app(transport_security=security, host=settings.host), "/sse"
     else:
-        app, path = server.streamable_http_app(transport_security=security, host=settings.host), "/mcp"
+        path = "/mcp"
+        app = server.streamable_http_app(
+            transport_security=security,
+            host=settings.host,
+            session_idle_timeout=settings.session_idle_timeout,
+            max_sessions=None,  # bounded per credential instead: one caller cannot lock out the others
+        )
+        app = SessionLimit(app, path, settings.max_sessions_per_credential, settings.session_idle_timeout)
     config = uvicorn.Config(
         RequestLog(app),
         log_config=None,  # our stderr logging; uvicorn's default config writes access lines to stdout
@@ -146,7 +165,16 @@ async def serve_http(server: MCPServer, store: SharedStore, settings: Settings) 
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     logger.info("listening on http://%s:%d%s (health: /health)", shown, port, path)
+    http = Server(config)
+
+    async def stop_when_asked() -> None:
+        await stop.wait()
+        http.should_exit = True
+
     try:
-        await uvicorn.Server(config).serve(sockets=[sock])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_when_asked)
+            await http.serve(sockets=[sock])
+            tg.cancel_scope.cancel()
     finally:
         sock.close()

@@ -127,6 +127,19 @@ class Settings(BaseModel):
         le=3600,
         description="Seconds a tool call forwarded to the process that owns the data dir may take.",
     )
+    session_idle_timeout: float = Field(
+        600,
+        gt=0,
+        le=86400,
+        description="Seconds a streamable HTTP session may go without a request in flight before it is closed.",
+    )
+    max_sessions_per_credential: int = Field(
+        32,
+        ge=1,
+        le=10000,
+        description="Open streamable HTTP sessions per token (per client address without tokens); one more "
+        "closes that credential's least recently used idle session.",
+    )
     max_memory_bytes: int = Field(8192, ge=16, le=65535, description="Largest memory text, in UTF-8 bytes.")
     max_messages: int = Field(100, ge=1, le=10000, description="Most messages accepted by one add_memory.")
     flush_delay: float = Field(0.5, ge=0, le=60, description="Seconds to wait before flushing a burst (Lite).")

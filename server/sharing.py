@@ -11,7 +11,8 @@ writes must be serialised by one lock, so exactly one process may hold the store
   path it writes to `<data dir>/owner.json`.
 - Every other process answers the MCP handshake and `tools/list` itself and forwards each
   `tools/call` (tool name, arguments, and its caller: bound scope, read-only, default user) over
-  a fresh connection, one JSON line each way. The owner runs it through the same tools.
+  a fresh connection, one length-prefixed JSON frame each way (no size limit a legal reply can
+  reach). The owner runs it through the same tools.
 - A call that finds no owner (connection refused, or dropped mid-call because the owner exited)
   makes this process try the lock: the winner becomes the owner, the others reconnect to it. A
   dropped call is retried: every tool is idempotent (add_memory answers NONE for text already
@@ -28,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -39,6 +41,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp_types import CallToolResult, TextContent
 
 from milvus_memory_mcp.errors import MemoryServiceError, StoreUnavailable
+from milvus_memory_mcp.private import make_private_dir
 from milvus_memory_mcp.records import Caller, Scope
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
@@ -56,11 +59,17 @@ PROCESS_SETTINGS = frozenset(
         "allowed_hosts",
         "allowed_origins",
         "call_timeout",
+        "session_idle_timeout",
+        "max_sessions_per_credential",
         "log_level",
         "user_id",
     }
 )
-MAX_LINE = 16 * 1024 * 1024
+# Messages are length-prefixed frames (8-byte big-endian length, then JSON), so that no legal
+# reply meets a size limit: the largest, a list_memories page of 1000 memories of 65,535 bytes and
+# 16 KiB of metadata each, escaped twice (structured content and its text copy), stays under 1 GiB.
+FRAME_HEADER = struct.Struct("!Q")
+MAX_FRAME = 4 * 1024**3  # only a sanity bound against a peer that does not speak this protocol
 CONNECT_WINDOW = 20.0  # how long a call looks for an owner (one may be starting or taking over)
 MAX_RETRIES = 3  # calls dropped by an owner that went away
 SOCKET_PATH_MAX = 100  # AF_UNIX paths: 107 bytes on Linux, 103 on macOS
@@ -101,8 +110,25 @@ def error_result(message: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
-def _line(message: dict[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+class FrameError(Exception):
+    """The peer sent something that is not a frame of this protocol."""
+
+
+async def send_frame(stream: SocketStream, message: dict[str, Any]) -> None:
+    data = json.dumps(message, separators=(",", ":")).encode()
+    await stream.send(FRAME_HEADER.pack(len(data)))
+    await stream.send(data)
+
+
+async def receive_frame(stream: SocketStream) -> Any:
+    buffered = BufferedByteReceiveStream(stream)
+    (size,) = FRAME_HEADER.unpack(await buffered.receive_exactly(FRAME_HEADER.size))
+    if size > MAX_FRAME:
+        raise FrameError(f"a frame of {size} bytes (more than {MAX_FRAME})")
+    try:
+        return json.loads(await buffered.receive_exactly(size))
+    except ValueError as e:
+        raise FrameError(f"a frame that is not JSON: {e}") from None
 
 
 class SharedStore:
@@ -161,7 +187,7 @@ class SharedStore:
             if self._fd is not None:
                 return True
             try:
-                self._dir.mkdir(parents=True, exist_ok=True)
+                make_private_dir(self._dir)
                 fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
             except OSError as e:
                 raise StoreUnavailable(f"Cannot use the data dir {self._dir}: {e.strerror or e}") from None
@@ -190,7 +216,9 @@ class SharedStore:
         listener = await anyio.create_unix_listener(path, mode=0o600)
         self._socket_path = path
         tmp = self._info_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "socket": str(path)}))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"pid": os.getpid(), "socket": str(path)}))
         os.replace(tmp, self._info_path)
         self._tg.start_soon(listener.serve, self._handle)
 
@@ -228,13 +256,13 @@ class SharedStore:
                 reply = {"error": "The process that owns the store failed on this call; see its log."}
             with anyio.move_on_after(10):
                 try:
-                    await stream.send(_line(reply))
+                    await send_frame(stream, reply)
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     pass  # the forwarding process went away; it retries or its client is gone
 
     async def _answer(self, stream: SocketStream) -> dict[str, Any]:
         with anyio.fail_after(10):
-            request = json.loads(await BufferedByteReceiveStream(stream).receive_until(b"\n", MAX_LINE))
+            request = await receive_frame(stream)
         theirs = request.get("settings") or {}
         if theirs != self._shared:
             differing = sorted(k for k in set(theirs) | set(self._shared) if theirs.get(k) != self._shared.get(k))
@@ -324,18 +352,19 @@ class SharedStore:
             return None
         async with stream:
             try:
-                await stream.send(_line(request))
+                await send_frame(stream, request)
                 with anyio.fail_after(timeout):
-                    line = await BufferedByteReceiveStream(stream).receive_until(b"\n", MAX_LINE)
+                    reply = await receive_frame(stream)
             except (anyio.IncompleteRead, anyio.EndOfStream, anyio.BrokenResourceError, ConnectionError) as e:
                 raise OwnerGone from e
+            except FrameError as e:
+                raise StoreUnavailable(f"The process that owns {self._dir} sent {e}.") from None
             except TimeoutError:
                 pid = self._owner_info().get("pid", "?")
                 raise StoreUnavailable(
                     f"The process that owns {self._dir} (pid {pid}) did not answer within {timeout:g} s "
                     "(MEMORY_CALL_TIMEOUT)."
                 ) from None
-        reply = json.loads(line)
         if not isinstance(reply, dict):
             raise StoreUnavailable("The process that owns the store sent a malformed reply.")
         return reply

@@ -19,6 +19,7 @@ import anyio
 
 from milvus_memory_mcp.errors import StoreUnavailable
 from milvus_memory_mcp.history.migrations import apply_migrations
+from milvus_memory_mcp.private import create_private_file, make_private_dir
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,7 +85,8 @@ class Database:
 
     def _open(self) -> None:
         try:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dir(self._path.parent)
+            create_private_file(self._path)
             conn = sqlite3.connect(self._path, check_same_thread=False, isolation_level=None, timeout=10)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=10000")

@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 import anyio
 
@@ -33,6 +33,9 @@ from milvus_memory_mcp.stores.milvus_schema import (
     from_row,
     to_row,
 )
+
+if TYPE_CHECKING:
+    from milvus_memory_mcp.stores.lite import LiteServer
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -62,6 +65,7 @@ class MilvusStore:
         self._num_partitions = num_partitions
         self._partition_key = partition_key
         self._client: Any = None
+        self._lite: LiteServer | None = None
         self._write_lock = ReadWriteLock()
         self.capabilities = Capabilities.detect(uri)  # refined from the server's version by open()
         self.tenancy: str | None = None  # recorded with the collection; known after open()
@@ -140,28 +144,29 @@ class MilvusStore:
             sys.modules.setdefault("faiss", None)  # type: ignore[assignment]
         from pymilvus import MilvusClient
 
+        uri = self._uri
         if lite:
             folder = Path(self._uri).expanduser().parent
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as e:
                 raise StoreUnavailable(
                     f"Cannot use {folder} for the Milvus Lite file: {e.strerror or e}. "
                     "Set MEMORY_DATA_DIR or MEMORY_MILVUS_URI to a writable directory."
                 ) from e
+            from milvus_memory_mcp.stores.lite import LiteServer
+
+            # Lite's own server manager would listen on a TCP port of 127.0.0.1 that every local
+            # account can reach; this one is a Unix socket private to the owner (stores/lite.py).
+            self._lite = LiteServer.start(Path(self._uri))
+            uri = self._lite.uri
         options: dict[str, Any] = {} if lite else {"dedicated": True, "db_name": self._db_name or ""}
         try:
-            client = MilvusClient(uri=self._uri, token=self._token or "", timeout=self._timeout, **options)
+            client = MilvusClient(uri=uri, token=self._token or "", timeout=self._timeout, **options)
             bounded = Deadline(client, self._timeout)
             version = bounded.get_server_version()
         except Exception as e:  # connection errors come as several pymilvus types
-            text = str(e)
-            if lite and "Open local milvus failed" in text:
-                raise StoreUnavailable(
-                    f"Could not open the Milvus Lite file {self._uri}: another process probably holds it "
-                    "(only one process may open a Milvus Lite file). Stop the other server or set "
-                    "MEMORY_DATA_DIR / MEMORY_MILVUS_URI to another location."
-                ) from e
+            self._release_lite()
             problem = connection_problem(e, self._uri, self._timeout) or short(e)
             raise StoreUnavailable(f"Could not connect to Milvus at {self._uri}: {problem}") from e
         self._client = bounded
@@ -276,13 +281,12 @@ class MilvusStore:
                 await anyio.to_thread.run_sync(self._release_lite)
 
     def _release_lite(self) -> None:
-        # Closing the client leaves Milvus Lite's in-process server running and its data dir locked
-        # until exit; stop it so the file is closed cleanly and another process (a restart, doctor)
-        # can open it.
-        from milvus_lite.server_manager import server_manager_instance
-
-        with self._write_lock:
-            server_manager_instance.release_server(str(Path(self._uri).expanduser()))
+        # Stop Milvus Lite's in-process server and close its data dir, so that the file is closed
+        # cleanly and another process (a restart, doctor) can open it.
+        lite, self._lite = self._lite, None
+        if lite is not None:
+            with self._write_lock:
+                lite.close()
 
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
         """Store `rows`. A row whose data the engine refuses does not hold back the others: it is

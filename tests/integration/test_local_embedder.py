@@ -16,7 +16,7 @@ from milvus_memory_mcp.embedders.local import LocalEmbedder
 from milvus_memory_mcp.embedders.local_worker import MODEL_SHA256, verified
 from milvus_memory_mcp.errors import EmbedderError
 
-from ..support.processes import ROOT, read_until, rpc, server_env
+from ..support.processes import ROOT, search_once, server_env
 
 pytestmark = pytest.mark.anyio
 
@@ -116,17 +116,6 @@ def spawn_server(data_dir: Path) -> subprocess.Popen[bytes]:
         env=server_env(data_dir),
         cwd=str(ROOT),
     )
-
-
-def search_once(proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
-    rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
-    read_until(proc, 1, deadline)
-    rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
-    search = {"name": "search_memories", "arguments": {"query": "hobbies", "user_id": "u"}}
-    rpc(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": search})
-    assert "result" in read_until(proc, 2, deadline)
 
 
 def test_the_model_worker_ends_when_the_server_is_killed(tmp_path: Path) -> None:

@@ -59,3 +59,15 @@ def run_doctor(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def search_once(proc: subprocess.Popen[bytes]) -> None:
+    """Handshake with a raw stdio server process, then one search (which must answer)."""
+    deadline = time.monotonic() + 60
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
+    read_until(proc, 1, deadline)
+    rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    search = {"name": "search_memories", "arguments": {"query": "hobbies", "user_id": "u"}}
+    rpc(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": search})
+    assert "result" in read_until(proc, 2, deadline)

@@ -1,0 +1,65 @@
+"""Keep the store private to the account that runs the server.
+
+The data dir is created 0700 and the files in it 0600 (the server process runs with umask 077,
+and the code that creates them asks for those modes itself). A data dir, history file or Milvus
+Lite dir left readable by others by an earlier release is tightened at start, with a log line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from pathlib import Path
+
+from milvus_memory_mcp.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+UMASK = 0o077
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` (and missing parents) as 0700; an existing directory is left as it is."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+
+def create_private_file(path: Path) -> None:
+    """Create `path` empty with mode 0600 unless it exists (SQLite then gives its -wal and -shm
+    files the same mode)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
+def _tighten(path: Path, mode: int, what: str) -> None:
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return  # missing, or unusable: opening the store reports that, with what to do
+    if not current & 0o077:
+        return
+    try:
+        os.chmod(path, current & mode)
+    except OSError as e:
+        logger.warning(
+            "%s %s is open to other accounts (mode %04o) and could not be tightened: %s",
+            what,
+            path,
+            current,
+            e.strerror or e,
+        )
+        return
+    logger.warning("%s %s was open to other accounts (mode %04o); now %04o", what, path, current, current & mode)
+
+
+def secure_store(settings: Settings) -> None:
+    """At start: tighten the data dir, the history database and the Milvus Lite dir if others can
+    reach them. A directory that is not there yet is created 0700 later, by whoever needs it."""
+    _tighten(settings.data_dir, 0o700, "data dir")
+    history = settings.resolved_history_path
+    for path in (history, history.with_name(history.name + "-wal"), history.with_name(history.name + "-shm")):
+        _tighten(path, 0o600, "history file")
+    if settings.milvus_is_lite:
+        _tighten(Path(settings.resolved_milvus_uri).expanduser(), 0o700, "Milvus Lite dir")

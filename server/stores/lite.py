@@ -1,0 +1,104 @@
+"""Milvus Lite served to pymilvus over a Unix socket in the data dir, never over TCP.
+
+pymilvus opens a `.db` URI through milvus-lite's server manager, which starts Lite's gRPC server
+on a free port of 127.0.0.1 without authentication: any local account could then read and
+delete every memory through it. Instead this module starts the same server (Lite's own servicer,
+the same message-size limits) bound to `unix:<dir of the .db>/<name>.sock`, and the client
+connects to that; connecting to a Unix socket needs write permission on it and search permission
+on its directory, both private to the owner (0600 socket, 0700 data dir).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+from milvus_memory_mcp.errors import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE = 256 * 1024 * 1024  # what milvus-lite's own server allows
+WORKERS = 10
+SOCKET_PATH_MAX = 100  # AF_UNIX paths: 107 bytes on Linux, 103 on macOS
+
+
+class LiteServer:
+    """One Milvus Lite data dir and its gRPC server on a private Unix socket."""
+
+    def __init__(self, db: Any, server: Any, socket_path: Path, tmpdir: Path | None) -> None:
+        self._db = db
+        self._server = server
+        self.socket_path = socket_path
+        self._tmpdir = tmpdir
+
+    @property
+    def uri(self) -> str:
+        return f"unix:{self.socket_path}"
+
+    @classmethod
+    def start(cls, path: Path) -> LiteServer:
+        """Open the Lite data dir `path` (the `.db`) and serve it; blocking (run it in a thread)."""
+        import grpc
+        from milvus_lite import DataDirLockedError, MilvusLite
+        from milvus_lite.adapter.grpc.servicer import MilvusServicer
+        from pymilvus.grpc_gen import milvus_pb2_grpc
+
+        path = path.expanduser().absolute()
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)  # Lite would make it with the process umask
+            db = MilvusLite(str(path))  # takes Lite's own lock first: a stale socket below is then ours
+        except DataDirLockedError as e:
+            raise StoreUnavailable(
+                f"Could not open the Milvus Lite file {path}: another process holds it (only one process may "
+                "open a Milvus Lite file). Stop the other server or set MEMORY_DATA_DIR / MEMORY_MILVUS_URI to "
+                "another location."
+            ) from e
+        except Exception as e:  # OSError (read-only, full disk, permissions) or Lite's own errors
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise StoreUnavailable(f"Could not open the Milvus Lite file {path}: {reason}") from e
+        tmpdir = None
+        socket_path = path.with_name(path.name + ".sock")
+        if len(os.fsencode(socket_path)) > SOCKET_PATH_MAX:
+            tmpdir = Path(tempfile.mkdtemp(prefix="milvus-lite-"))  # private (0700)
+            socket_path = tmpdir / "lite.sock"
+        try:
+            socket_path.unlink(missing_ok=True)  # left by a process that died
+            server = grpc.server(
+                futures.ThreadPoolExecutor(max_workers=WORKERS),
+                options=[
+                    ("grpc.max_receive_message_length", MAX_MESSAGE),
+                    ("grpc.max_send_message_length", MAX_MESSAGE),
+                ],
+            )
+            milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(db), server)
+            if not server.add_insecure_port(f"unix:{socket_path}"):
+                raise OSError(f"cannot bind {socket_path}")
+            os.chmod(socket_path, 0o600)  # connecting needs write permission: the owner's only
+            server.start()
+        except Exception as e:
+            db.close()
+            if tmpdir is not None:
+                _remove_tree(tmpdir)
+            raise StoreUnavailable(f"Could not serve the Milvus Lite file {path} on {socket_path}: {e}") from e
+        logger.debug("Milvus Lite %s served on %s", path, socket_path)
+        return cls(db, server, socket_path, tmpdir)
+
+    def close(self) -> None:
+        """Stop the server and close the data dir (releases Lite's lock); blocking."""
+        try:
+            self._server.stop(grace=2).wait()
+        finally:
+            self._db.close()
+            self.socket_path.unlink(missing_ok=True)
+            if self._tmpdir is not None:
+                _remove_tree(self._tmpdir)
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,95 @@
+"""Streamable HTTP sessions are bounded per credential: a token that opens session after session
+(read-only included) only ever holds its own few, and never locks another token out; idle
+sessions close after MEMORY_SESSION_IDLE_TIMEOUT."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+
+from .test_http import ALICE, ALICE_READER, BOB, TOKENS, start_server, wait_for_port
+
+LIMIT = 4
+IDLE = 2.0
+HELLO = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}},
+}
+ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@contextmanager
+def running(tmp: Path, idle: float) -> Iterator[str]:
+    tokens = tmp / "tokens.json"
+    tokens.write_text(json.dumps(TOKENS))
+    proc, log = start_server(
+        tmp,
+        *("--transport", "streamable-http", "--port", "0", "--auth-tokens", str(tokens)),
+        *("--max-sessions-per-credential", str(LIMIT), "--session-idle-timeout", str(idle)),
+    )
+    try:
+        yield f"http://127.0.0.1:{wait_for_port(proc, log, time.monotonic() + 60)}/mcp"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def initialize(http: httpx2.Client, url: str, token: str) -> httpx2.Response:
+    return http.post(url, json=HELLO, headers={**ACCEPT, "Authorization": f"Bearer {token}"})
+
+
+def alive(http: httpx2.Client, url: str, token: str, sid: str) -> bool:
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    headers = {
+        **ACCEPT,
+        "Authorization": f"Bearer {token}",
+        "mcp-session-id": sid,
+        "mcp-protocol-version": "2025-06-18",
+    }
+    status = http.post(url, json=ping, headers=headers).status_code
+    assert status in (200, 404), status
+    return status == 200
+
+
+def test_one_credential_opening_many_sessions_keeps_only_its_limit_and_locks_nobody_out(tmp_path: Path) -> None:
+    with running(tmp_path, idle=600) as base, httpx2.Client(timeout=30) as http:
+        bob = initialize(http, base, BOB)
+        assert bob.status_code == 200
+        bob_sid = bob.headers["mcp-session-id"]
+        opened = []
+        for _ in range(60):  # a bounded flood of initialize calls with a read-only token
+            reply = initialize(http, base, ALICE_READER)
+            assert reply.status_code == 200, reply.text
+            opened.append(reply.headers["mcp-session-id"])
+        live = [sid for sid in opened if alive(http, base, ALICE_READER, sid)]
+        assert live == opened[-LIMIT:]  # the least recently used ones were closed
+        # Another token still gets in, and its session survived the flood; so does one more of its own.
+        assert alive(http, base, BOB, bob_sid)
+        assert initialize(http, base, ALICE).status_code == 200
+        # The same token spelt "bearer" counts as the same credential.
+        for _ in range(10):
+            reply = http.post(base, json=HELLO, headers={**ACCEPT, "Authorization": f"bearer {ALICE_READER}"})
+            assert reply.status_code == 200
+        assert sum(alive(http, base, ALICE_READER, sid) for sid in opened) == 0
+
+
+def test_idle_sessions_close_after_the_idle_timeout(tmp_path: Path) -> None:
+    with running(tmp_path, idle=IDLE) as base, httpx2.Client(timeout=30) as http:
+        assert initialize(http, base, "not-a-token-0123456789").status_code == 401
+        sid = initialize(http, base, BOB).headers["mcp-session-id"]
+        time.sleep(IDLE / 2)
+        assert alive(http, base, BOB, sid)  # a request restarts the idle clock
+        time.sleep(IDLE + 1.5)
+        assert not alive(http, base, BOB, sid)
