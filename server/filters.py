@@ -34,8 +34,8 @@ from milvus_memory_mcp.validation import (
     INT64_MAX,
     INT64_MIN,
     METADATA_KEY_RE,
+    check_plain_string,
     has_control_chars,
-    has_surrogates,
     is_int64,
 )
 
@@ -128,13 +128,7 @@ def check_filter_value(key: str, value: Any) -> Scalar:
             raise InvalidInput(f"filter value for {key!r} must be a finite number.")
         return value
     if isinstance(value, str):
-        if has_control_chars(value) or "\x00" in value:
-            raise InvalidInput(f"filter value for {key!r} contains a control character.")
-        if has_surrogates(value):
-            raise InvalidInput(f"filter value for {key!r} contains a lone UTF-16 surrogate, which is not valid text.")
-        if len(value.encode("utf-8")) > MAX_FILTER_VALUE_BYTES:
-            raise InvalidInput(f"filter value for {key!r} is longer than {MAX_FILTER_VALUE_BYTES} bytes.")
-        return value
+        return check_plain_string(value, f"filter value for {key!r}", MAX_FILTER_VALUE_BYTES)
     raise InvalidInput(f"filter value for {key!r} must be a string, number or boolean, got {_shown(value)}.")
 
 

@@ -17,10 +17,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from milvus_memory_mcp.errors import ConfigurationError
-from milvus_memory_mcp.sessions import SessionLimit
+from milvus_memory_mcp.sessions import SessionLimit, StatusNote
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.sharing import SharedStore
 
@@ -84,24 +84,17 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        status = 0
-
-        async def send_and_note(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        noted = StatusNote(send)
         start = time.perf_counter()
         try:
-            await self.app(scope, receive, send_and_note)
+            await self.app(scope, receive, noted)
         finally:
             user = scope.get("user")
             line = {
                 "event": "http",
                 "method": scope.get("method"),
                 "path": scope.get("path"),
-                "status": status or None,
+                "status": noted.status or None,
                 "principal": user.access_token.client_id if isinstance(user, AuthenticatedUser) else None,
                 "duration_ms": round((time.perf_counter() - start) * 1000, 1),
             }

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from typing_extensions import TypedDict, Unpack
+
 Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
 
@@ -95,6 +97,14 @@ class MemoryRecord:
         return replace(self, **changes)
 
 
+class Why(TypedDict, total=False):
+    """Why a history event happened: the message's role, the LLM's reason, the source messages' md5."""
+
+    role: str | None
+    reason: str | None
+    source_hash: str | None
+
+
 @dataclass(frozen=True)
 class HistoryEntry:
     """One ADD / UPDATE / DELETE event of a memory."""
@@ -121,10 +131,7 @@ class HistoryEntry:
         old: MemoryRecord | None,
         new: MemoryRecord,
         actor: str | None,
-        *,
-        role: str | None = None,
-        reason: str | None = None,
-        source_hash: str | None = None,
+        **why: Unpack[Why],
     ) -> HistoryEntry:
         """The event that takes a memory from `old` (None: it is new) to `new`, by `actor`."""
         return cls(
@@ -139,9 +146,7 @@ class HistoryEntry:
             agent_id=new.agent_id,
             run_id=new.run_id,
             actor=actor,
-            role=role,
-            reason=reason,
-            source_hash=source_hash,
+            **why,
         )
 
 
@@ -167,14 +172,10 @@ class Change:
         new: MemoryRecord,
         actor: str | None,
         vector: list[float] | None = None,
-        *,
-        role: str | None = None,
-        reason: str | None = None,
-        source_hash: str | None = None,
+        **why: Unpack[Why],
     ) -> Change:
         """The change from `old` to `new`, with its history event."""
-        entry = HistoryEntry.of(event, old, new, actor, role=role, reason=reason, source_hash=source_hash)
-        return cls(old, new, entry, vector)
+        return cls(old, new, HistoryEntry.of(event, old, new, actor, **why), vector)
 
 
 @dataclass(frozen=True)

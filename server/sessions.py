@@ -26,6 +26,19 @@ logger = logging.getLogger(__name__)
 SESSION_HEADER = b"mcp-session-id"
 
 
+class StatusNote:
+    """Wraps an ASGI `send`, noting the response status it passes on (0 until it starts)."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.status = 0
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+
 @dataclass
 class _Session:
     last_used: float = field(default_factory=time.monotonic)
@@ -84,19 +97,13 @@ class SessionLimit:
             await self.app(scope, receive, send)
             return
         state.in_flight += 1
-        status = 0
-
-        async def watch(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
+        watch = StatusNote(send)
         try:
             await self.app(scope, receive, watch)
         finally:
             state.in_flight -= 1
             state.last_used = time.monotonic()
+            status = watch.status
             if status == 404 or (scope.get("method") == "DELETE" and 200 <= status < 300):
                 sessions.pop(sid, None)
                 if not sessions:

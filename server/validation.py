@@ -53,6 +53,18 @@ def check_text(text: object, max_bytes: int, what: str = "memory text") -> str:
     return text.strip()
 
 
+def check_plain_string(value: str, what: str, max_bytes: int, *, tabs_and_newlines: bool = True) -> str:
+    """A string a store can keep and a filter can match: no control characters (nor tab or newline
+    unless `tabs_and_newlines`), no lone surrogates, at most `max_bytes` of UTF-8."""
+    if has_control_chars(value) or "\x00" in value or (not tabs_and_newlines and any(c in value for c in "\n\r\t")):
+        raise InvalidInput(f"{what} contains a control character.")
+    if has_surrogates(value):
+        raise InvalidInput(f"{what} contains a lone UTF-16 surrogate, which is not valid Unicode text.")
+    if len(value.encode("utf-8")) > max_bytes:
+        raise InvalidInput(f"{what} is longer than {max_bytes} bytes.")
+    return value
+
+
 def check_scope_value(name: str, value: object) -> str | None:
     if value is None:
         return None
@@ -60,13 +72,7 @@ def check_scope_value(name: str, value: object) -> str | None:
         raise InvalidInput(f"{name} must be a string, got {type(value).__name__}.")
     if not value.strip():
         raise InvalidInput(f"{name} is empty; omit it or give a non-empty id.")
-    if has_control_chars(value) or any(c in value for c in "\n\r\t"):
-        raise InvalidInput(f"{name} contains a control character.")
-    if has_surrogates(value):
-        raise InvalidInput(f"{name} contains a lone UTF-16 surrogate, which is not valid Unicode text.")
-    if len(value.encode("utf-8")) > MAX_SCOPE_BYTES:
-        raise InvalidInput(f"{name} is longer than {MAX_SCOPE_BYTES} bytes.")
-    return value
+    return check_plain_string(value, name, MAX_SCOPE_BYTES, tabs_and_newlines=False)
 
 
 def check_scope(user_id: object = None, agent_id: object = None, run_id: object = None) -> Scope:

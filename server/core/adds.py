@@ -7,6 +7,7 @@ text whose closest memory scores above MEMORY_DEDUP_THRESHOLD and has the same n
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from milvus_memory_mcp import filters
@@ -26,12 +27,12 @@ def numbers(text: str) -> list[str]:
     return re.findall(r"\d+", text)
 
 
+@dataclass
 class VerbatimAdds:
-    def __init__(self, settings: Settings, records: RecordStore, vectors: VectorStore, writes: WriteProtocol) -> None:
-        self.settings = settings
-        self._records = records
-        self._vectors = vectors
-        self._writes = writes
+    settings: Settings
+    records: RecordStore
+    vectors: VectorStore
+    writes: WriteProtocol
 
     async def add(
         self,
@@ -52,12 +53,12 @@ class VerbatimAdds:
         results: list[AddEvent] = []
         changes: list[Change] = []
         skipped = 0
-        async with self._writes.lock:
+        async with self.writes.lock:
             seen: dict[str, MemoryRecord] = {}
             batch: list[tuple[MemoryRecord, list[float]]] = []
             for message, vector in zip(parsed, vectors, strict=True):
                 digest = text_hash(message.content)
-                existing = seen.get(digest) or await self._records.find_live_by_hash(digest, scope.key)
+                existing = seen.get(digest) or await self.records.find_live_by_hash(digest, scope.key)
                 if existing is not None:
                     results.append(
                         AddEvent(
@@ -90,7 +91,7 @@ class VerbatimAdds:
                 )
                 changes.append(change)
                 results.append(AddEvent(id=record.id, memory=record.memory, event="ADD"))
-            await self._writes.apply(changes)
+            await self.writes.apply(changes)
         if skipped:
             dup_note = (
                 f"{skipped} message(s) not stored: too similar to a stored memory (returned with event NONE); "
@@ -103,7 +104,7 @@ class VerbatimAdds:
         self, vector: list[float], scope: Scope, batch: list[tuple[MemoryRecord, list[float]]]
     ) -> tuple[MemoryRecord, float] | None:
         """The most similar live memory in scope, including those added earlier in this call."""
-        hits = await self._vectors.search(vector, filters.scope_conditions(scope), 1)
+        hits = await self.vectors.search(vector, filters.scope_conditions(scope), 1)
         best = hits[0] if hits else None
         for record, other in batch:
             score = sum(a * b for a, b in zip(vector, other, strict=True))

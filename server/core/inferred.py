@@ -8,6 +8,7 @@ The prompts and the mapping of the model's decisions onto real ids are server/in
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -34,24 +35,15 @@ CANDIDATES_PER_FACT = 5  # similar stored memories shown to the LLM for each new
 Known = list[tuple[MemoryRecord, str | None]]  # memories the model found already known, with its reason
 
 
+@dataclass
 class InferredAdds:
-    def __init__(
-        self,
-        settings: Settings,
-        llm: ChatModel,
-        embedder: Embedder,
-        records: RecordStore,
-        vectors: VectorStore,
-        writes: WriteProtocol,
-        verbatim: VerbatimAdds,
-    ) -> None:
-        self.settings = settings
-        self._llm = llm
-        self._embedder = embedder
-        self._records = records
-        self._vectors = vectors
-        self._writes = writes
-        self._verbatim = verbatim
+    settings: Settings
+    llm: ChatModel
+    embedder: Embedder
+    records: RecordStore
+    vectors: VectorStore
+    writes: WriteProtocol
+    verbatim: VerbatimAdds
 
     async def add(self, parsed: list[Message], scope: Scope, meta: dict[str, Any], caller: Caller) -> AddResult:
         from milvus_memory_mcp.inference.reconcile import Decision, decide, extract, plan  # only with an LLM
@@ -60,25 +52,25 @@ class InferredAdds:
         source_hash = text_hash("\n".join(f"{r}: {c}" for r, c in pairs))
         max_bytes = self.settings.max_memory_bytes
         try:
-            facts = await extract(self._llm, pairs, datetime.now(timezone.utc).date().isoformat(), max_bytes)
+            facts = await extract(self.llm, pairs, datetime.now(timezone.utc).date().isoformat(), max_bytes)
             if not facts:
                 return AddResult(
                     results=[],
                     note="The LLM found no fact worth remembering; nothing was stored. "
                     "Pass infer=false to store the messages verbatim.",
                 )
-            fact_vectors = await self._embedder.embed(facts)
+            fact_vectors = await self.embedder.embed(facts)
             candidates = await self._candidates(fact_vectors, scope)
             if candidates:
-                decisions = await decide(self._llm, facts, [c.memory for c in candidates])
+                decisions = await decide(self.llm, facts, [c.memory for c in candidates])
             else:
                 decisions = [
                     Decision(fact=i, event="ADD", reason="Nothing similar is stored.") for i in range(len(facts))
                 ]
         except InferenceError as e:
             logger.warning("inference failed; storing the input verbatim: %s", e)
-            vectors = await self._embedder.embed([m.content for m in parsed])
-            return await self._verbatim.add(
+            vectors = await self.embedder.embed([m.content for m in parsed])
+            return await self.verbatim.add(
                 parsed,
                 vectors,
                 scope,
@@ -92,14 +84,14 @@ class InferredAdds:
         vector_of = dict(zip(facts, fact_vectors, strict=True))
         missing = sorted({a.text for a in actions if a.text is not None and a.text not in vector_of})
         if missing:
-            vector_of.update(zip(missing, await self._embedder.embed(missing), strict=True))
-        async with self._writes.lock:
+            vector_of.update(zip(missing, await self.embedder.embed(missing), strict=True))
+        async with self.writes.lock:
             results, changes, known = await self._resolve(
                 actions, vector_of, scope, meta, caller, source_hash, problems
             )
-            await self._writes.apply(changes)
+            await self.writes.apply(changes)
             # NONE decisions change nothing but are history too: "told again, already known, because..."
-            await self._records.note(
+            await self.records.note(
                 [HistoryEntry.of("NONE", r, r, caller.actor, reason=why, source_hash=source_hash) for r, why in known]
             )
         note = ("Some decisions of the LLM were not applied: " + "; ".join(problems) + ".") if problems else None
@@ -110,7 +102,7 @@ class InferredAdds:
         where = filters.scope_conditions(scope)
         found: dict[str, MemoryRecord] = {}
         for vector in vectors:
-            for record, _ in await self._vectors.search(vector, where, CANDIDATES_PER_FACT):
+            for record, _ in await self.vectors.search(vector, where, CANDIDATES_PER_FACT):
                 found.setdefault(record.id, record)
         return list(found.values())
 
@@ -128,7 +120,7 @@ class InferredAdds:
         list the memories the model found already known (NONE) with its reasons."""
         from milvus_memory_mcp.inference.reconcile import Action
 
-        current = await self._records.get_many(sorted({a.target for a in actions if a.target}))
+        current = await self.records.get_many(sorted({a.target for a in actions if a.target}))
         touched: set[str] = set()
         added: dict[str, MemoryRecord] = {}
         results: list[AddEvent] = []
@@ -148,7 +140,7 @@ class InferredAdds:
             ts = now_us()
             if action.event == "ADD" and action.text is not None:
                 digest = text_hash(action.text)
-                existing = added.get(digest) or await self._records.find_live_by_hash(digest, scope.key)
+                existing = added.get(digest) or await self.records.find_live_by_hash(digest, scope.key)
                 if existing is not None:
                     results.append(AddEvent(id=existing.id, memory=existing.memory, event="NONE", reason=action.reason))
                     known.append((existing, action.reason))

@@ -11,6 +11,7 @@ stores. docs/ARCHITECTURE.md, "Start-up and shutdown".
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 import anyio
 from anyio.abc import TaskGroup
@@ -28,27 +29,19 @@ logger = logging.getLogger(__name__)
 MILVUS_OPEN_DELAY = 1.0  # seconds between reads being served and the vector store opening in the background
 
 
+@dataclass
 class Lifecycle:
-    def __init__(
-        self,
-        settings: Settings,
-        history: HistoryStore,
-        vectors: Store,
-        embedder: Embedder,
-        writes: WriteProtocol,
-        owns_embedder: bool = True,
-    ) -> None:
-        self.settings = settings
-        self._history = history
-        self._vectors = vectors
-        self._embedder = embedder
-        self._writes = writes
-        self._owns_embedder = owns_embedder
-        self._lock = anyio.Lock()
-        self.is_ready = False
-        self._readable = False  # reads can be served (before `is_ready` with the search index)
-        self._warming = False
-        self._tg: TaskGroup | None = None
+    settings: Settings
+    history: HistoryStore
+    vectors: Store
+    embedder: Embedder
+    writes: WriteProtocol
+    owns_embedder: bool = True  # then the model is closed with the stores
+    is_ready: bool = field(default=False, init=False)
+    _readable: bool = field(default=False, init=False)  # reads can be served (before `is_ready`, with the index)
+    _warming: bool = field(default=False, init=False)
+    _lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
+    _tg: TaskGroup | None = field(default=None, init=False)
 
     def attach(self, tg: TaskGroup) -> None:
         """The task group background opening runs in (the service's)."""
@@ -60,22 +53,22 @@ class Lifecycle:
         self._tg = None
         with anyio.CancelScope(shield=True):
             try:
-                if self.is_ready and self._vectors.needs_flush:
-                    await self._writes.flush()
+                if self.is_ready and self.vectors.needs_flush:
+                    await self.writes.flush()
             except BackendError:
                 logger.warning("final flush failed; the pending marks are re-applied at the next start")
             finally:
                 self.is_ready = self._readable = False
-                await self._vectors.close()
-                await self._history.close()
-                if self._owns_embedder:
-                    await self._embedder.close()
+                await self.vectors.close()
+                await self.history.close()
+                if self.owns_embedder:
+                    await self.embedder.close()
 
     def warm_up(self) -> None:
         """Open the stores and the model in the background (after the MCP handshake)."""
         if self._tg is not None and not self.is_ready and not self._warming:
             self._warming = True
-            self._embedder.start()
+            self.embedder.start()
             self._tg.start_soon(self._warm_up)
 
     async def _warm_up(self) -> None:
@@ -97,16 +90,16 @@ class Lifecycle:
         async with self._lock:
             if self.is_ready:
                 return
-            await self._history.open()
-            await self._embedder.open()
-            await self._vectors.open(self._embedder.model_id, self._embedder.dimensions)
-            if self._vectors.stale_schema:
+            await self.history.open()
+            await self.embedder.open()
+            await self.vectors.open(self.embedder.model_id, self.embedder.dimensions)
+            if self.vectors.stale_schema:
                 await self._rebuild_collection()
-            pending = await self._history.pending_ids()
+            pending = await self.history.pending_ids()
             if pending and apply_pending:
                 logger.warning("re-applying %d change(s) left unfinished by an earlier run", len(pending))
-                await self._writes.reconcile(pending)
-                await self._writes.flush_and_settle()
+                await self.writes.reconcile(pending)
+                await self.writes.flush_and_settle()
             self.is_ready = self._readable = True
             await anyio.to_thread.run_sync(release_free_memory)
             logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
@@ -117,9 +110,9 @@ class Lifecycle:
             return True
         async with self._lock:
             if not self._readable:
-                await self._history.open()
-                await self._embedder.open()
-                self._readable = await self._vectors.open_reads(self._embedder.model_id, self._embedder.dimensions)
+                await self.history.open()
+                await self.embedder.open()
+                self._readable = await self.vectors.open_reads(self.embedder.model_id, self.embedder.dimensions)
                 if self._readable:
                     await anyio.to_thread.run_sync(release_free_memory)  # the rows the index was built from
         return self._readable
@@ -138,11 +131,11 @@ class Lifecycle:
 
         Every live memory is marked pending first, so a crash midway is finished at the next start.
         """
-        ids = await self._history.live_ids()
+        ids = await self.history.live_ids()
         logger.warning(
             "collection %r predates keyword search: rebuilding it from the history database (%d memories)",
             self.settings.collection,
             len(ids),
         )
-        await self._history.mark_pending(ids)
-        await self._vectors.recreate(self._embedder.model_id, self._embedder.dimensions)
+        await self.history.mark_pending(ids)
+        await self.vectors.recreate(self.embedder.model_id, self.embedder.dimensions)

@@ -7,6 +7,7 @@ decides which searches run for the configured mode and runs them concurrently.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import anyio
 
@@ -22,11 +23,11 @@ from milvus_memory_mcp.stores import Hits, VectorStore
 FUSION_CANDIDATES = 20
 
 
+@dataclass
 class Searcher:
-    def __init__(self, settings: Settings, vectors: VectorStore, embedder: Embedder) -> None:
-        self.settings = settings
-        self._vectors = vectors
-        self._embedder = embedder
+    settings: Settings
+    vectors: VectorStore
+    embedder: Embedder
 
     async def search(self, text: str, where: And, limit: int) -> Hits:
         """The best `limit` memories for `text` within `where`, best first, with recency applied."""
@@ -36,16 +37,16 @@ class Searcher:
 
     async def _ranked(self, text: str, where: And, limit: int) -> Hits:
         """Candidates best first, scored as `server.ranking` documents for the configured mode."""
-        mode = self.settings.search_mode if self._vectors.keyword_search else "dense"
+        mode = self.settings.search_mode if self.vectors.keyword_search else "dense"
         # Recency may reorder, so it needs more candidates than the page.
         hybrid_or_recency = mode == "hybrid" or self.settings.recency_weight > 0
         wanted = max(limit, FUSION_CANDIDATES) if hybrid_or_recency else limit
         if mode == "keyword":
-            return ranking.keyword_scores(await self._vectors.search_keywords(text, where, wanted))
+            return ranking.keyword_scores(await self.vectors.search_keywords(text, where, wanted))
 
         async def dense() -> Hits:
-            [vector] = await self._embedder.embed([text], kind="query")
-            return await self._vectors.search(vector, where, wanted)
+            [vector] = await self.embedder.embed([text], kind="query")
+            return await self.vectors.search(vector, where, wanted)
 
         if mode == "dense":
             return await dense()
@@ -62,7 +63,7 @@ class Searcher:
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(run, "dense", dense)
-            tg.start_soon(run, "keyword", lambda: self._vectors.search_keywords(text, where, wanted))
+            tg.start_soon(run, "keyword", lambda: self.vectors.search_keywords(text, where, wanted))
         if failed:
             raise failed[0]
         return ranking.fuse(found["dense"], found["keyword"], self.settings.keyword_weight)

@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 
 from ..integration.test_tools import EXPECTED_TOOLS
-from ..support.processes import ROOT, server_env
+from ..support.processes import ROOT, SERVE, server_env
 
 NODE_BIN = ROOT / ".ci" / "node" / "node_modules" / ".bin"
 MIN_NODE = (22, 19)  # the Inspector 2.12 engines field
@@ -82,10 +81,7 @@ def stdio_target(data_dir: Path) -> list[str]:
         *(a for pair in env for a in ("-e", pair)),
         "--cwd",
         str(ROOT),
-        sys.executable,
-        "-m",
-        "milvus_memory_mcp",
-        "serve",
+        *SERVE,
     ]
 
 
@@ -100,7 +96,7 @@ def http_url(tmp_path: Path) -> Iterator[str]:
     """A streamable-HTTP server subprocess on a free loopback port (no auth)."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "milvus_memory_mcp", "serve", "--transport", "streamable-http", "--port", str(port)],
+        [*SERVE, "--transport", "streamable-http", "--port", str(port)],
         env=server_env(tmp_path / "data"),
         cwd=str(ROOT),
         stdout=subprocess.DEVNULL,

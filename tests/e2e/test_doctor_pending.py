@@ -4,8 +4,6 @@ refuses a data dir that holds no store instead of creating one."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,27 +14,17 @@ from milvus_memory_mcp.records import ANONYMOUS, Change, MemoryRecord, Scope, no
 from milvus_memory_mcp.service import MemoryService
 
 from ..conftest import make_settings
-from ..support.processes import ROOT, read_until, rpc, run_doctor, server_env
+from ..support.processes import handshake, read_until, rpc, run_doctor, spawn_stdio
 
 pytestmark = pytest.mark.anyio
 
 
 def test_a_write_killed_within_the_flush_delay_is_a_pending_write_not_a_disagreement(tmp_path: Path) -> None:
     # The server acknowledges the add, then dies before its debounced Milvus write (30 s away).
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "milvus_memory_mcp", "serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=server_env(tmp_path, MEMORY_FLUSH_DELAY="30"),
-        cwd=str(ROOT),
-    )
+    proc = spawn_stdio(tmp_path, MEMORY_FLUSH_DELAY="30")
     try:
         deadline = time.monotonic() + 90
-        hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}
-        rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
-        read_until(proc, 1, deadline)
-        rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+        handshake(proc, deadline)
         add = {"name": "add_memory", "arguments": {"messages": "Runs marathons", "user_id": "u"}}
         rpc(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": add})
         added = read_until(proc, 2, deadline)["result"]["structuredContent"]["results"][0]["id"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -22,7 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from ..conftest import call, error_of
-from ..support.processes import ROOT, server_env
+from ..support.processes import ROOT, SERVE, server_env, stop
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +47,7 @@ class RunningServer:
 def start_server(tmp: Path, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
     log = tmp / "server.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "milvus_memory_mcp", "serve", *args],
+        [*SERVE, *args],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
@@ -79,12 +78,7 @@ def running(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         port = wait_for_port(proc, log, time.monotonic() + 60)
         yield RunningServer(request.param, f"http://127.0.0.1:{port}", log)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @asynccontextmanager
@@ -197,10 +191,7 @@ def test_public_bind_without_auth_or_named_hosts_is_refused(tmp_path: Path) -> N
     ):
         proc = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "milvus_memory_mcp",
-                "serve",
+                *SERVE,
                 "--transport",
                 "streamable-http",
                 "--port",
@@ -221,10 +212,7 @@ def test_bad_token_file_is_refused_without_echoing_tokens(tmp_path: Path) -> Non
     tokens.write_text(json.dumps({"short": {"user_id": "a", "access": "read-write"}}))
     proc = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "milvus_memory_mcp",
-            "serve",
+            *SERVE,
             "--transport",
             "sse",
             "--port",

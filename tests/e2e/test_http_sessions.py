@@ -5,7 +5,6 @@ sessions close after MEMORY_SESSION_IDLE_TIMEOUT."""
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import httpx2
 
+from ..support.processes import stop
 from .test_http import ALICE, ALICE_READER, BOB, TOKENS, start_server, wait_for_port
 
 LIMIT = 4
@@ -38,12 +38,7 @@ def running(tmp: Path, idle: float) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{wait_for_port(proc, log, time.monotonic() + 60)}/mcp"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def initialize(http: httpx2.Client, url: str, token: str) -> httpx2.Response:

@@ -18,7 +18,7 @@ from mcp.client.streamable_http import streamable_http_client
 from milvus_memory_mcp.history.sqlite import SQLiteHistory
 
 from ..conftest import call
-from ..support.processes import ROOT, read_until, rpc, search_once, server_env
+from ..support.processes import ROOT, read_until, rpc, search_once, server_env, spawn_stdio
 from .test_http import wait_for_port
 
 FLUSH_DELAY = "60"  # the queued write would wait this long without an orderly stop
@@ -52,14 +52,8 @@ def stop_promptly(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 @pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: s.name)
 def test_stdio_server_flushes_and_exits_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
     data = tmp_path / "data"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "milvus_memory_mcp", "serve"],
-        stdin=subprocess.PIPE,  # kept open: the server must not wait for it to close
-        stdout=subprocess.PIPE,
-        stderr=(tmp_path / "stderr").open("wb"),
-        env=server_env(data, MEMORY_FLUSH_DELAY=FLUSH_DELAY),
-        cwd=str(ROOT),
-    )
+    # stdin is kept open: the server must not wait for it to close.
+    proc = spawn_stdio(data, (tmp_path / "stderr").open("wb"), MEMORY_FLUSH_DELAY=FLUSH_DELAY)
     try:
         search_once(proc)
         add = {"name": "add_memory", "arguments": {"messages": "Sleeps with the window open", "user_id": "u"}}

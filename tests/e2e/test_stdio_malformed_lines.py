@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import queue
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ..support.processes import ROOT, server_env
+from ..support.processes import spawn_stdio
 
 PARSE_ERROR, INVALID_REQUEST = -32700, -32600
 
@@ -68,14 +66,7 @@ CASES: list[tuple[bytes, Any, int]] = [
 
 class Server:
     def __init__(self, data_dir: Path) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "milvus_memory_mcp", "serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=server_env(data_dir),
-            cwd=str(ROOT),
-        )
+        self.proc = spawn_stdio(data_dir)
         self.lines: queue.Queue[dict[str, Any]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 

@@ -6,7 +6,6 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from milvus_memory_mcp.embedders.local import LocalEmbedder
 from milvus_memory_mcp.embedders.local_worker import MODEL_SHA256, verified
 from milvus_memory_mcp.errors import EmbedderError
 
-from ..support.processes import ROOT, search_once, server_env
+from ..support.processes import search_once, spawn_stdio
 
 pytestmark = pytest.mark.anyio
 
@@ -108,14 +107,7 @@ def test_a_file_whose_digest_differs_from_the_pinned_one_is_refused(tmp_path: Pa
 
 
 def spawn_server(data_dir: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "milvus_memory_mcp", "serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=server_env(data_dir),
-        cwd=str(ROOT),
-    )
+    return spawn_stdio(data_dir)
 
 
 def test_the_model_worker_ends_when_the_server_is_killed(tmp_path: Path) -> None:

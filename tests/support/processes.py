@@ -13,6 +13,7 @@ from typing import Any
 from mcp.client.stdio import StdioServerParameters
 
 ROOT = Path(__file__).resolve().parents[2]
+SERVE = [sys.executable, "-m", "milvus_memory_mcp", "serve"]
 
 
 def server_env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -61,13 +62,41 @@ def run_doctor(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def spawn_stdio(data_dir: Path, stderr: Any = subprocess.DEVNULL, **env: str) -> subprocess.Popen[bytes]:
+    """`milvus-memory-mcp serve` over stdio as a raw process (pipes for stdin and stdout)."""
+    return subprocess.Popen(
+        SERVE,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=server_env(data_dir, **env),
+        cwd=str(ROOT),
+    )
+
+
+def handshake(proc: subprocess.Popen[bytes], deadline: float) -> dict[str, Any]:
+    """`initialize` (answered) then `notifications/initialized`; returns the initialize answer."""
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
+    answer = read_until(proc, 1, deadline)
+    rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return answer
+
+
 def search_once(proc: subprocess.Popen[bytes]) -> None:
     """Handshake with a raw stdio server process, then one search (which must answer)."""
     deadline = time.monotonic() + 60
-    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
-    rpc(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello})
-    read_until(proc, 1, deadline)
-    rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
+    handshake(proc, deadline)
     search = {"name": "search_memories", "arguments": {"query": "hobbies", "user_id": "u"}}
     rpc(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": search})
     assert "result" in read_until(proc, 2, deadline)
+
+
+def stop(proc: subprocess.Popen[Any], timeout: float = 20) -> None:
+    """SIGTERM (an orderly stop), then SIGKILL if it takes longer than `timeout`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
