@@ -124,31 +124,6 @@ class HistoryEntry:
     reason: str | None = None
     source_hash: str | None = None
 
-    @classmethod
-    def of(
-        cls,
-        event: Event,
-        old: MemoryRecord | None,
-        new: MemoryRecord,
-        actor: str | None,
-        **why: Unpack[Why],
-    ) -> HistoryEntry:
-        """The event that takes a memory from `old` (None: it is new) to `new`, by `actor`."""
-        return cls(
-            id=str(uuid.uuid4()),
-            memory_id=new.id,
-            old_memory=old.memory if old else None,
-            new_memory=None if event == "DELETE" else new.memory,
-            event=event,
-            created_at=new.created_at,
-            updated_at=now_us() if event == "NONE" else new.deleted_at or new.updated_at,
-            user_id=new.user_id,
-            agent_id=new.agent_id,
-            run_id=new.run_id,
-            actor=actor,
-            **why,
-        )
-
 
 @dataclass
 class Change:
@@ -174,8 +149,23 @@ class Change:
         vector: list[float] | None = None,
         **why: Unpack[Why],
     ) -> Change:
-        """The change from `old` to `new`, with its history event."""
-        return cls(old, new, HistoryEntry.of(event, old, new, actor, **why), vector)
+        """The change that takes a memory from `old` (None: it is new) to `new`, by `actor`, with its
+        history event (a NONE event changes nothing: `old` is `new`, and only the event is recorded)."""
+        entry = HistoryEntry(
+            id=str(uuid.uuid4()),
+            memory_id=new.id,
+            old_memory=old.memory if old else None,
+            new_memory=None if event == "DELETE" else new.memory,
+            event=event,
+            created_at=new.created_at,
+            updated_at=now_us() if event == "NONE" else new.deleted_at or new.updated_at,
+            user_id=new.user_id,
+            agent_id=new.agent_id,
+            run_id=new.run_id,
+            actor=actor,
+            **why,
+        )
+        return cls(old, new, entry, vector)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from milvus_memory_mcp.errors import InferenceError
 from milvus_memory_mcp.history import RecordStore
 from milvus_memory_mcp.inference import ChatModel
 from milvus_memory_mcp.models import AddEvent, AddResult
-from milvus_memory_mcp.records import Caller, Change, HistoryEntry, MemoryRecord, Scope, now_us, text_hash
+from milvus_memory_mcp.records import Caller, Change, MemoryRecord, Scope, now_us, text_hash
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import VectorStore
 
@@ -92,7 +92,7 @@ class InferredAdds:
             await self.writes.apply(changes)
             # NONE decisions change nothing but are history too: "told again, already known, because..."
             await self.records.note(
-                [HistoryEntry.of("NONE", r, r, caller.actor, reason=why, source_hash=source_hash) for r, why in known]
+                [Change.of("NONE", r, r, caller.actor, reason=why, source_hash=source_hash).history for r, why in known]
             )
         note = ("Some decisions of the LLM were not applied: " + "; ".join(problems) + ".") if problems else None
         return AddResult(results=results, note=note)
