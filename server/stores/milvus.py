@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 QUERY_BATCH = 1000
+SEQUENCE_MARK_ID = "milvus-memory-mcp:sequence"  # never a memory id (those are UUIDs)
 COLLECTION_NOT_LOADED = 101  # Milvus error code
 
 
@@ -196,6 +197,11 @@ class MilvusStore:
             c.load_collection(name)
         if self.capabilities.flush_after_writes:
             with self._write_lock:
+                # A Lite process killed between saving a flush and deleting its write-ahead log leaves
+                # records that Lite 3.2.2 replays with sequence numbers below the saved one; its next
+                # flush then fails ("current_seq is monotonic") on every open. A delete of an id no
+                # memory has takes the next sequence number, past them, so the flush goes through.
+                c.delete(name, ids=[SEQUENCE_MARK_ID])
                 c.flush(name)
 
     def _drop_lite_indexes(self) -> bool:
