@@ -9,7 +9,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
+Event = Literal["ADD", "UPDATE", "DELETE", "NONE", "RESTORE"]
+STATE_EVENTS = ("ADD", "UPDATE", "DELETE", "RESTORE")  # the events that change a memory (NONE does not)
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
 
 
@@ -113,6 +114,7 @@ class HistoryEntry:
     role: str | None = None
     reason: str | None = None
     source_hash: str | None = None
+    metadata: dict[str, Any] | None = None  # the memory's metadata after the event (None: not recorded)
 
     @classmethod
     def of(
@@ -142,6 +144,7 @@ class HistoryEntry:
             role=role,
             reason=reason,
             source_hash=source_hash,
+            metadata=new.metadata,
         )
 
 
