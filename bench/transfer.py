@@ -67,6 +67,27 @@ async def seed(data_dir: Path, count: int) -> None:
                 await svc.update(event.id, event.memory + " (updated)")
 
 
+async def search_times(data_dir: Path, runs: int = 20) -> tuple[float, float]:
+    """p50 ms of a plain search and of an `as_of` search (a time after every write) of one user."""
+    from datetime import datetime, timezone
+
+    from .stats import p50
+
+    settings = Settings(data_dir=data_dir, log_level="WARNING")
+    now = datetime.now(timezone.utc).isoformat()
+    async with MemoryService(settings, embedder=StandIn()) as svc:
+        await svc.ready()
+        out = []
+        for as_of in (None, now):
+            times = []
+            for i in range(runs + 2):
+                t0 = time.perf_counter()
+                await svc.search(f"likes item {i}", Scope(user_id="user-0"), 10, as_of=as_of)
+                times.append((time.perf_counter() - t0) * 1000)
+            out.append(p50(times[2:]))
+    return out[0], out[1]
+
+
 def run(args: list[str], data_dir: Path) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of `milvus-memory-mcp ARGS` on `data_dir`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
@@ -89,6 +110,7 @@ def main() -> None:
     t0 = time.perf_counter()
     anyio.run(seed, source, n)
     print(f"seeded {n} memories in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    plain, past = anyio.run(search_times, source)
     rows = []
     for name, extra in (("with vectors", ["--with-vectors"]), ("texts only", [])):
         dump = work / f"dump-{len(extra)}.jsonl"
@@ -100,6 +122,7 @@ def main() -> None:
     print(f"{'command':<26} {'seconds':>8} {'peak RSS MB':>12} {'file MB':>8}")
     for label, secs, mb, size in rows:
         print(f"{label:<26} {secs:>8.1f} {mb:>12.0f} {size:>8.1f}")
+    print(f"search p50, one user of {n // 10} memories among {n}: plain {plain:.1f} ms, as_of {past:.1f} ms")
 
 
 if __name__ == "__main__":
