@@ -1,11 +1,9 @@
 """MemoryService: the one async core behind every tool, as a thin facade.
 
 Each tool method checks its arguments, resolves the scope and delegates to an owner in
-server/core/ (docs/ARCHITECTURE.md maps them): `Lifecycle` opens and closes the stores,
-`WriteProtocol` keeps SQLite and the vector store in step, `VerbatimAdds` / `InferredAdds` add,
-`Searcher` ranks.
-The constructor does no I/O; `async with MemoryService(...)` runs its background tasks (the
-debounced flush, warm-up) and closes the stores, and the model if it made it, on exit.
+server/core/ (docs/ARCHITECTURE.md maps them). The constructor does no I/O; `async with
+MemoryService(...)` runs its background tasks (the debounced flush, warm-up) and closes the
+stores, and the model if it made it, on exit.
 """
 
 from __future__ import annotations
@@ -169,8 +167,9 @@ class MemoryService:
         where = filters.within(scope, filters_)
         at = parse_as_of(as_of)
         await self._lifecycle.ready_for_reads()
-        search = self._searcher.search(text, where, limit) if at is None else self._past.search(text, where, at, limit)
-        hits = await search
+        hits = await (
+            self._searcher.search(text, where, limit) if at is None else self._past.search(text, where, at, limit)
+        )
         return models.SearchResult(
             results=[models.SearchHit.scored(r, x) for r, x in hits if threshold is None or x >= threshold]
         )

@@ -12,6 +12,7 @@ unchanged.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import anyio
 
@@ -28,6 +29,7 @@ from milvus_memory_mcp.stores import Hits
 logger = logging.getLogger(__name__)
 
 EMBED_CHUNK = 256  # old texts embedded per call
+Embedded = dict[str, tuple[Any, str]]  # text hash -> (float32 vector, analysed words)
 
 
 def parse_as_of(value: object) -> int | None:
@@ -52,24 +54,24 @@ class PastSearch:
         records = await self._history.list_at(where, at, None)
         if not records:
             return []
-        vectors = await self._vectors_for(records)
+        embedded = await self._embedded(records)
         [query] = await self._embedder.embed([text], kind="query")
         s = self.settings
-        hits = await anyio.to_thread.run_sync(self._rank, records, vectors, query, text, max(limit, 20))
+        hits = await anyio.to_thread.run_sync(self._rank, records, embedded, query, text, max(limit, 20))
         return ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, at)[:limit]
 
     def _rank(
-        self, records: list[MemoryRecord], vectors: list[list[float]], query: list[float], text: str, wanted: int
+        self,
+        records: list[MemoryRecord],
+        embedded: Embedded,
+        query: list[float],
+        text: str,
+        wanted: int,
     ) -> Hits:
-        import numpy as np
-
         from milvus_memory_mcp.search_index import Entry, SearchIndex
 
         index = SearchIndex(len(query))
-        index.upsert(
-            Entry(r.id, Scope(), np.asarray(v, dtype=np.float32), analyse(r.memory))
-            for r, v in zip(records, vectors, strict=True)
-        )
+        index.upsert(Entry(r.id, Scope(), *embedded[r.hash]) for r in records)
         by_id = {r.id: r for r in records}
         mode = self.settings.search_mode
         everyone = Scope()  # the scope and filters were applied by `list_at`
@@ -82,17 +84,23 @@ class PastSearch:
             return ranking.keyword_scores(words)
         return ranking.fuse(dense, words, self.settings.keyword_weight)
 
-    async def _vectors_for(self, records: list[MemoryRecord]) -> list[list[float]]:
+    async def _embedded(self, records: list[MemoryRecord]) -> Embedded:
+        """Each text's vector (float32 array) and analysed words: stored ones, the rest computed and stored."""
+        import numpy as np
+
         model = self._embedder.model_id
-        stored = await self._history.embeddings(model, sorted({r.hash for r in records}))
-        missing = {r.hash: r.memory for r in records if r.hash not in stored}
-        items = list(missing.items())
+        stored = await self._history.embeddings_with_words(model, sorted({r.hash for r in records}))
+        out = {h: (np.frombuffer(blob, dtype=np.float32), words) for h, (blob, words) in stored.items()}
+        items = list({r.hash: r.memory for r in records if r.hash not in out}.items())
         for start in range(0, len(items), EMBED_CHUNK):
             chunk = items[start : start + EMBED_CHUNK]
             computed = await self._embedder.embed([t for _, t in chunk])
-            stored.update((h, v) for (h, _), v in zip(chunk, computed, strict=True))
+            for (h, t), v in zip(chunk, computed, strict=True):
+                out[h] = (np.asarray(v, dtype=np.float32), analyse(t))
             try:
-                await self._history.save_embeddings(model, [(h, t, stored[h]) for h, t in chunk])
+                await self._history.save_embeddings(
+                    model, [(h, t, v) for (h, t), v in zip(chunk, computed, strict=True)]
+                )
             except BackendError:
                 logger.warning("could not store %d embedding(s) of earlier versions", len(chunk))
-        return [stored[r.hash] for r in records]
+        return out

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from typing import Any
 
-from milvus_memory_mcp.filters import Node, to_sql
+from milvus_memory_mcp.filters import And, Cond, Node, to_sql
 from milvus_memory_mcp.history.database import Database, rows_in
 from milvus_memory_mcp.history.embeddings import put_embeddings
 from milvus_memory_mcp.history.pending import mark
@@ -245,10 +245,13 @@ class RecordLog(Database):
         """The memories as they stood at `at` (µs), matching the filter tree then, oldest first:
         each one's state after its last change up to `at` (none when that change deleted it)."""
         condition, params = _where(where)
+        # The scope's conditions also narrow the events read (the history rows carry the scope).
+        scope, scope_params = _where(_scope_part(where))
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
-            sql = f"SELECT {PAST_COLUMNS} FROM ({PAST_STATES}) WHERE newest = 1 AND event != 'DELETE' AND ({condition})"
-            args: list[Any] = [self._collection, at, *params]
+            states = PAST_STATES.format(scope=scope)
+            sql = f"SELECT {PAST_COLUMNS} FROM ({states}) WHERE ({condition})"
+            args: list[Any] = [self._collection, at, *scope_params, self._collection, *params]
             if after is not None:
                 sql += " AND (created_at > ? OR (created_at = ? AND id > ?))"
                 args += [after[0], after[0], after[1]]
@@ -265,14 +268,21 @@ class RecordLog(Database):
 # `memories`), numbered newest first per memory; an event recorded before migration 0004 has no
 # metadata, and the memory's current metadata stands in for it.
 PAST_STATES = (
-    "SELECT h.memory_id AS id, h.new_memory AS memory, h.event AS event, "
-    "COALESCE(h.metadata, m.metadata) AS metadata, h.user_id AS user_id, h.agent_id AS agent_id, "
-    "h.run_id AS run_id, m.created_at AS created_at, h.updated_at AS updated_at, "
-    "ROW_NUMBER() OVER (PARTITION BY h.memory_id ORDER BY h.seq DESC) AS newest "
-    "FROM history h JOIN memories m ON m.collection = h.collection AND m.id = h.memory_id "
-    "WHERE h.collection = ? AND h.event IN ('ADD', 'UPDATE', 'DELETE', 'RESTORE') AND h.updated_at <= ?"
+    "SELECT v.id AS id, v.memory AS memory, COALESCE(v.metadata, m.metadata) AS metadata, v.user_id AS user_id, "
+    "v.agent_id AS agent_id, v.run_id AS run_id, m.created_at AS created_at, v.updated_at AS updated_at FROM ("
+    "SELECT memory_id AS id, new_memory AS memory, event, metadata, user_id, agent_id, run_id, updated_at, "
+    "ROW_NUMBER() OVER (PARTITION BY memory_id ORDER BY seq DESC) AS newest FROM history "
+    "WHERE collection = ? AND event IN ('ADD', 'UPDATE', 'DELETE', 'RESTORE') AND updated_at <= ? AND ({scope})"
+    ") v JOIN memories m ON m.collection = ? AND m.id = v.id WHERE v.newest = 1 AND v.event != 'DELETE'"
 )
 PAST_COLUMNS = "id, memory, metadata, user_id, agent_id, run_id, created_at, updated_at"
+
+
+def _scope_part(tree: Node | None) -> Node | None:
+    """The conditions on scope fields that every match must meet (top-level conjuncts)."""
+    if not isinstance(tree, And):
+        return None
+    return And(tuple(p for p in tree.parts if isinstance(p, Cond) and p.kind == "scope"))
 
 
 def _past(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:

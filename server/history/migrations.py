@@ -128,7 +128,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         DROP TABLE history;
         ALTER TABLE history_new RENAME TO history;
         CREATE INDEX history_memory ON history (collection, memory_id, seq);
-        CREATE INDEX history_time ON history (collection, updated_at);
+        CREATE INDEX history_user ON history (collection, user_id, memory_id, seq);
         """,
     ),
 ]
