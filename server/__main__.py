@@ -1,4 +1,5 @@
-"""Command line: `milvus-memory-mcp [serve|demo|doctor] [--flags]` (flags mirror MEMORY_* variables)."""
+"""Command line: `milvus-memory-mcp [serve|demo|doctor] [--flags]` (flags mirror MEMORY_* variables), and the
+owner's commands (list, search, show, history, delete, restore, stats: server/cli.py)."""
 
 from __future__ import annotations
 
@@ -33,8 +34,12 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
+    from milvus_memory_mcp import __version__, cli_transfer
+    from milvus_memory_mcp.cli import add_commands
+
     parser = argparse.ArgumentParser(prog="milvus-memory-mcp", description="Long-term memory MCP server.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command")
     serve_p = sub.add_parser("serve", help="Run the MCP server (default; stdio unless --transport says otherwise).")
     _add_setting_flags(serve_p)
@@ -44,19 +49,32 @@ def main(argv: list[str] | None = None) -> int:
         "doctor", help="Check that Milvus agrees with SQLite's record (exit 1 if not); --repair fixes it."
     )
     doctor_p.add_argument("--repair", action="store_true", help="Re-embed and rewrite Milvus from SQLite's record.")
-    _add_setting_flags(doctor_p)
-    args = parser.parse_args(argv)
+    doctor_p.add_argument("--data-dir", help="The data dir [env MEMORY_DATA_DIR]; other settings: MEMORY_* variables.")
+    add_commands(sub)
+    cli_transfer.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from milvus_memory_mcp.cli import COMMANDS
+
+    args = _parser().parse_args(argv)
     command = args.command or "serve"
-    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
-    fix = bool(overrides.pop("repair", False))  # doctor's own flag, not a setting
+    if command in (*COMMANDS, "export", "import"):
+        overrides: dict[str, Any] = {"data_dir": args.data_dir} if args.data_dir else {}
+    else:
+        overrides = {k: v for k, v in vars(args).items() if k not in ("command", "repair") and v is not None}
+    fix = bool(getattr(args, "repair", False))  # doctor's own flag, not a setting
 
     try:
         settings = Settings.load(**overrides)
     except MemoryServiceError as e:
         print(f"milvus-memory-mcp: {e}", file=sys.stderr)
         return 2
+    # The owner's commands print results: only warnings on stderr, unless MEMORY_LOG_LEVEL says otherwise.
+    quiet = command in (*COMMANDS, "export", "import") and "MEMORY_LOG_LEVEL" not in os.environ
     logging.basicConfig(
-        level=settings.log_level,
+        level="WARNING" if quiet else settings.log_level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
@@ -75,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         from milvus_memory_mcp import doctor
 
         return anyio.run(lambda: doctor.run(settings, fix=fix, out=sys.stdout))
+    if command == "export":
+        from milvus_memory_mcp.cli_transfer import export_command
+
+        return anyio.run(_guarded, export_command, settings, args)
+    if command in (*COMMANDS, "import"):
+        return anyio.run(_guarded, _owner_command, settings, args)
     from milvus_memory_mcp.embedders import make_embedder
 
     try:
@@ -92,6 +116,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"milvus-memory-mcp: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+async def _owner_command(settings: Settings, args: argparse.Namespace) -> int:
+    from milvus_memory_mcp.cli import run
+    from milvus_memory_mcp.cli_session import session
+    from milvus_memory_mcp.cli_transfer import import_command
+
+    async with session(settings) as owner:
+        if args.command == "import":
+            return await import_command(owner, args, sys.stdout)
+        return await run(owner, args, sys.stdout)
+
+
+async def _guarded(command: Any, settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        return await command(settings, args)
+    except MemoryServiceError as e:
+        print(f"milvus-memory-mcp {args.command}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ def build_server(
     With `store`, tool calls run in whichever process owns the data dir (server/sharing.py).
     With `token_verifier`, HTTP requests need a bearer token and its grant binds the caller.
     """
+    from milvus_memory_mcp.resources import register_resources
     from milvus_memory_mcp.tools import register
 
     # Static tokens: no OAuth server; the issuer URL is required by the SDK but never published.
@@ -104,6 +105,7 @@ def build_server(
         )
     current = caller or (lambda: ANONYMOUS)
     register(server, service, current)
+    register_resources(server, current, store)
     server.middleware.append(_log_tool_calls(current, store))
     if store is not None:
         server.middleware.append(_forward_tool_calls(store, current))

@@ -84,8 +84,9 @@ class HistoryEvent(BaseModel):
     memory_id: str
     old_memory: str | None
     new_memory: str | None
-    event: Literal["ADD", "UPDATE", "DELETE", "NONE"] = Field(
-        description="NONE: an inferred add found this memory already known and changed nothing (see reason)."
+    event: Literal["ADD", "UPDATE", "DELETE", "NONE", "RESTORE"] = Field(
+        description="NONE: an inferred add found this memory already known and changed nothing (see reason). "
+        "RESTORE: restore_memory went back to an earlier state."
     )
     created_at: str | None = Field(description="When the memory was created.")
     updated_at: str | None = Field(description="When this event happened.")

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from typing_extensions import TypedDict, Unpack
 
-Event = Literal["ADD", "UPDATE", "DELETE", "NONE"]
+Event = Literal["ADD", "UPDATE", "DELETE", "NONE", "RESTORE"]
+STATE_EVENTS = ("ADD", "UPDATE", "DELETE", "RESTORE")  # the events that change a memory (NONE does not)
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
 
 
@@ -107,7 +108,7 @@ class Why(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class HistoryEntry:
-    """One ADD / UPDATE / DELETE event of a memory."""
+    """One ADD / UPDATE / DELETE / RESTORE event of a memory (or a NONE: told again, changed nothing)."""
 
     id: str
     memory_id: str
@@ -123,6 +124,7 @@ class HistoryEntry:
     role: str | None = None
     reason: str | None = None
     source_hash: str | None = None
+    metadata: dict[str, Any] | None = None  # the memory's metadata after the event (None: not recorded)
 
 
 @dataclass
@@ -163,6 +165,7 @@ class Change:
             agent_id=new.agent_id,
             run_id=new.run_id,
             actor=actor,
+            metadata=new.metadata,
             **why,
         )
         return cls(old, new, entry, vector)

@@ -1,33 +1,36 @@
 """MemoryService: the one async core behind every tool, as a thin facade.
 
 Each tool method checks its arguments, resolves the scope and delegates to an owner in
-server/core/ (docs/ARCHITECTURE.md maps them): `Lifecycle` opens and closes the stores,
-`WriteProtocol` keeps SQLite and the vector store in step, `VerbatimAdds` / `InferredAdds` add,
-`Searcher` ranks.
-The constructor does no I/O; `async with MemoryService(...)` runs its background tasks (the
-debounced flush, warm-up) and closes the stores, and the model if it made it, on exit.
+server/core/ (docs/ARCHITECTURE.md maps them). The constructor does no I/O; `async with
+MemoryService(...)` runs its background tasks (the debounced flush, warm-up) and closes the
+stores, and the model if it made it, on exit.
 """
 
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
+from typing import Any
 
 import anyio
 
 from milvus_memory_mcp import filters, models
-from milvus_memory_mcp.core import scopes
+from milvus_memory_mcp.core import scopes, stats
 from milvus_memory_mcp.core.adds import VerbatimAdds
 from milvus_memory_mcp.core.cursors import decode_cursor, encode_cursor
+from milvus_memory_mcp.core.edits import Edits
 from milvus_memory_mcp.core.inferred import InferredAdds
 from milvus_memory_mcp.core.lifecycle import Lifecycle
 from milvus_memory_mcp.core.messages import parse_messages
+from milvus_memory_mcp.core.past import PastSearch, parse_as_of
+from milvus_memory_mcp.core.restore import Restorer
 from milvus_memory_mcp.core.search import Searcher
+from milvus_memory_mcp.core.transfer import Importer
 from milvus_memory_mcp.core.writes import WriteProtocol
 from milvus_memory_mcp.embedders import Embedder, make_embedder
 from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.history import HistoryStore, make_history
 from milvus_memory_mcp.inference import ChatModel, make_llm
-from milvus_memory_mcp.records import ANONYMOUS, Caller, Change, MemoryRecord, Scope, now_us, text_hash
+from milvus_memory_mcp.records import ANONYMOUS, Caller, MemoryRecord, Scope
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import Store, make_vector_store
 from milvus_memory_mcp.validation import check_limit, check_memory_id, check_metadata, check_scope, check_text
@@ -58,6 +61,10 @@ class MemoryService:
         parts = (self.embedder, self.history, self.vectors, self._writes, self._verbatim)
         self._inferred = InferredAdds(settings, self.llm, *parts) if self.llm is not None else None
         self._searcher = Searcher(settings, self.vectors, self.embedder)
+        self._past = PastSearch(settings, self.history, self.embedder)
+        self._restorer = Restorer(self.history, self._writes, self.embedder)
+        self._importer = Importer(self.history, self._writes, self.embedder)
+        self._edits = Edits(self.history, self._writes)
         self._stack: AsyncExitStack | None = None
 
     @property
@@ -68,11 +75,9 @@ class MemoryService:
     def settings(self, value: Settings) -> None:
         """New settings for every owner (tests change the search mode of a running service)."""
         self._settings = value
-        for owner in (self._writes, self._lifecycle, self._verbatim, self._inferred, self._searcher):
+        for owner in (self._writes, self._lifecycle, self._verbatim, self._inferred, self._searcher, self._past):
             if owner is not None:
                 owner.settings = value
-
-    # lifecycle
 
     async def __aenter__(self) -> MemoryService:
         async with AsyncExitStack() as stack:
@@ -95,8 +100,7 @@ class MemoryService:
         self._lifecycle.warm_up()
 
     async def standby(self) -> None:
-        """This process forwards its calls to another (server/sharing.py): free the model until it
-        takes over (warm-up starts it again)."""
+        """This process forwards its calls to another (server/sharing.py): free the model for now."""
         await self.embedder.close()
 
     @property
@@ -116,8 +120,6 @@ class MemoryService:
 
     def _scope_for(self, explicit: Scope, caller: Caller, *, use_default: bool = True) -> Scope:
         return scopes.resolve(explicit, caller, self.settings.user_id, use_default=use_default)
-
-    # tools
 
     async def add(
         self,
@@ -150,6 +152,7 @@ class MemoryService:
         threshold: float | None = None,
         filters_: object = None,
         caller: Caller = ANONYMOUS,
+        as_of: object = None,
     ) -> models.SearchResult:
         text = check_text(query, self.settings.max_memory_bytes, "query")
         scope = self._scope_for(scope, caller)
@@ -157,11 +160,13 @@ class MemoryService:
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise InvalidInput(f"threshold must be from -1 to 1 (scores are -1..1, higher is better), got {threshold}.")
         where = filters.within(scope, filters_)
+        at = parse_as_of(as_of)
         await self._lifecycle.ready_for_reads()
-        hits = await self._searcher.search(text, where, limit)
-        return models.SearchResult(
-            results=[models.SearchHit.scored(r, x) for r, x in hits if threshold is None or x >= threshold]
+        hits = await (
+            self._searcher.search(text, where, limit) if at is None else self._past.search(text, where, at, limit)
         )
+        kept = [models.SearchHit.scored(r, x) for r, x in hits if threshold is None or x >= threshold]
+        return models.SearchResult(results=kept)
 
     async def get(self, memory_id: str, caller: Caller = ANONYMOUS) -> models.MemoryItem:
         return models.MemoryItem.of(await self._owned(memory_id, caller))
@@ -178,17 +183,19 @@ class MemoryService:
         limit: object = 100,
         cursor: str | None = None,
         caller: Caller = ANONYMOUS,
+        as_of: object = None,
     ) -> models.ListResult:
         scope = self._scope_for(scope, caller)
         limit = check_limit(limit, 1, MAX_LIST_LIMIT)
         where = filters.within(scope, filters_)
         after = decode_cursor(cursor) if cursor else None
+        at = parse_as_of(as_of)
         await self._lifecycle.ready_for_reads()
-        rows = await self.history.list_live(where, limit + 1, after)
+        h = self.history
+        rows = await (h.list_live(where, limit + 1, after) if at is None else h.list_at(where, at, limit + 1, after))
         page, more = rows[:limit], len(rows) > limit
-        return models.ListResult(
-            results=[models.MemoryItem.of(r) for r in page], next_cursor=encode_cursor(page[-1]) if more else None
-        )
+        next_cursor = encode_cursor(page[-1]) if more else None
+        return models.ListResult(results=[models.MemoryItem.of(r) for r in page], next_cursor=next_cursor)
 
     async def update(
         self, memory_id: str, data: object, metadata: object = None, caller: Caller = ANONYMOUS
@@ -200,23 +207,13 @@ class MemoryService:
         await self._owned(memory_id, caller)  # fail fast before embedding
         [vector] = await self.embedder.embed([text])
         await self.ready()
-        async with self._writes.lock:
-            old = await self._owned(memory_id, caller)
-            new_meta = old.metadata if meta is None else meta
-            if old.memory == text and old.metadata == new_meta:
-                return models.MemoryItem.of(old)
-            new = old.updated(memory=text, hash=text_hash(text), metadata=new_meta, updated_at=now_us())
-            await self._writes.apply([Change.of("UPDATE", old, new, caller.actor, vector)])
-        return models.MemoryItem.of(new)
+        return models.MemoryItem.of(await self._edits.update(memory_id, text, meta, vector, caller))
 
     async def delete(self, memory_id: str, caller: Caller = ANONYMOUS) -> models.DeleteResult:
         scopes.check_writable(caller)
         memory_id = check_memory_id(memory_id)
         await self.ready()
-        async with self._writes.lock:
-            old = await self._owned(memory_id, caller)
-            new = old.updated(deleted_at=now_us())
-            await self._writes.apply([Change.of("DELETE", old, new, caller.actor)])
+        await self._edits.delete(memory_id, caller)
         return models.DeleteResult(id=memory_id, deleted=True, message=f"Memory {memory_id} deleted.")
 
     async def delete_all(
@@ -231,17 +228,28 @@ class MemoryService:
             raise InvalidInput(f"This would delete every memory of {scope.describe()}; call again with confirm=true.")
         where = filters.within(scope, filters_)
         await self.ready()
-        async with self._writes.lock:
-            records = await self.history.list_live(where, None)
-            ts = now_us()
-            await self._writes.apply([Change.of("DELETE", r, r.updated(deleted_at=ts), caller.actor) for r in records])
+        count = await self._edits.delete_all(where, caller)
         return models.DeleteAllResult(
-            deleted_count=len(records),
-            scope={k: v for k, v in scope.items()},
-            message=f"Deleted {len(records)} memories of {scope.describe()}.",
+            deleted_count=count, scope=dict(scope.items()), message=f"Deleted {count} memories of {scope.describe()}."
         )
 
     async def memory_history(self, memory_id: str, caller: Caller = ANONYMOUS) -> models.HistoryResult:
         record = await self._owned(memory_id, caller, include_deleted=True)
         events = await self.history.history(record.id)
         return models.HistoryResult(memory_id=record.id, events=[models.HistoryEvent.of(h) for h in events])
+
+    async def restore(self, memory_id: str, event_id: object = None, caller: Caller = ANONYMOUS) -> models.MemoryItem:
+        scopes.check_writable(caller)
+        memory_id = check_memory_id(memory_id)
+        await self.ready()
+        return models.MemoryItem.of(await self._restorer.restore(memory_id, event_id, caller))
+
+    async def stats(self) -> dict[str, Any]:
+        """The owner's overview (the CLI's `stats`): not a tool."""
+        await self._lifecycle.ready_for_reads()
+        return await stats.collect(self.settings, self.history, self.embedder)
+
+    async def import_batch(self, lines: list[object], on_conflict: object, file_embedder: object) -> dict[str, int]:
+        """Memory lines of an export file (server/core/transfer.py): not a tool."""
+        await self.ready()
+        return await self._importer.import_batch(lines, on_conflict, file_embedder)

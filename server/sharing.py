@@ -72,6 +72,7 @@ FRAME_HEADER = struct.Struct("!Q")
 MAX_FRAME = 4 * 1024**3  # only a sanity bound against a peer that does not speak this protocol
 CONNECT_WINDOW = 20.0  # how long a call looks for an owner (one may be starting or taking over)
 MAX_RETRIES = 3  # calls dropped by an owner that went away
+OWNER_OPS = ("stats", "import")  # the owner's operations that are not tool calls (`run_op`)
 SOCKET_PATH_MAX = 100  # AF_UNIX paths: 107 bytes on Linux, 103 on macOS
 
 RunTool = Callable[[str, dict[str, Any], Caller], Awaitable[CallToolResult]]
@@ -274,6 +275,11 @@ class SharedStore:
             }
         if request.get("op") == "status":
             return {"status": {"ready": self.service.is_ready, "pid": os.getpid()}}
+        if request.get("op") in OWNER_OPS:
+            try:
+                return {"result": await self._run_op(str(request["op"]), request)}
+            except MemoryServiceError as e:
+                return {"error": str(e)}
         caller = caller_from_json(request["caller"])
         result = await self._run_tool(str(request["tool"]), dict(request.get("arguments") or {}), caller)
         return {"result": result.model_dump(mode="json", by_alias=True, exclude_none=True)}
@@ -309,6 +315,29 @@ class SharedStore:
         except MemoryServiceError as e:
             return error_result(str(e))
         return error_result(f"The processes serving {self._dir} kept exiting during this call; try again.")
+
+    async def run_op(self, op: str, **payload: Any) -> Any:
+        """One of the owner's operations that are not tool calls (OWNER_OPS: the CLI's `stats`, a
+        batch of an `import`), run in the process that owns the store (this one, if none does)."""
+        for _ in range(MAX_RETRIES + 1):
+            if await self.try_own():
+                return await self._run_op(op, payload)
+            try:
+                request = {"op": op, "settings": self._shared, **payload}
+                reply = await self._exchange(request, self.settings.call_timeout, CONNECT_WINDOW)
+            except OwnerGone:
+                continue
+            if reply is None:
+                continue  # this process became the owner meanwhile
+            if "error" in reply:
+                raise StoreUnavailable(str(reply["error"]))
+            return reply["result"]
+        raise StoreUnavailable(f"The processes serving {self._dir} kept exiting; try again.")
+
+    async def _run_op(self, op: str, payload: dict[str, Any]) -> Any:
+        if op == "stats":
+            return await self.service.stats()
+        return await self.service.import_batch(payload["lines"], payload["on_conflict"], payload["embedder"])
 
     async def status(self) -> dict[str, Any]:
         """Readiness for /health: this process's store, or the owner's (asked with a short timeout)."""

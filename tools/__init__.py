@@ -70,6 +70,10 @@ FILTERS_HELP = (
     "A memory lacking a metadata key never matches a condition on it (not even ne / nin / NOT)."
 )
 Filters = Annotated[dict[str, Any] | None, Field(description=FILTERS_HELP)]
+AsOf = Annotated[
+    str | None,
+    Field(description='ISO-8601 time, e.g. "2024-05-01T12:00:00Z": the memories as they stood then. Omit for now.'),
+]
 Metadata = Annotated[
     dict[str, Any] | None,
     Field(
@@ -161,6 +165,7 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
             ),
         ] = None,
         filters: Filters = None,
+        as_of: AsOf = None,
     ) -> SearchResult:
         """Find stored memories by meaning and by keywords, best match first.
 
@@ -170,7 +175,8 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         Each result has a `score`: higher is more relevant; weak matches may be unrelated.
         """
         with agent_errors():
-            return await service.search(query, Scope(user_id, agent_id, run_id), limit, threshold, filters, caller())
+            scope = Scope(user_id, agent_id, run_id)
+            return await service.search(query, scope, limit, threshold, filters, caller(), as_of)
 
     @tool(server, READ)
     async def get_memory(memory_id: MemoryId) -> MemoryItem:
@@ -192,6 +198,7 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         cursor: Annotated[
             str | None, Field(description="next_cursor from the previous page; omit it for the first page.")
         ] = None,
+        as_of: AsOf = None,
     ) -> ListResult:
         """List the memories of a scope, oldest first, one page at a time.
 
@@ -200,7 +207,7 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         `cursor` to get the next page.
         """
         with agent_errors():
-            return await service.list(Scope(user_id, agent_id, run_id), filters, limit, cursor, caller())
+            return await service.list(Scope(user_id, agent_id, run_id), filters, limit, cursor, caller(), as_of)
 
     @tool(server, CHANGE)
     async def update_memory(
@@ -267,3 +274,22 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         """
         with agent_errors():
             return await service.memory_history(memory_id, caller())
+
+    @tool(server, WRITE)
+    async def restore_memory(
+        memory_id: MemoryId,
+        event_id: Annotated[
+            str | None,
+            Field(
+                description='Restore the state just after this memory_history event, e.g. "0c9a7b1e-5d3f-4c2a-9e8b-'
+                '1f2a3b4c5d6e"; omit it to undo the last change.'
+            ),
+        ] = None,
+    ) -> MemoryItem:
+        """Undo: bring a memory back to an earlier state, deleted memories included.
+
+        Call it when a change to a memory was a mistake (a wrong update or delete). Recorded in
+        memory_history as a RESTORE, so it can be undone in turn.
+        """
+        with agent_errors():
+            return await service.restore(memory_id, event_id, caller())

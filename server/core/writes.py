@@ -20,7 +20,7 @@ import anyio
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import BackendError
 from milvus_memory_mcp.history import HistoryStore
-from milvus_memory_mcp.records import Change, MemoryRecord
+from milvus_memory_mcp.records import Change, HistoryEntry, MemoryRecord
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import VectorStore
 
@@ -66,6 +66,30 @@ class WriteProtocol:
                     await self._vectors.delete([c.new.id for c in chunk if c.new.deleted_at is not None])
             except BackendError as e:
                 await self._undo(changes, e)
+            self._unsettled.difference_update(ids)
+            await self._applied(ids)
+
+    async def apply_imported(self, items: list[tuple[MemoryRecord, list[HistoryEntry], list[float] | None]]) -> None:
+        """Record imported memories with their histories as they were (one transaction), then apply
+        them to the vector store; the caller holds `lock`. A vector store failure leaves them
+        recorded and marked: completed by the next write or start, or by importing again."""
+        if not items:
+            return
+        await self._settle()
+        try:
+            await self._history.import_records(items, self._embedder.model_id)
+        except BackendError as e:
+            raise type(e)(f"{e} Nothing of this batch was imported.") from e
+        ids = [r.id for r, _, _ in items]
+        self._unsettled.update(ids)
+        with anyio.CancelScope(shield=True):
+            for start in range(0, len(items), APPLY_CHUNK):
+                chunk = items[start : start + APPLY_CHUNK]
+                try:
+                    await self._vectors.upsert([(r, v) for r, _, v in chunk if v is not None and r.deleted_at is None])
+                    await self._vectors.delete([r.id for r, _, _ in chunk if r.deleted_at is not None])
+                except BackendError as e:
+                    raise BackendError(f"{e} The batch was recorded; it reaches the vector store later.") from e
             self._unsettled.difference_update(ids)
             await self._applied(ids)
 

@@ -13,7 +13,7 @@ Failures raise `StoreUnavailable` with a message fit for the agent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from milvus_memory_mcp.history.embeddings import Embedded
 from milvus_memory_mcp.history.sqlite import SQLiteHistory
@@ -37,13 +37,33 @@ class RecordStore(Protocol):
 
     async def live_ids(self, where: Node | None = None) -> list[str]: ...
 
+    async def list_at(
+        self, where: Node | None, at: int, limit: int | None, after: tuple[int, str] | None = None
+    ) -> list[MemoryRecord]: ...
+
     async def history(self, memory_id: str) -> list[HistoryEntry]: ...
+
+    async def counts(self) -> dict[str, Any]: ...
 
     async def note(self, entries: list[HistoryEntry]) -> None: ...
 
     async def commit(self, changes: list[Change], model: str | None = None) -> None: ...
 
     async def revert(self, changes: list[Change]) -> None: ...
+
+
+class TransferStore(Protocol):
+    async def count_all(self, where: Node | None) -> tuple[int, int]: ...
+
+    async def export_page(
+        self, where: Node | None, after: tuple[int, str] | None, limit: int
+    ) -> list[tuple[MemoryRecord, list[HistoryEntry]]]: ...
+
+    async def existing_ids(self, ids: list[str]) -> set[str]: ...
+
+    async def import_records(
+        self, items: list[tuple[MemoryRecord, list[HistoryEntry], list[float] | None]], model: str
+    ) -> None: ...
 
 
 class PendingStore(Protocol):
@@ -61,10 +81,12 @@ class EmbeddingStore(Protocol):
 
     async def embeddings(self, model: str, hashes: list[str]) -> dict[str, list[float]]: ...
 
+    async def embeddings_with_words(self, model: str, hashes: list[str]) -> dict[str, tuple[bytes, str]]: ...
+
     async def live_embeddings(self, model: str) -> list[Embedded]: ...
 
 
-class HistoryStore(RecordStore, PendingStore, EmbeddingStore, Protocol):
+class HistoryStore(RecordStore, TransferStore, PendingStore, EmbeddingStore, Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -81,6 +103,7 @@ __all__ = [
     "HistoryStore",
     "PendingStore",
     "RecordStore",
+    "TransferStore",
     "SQLiteHistory",
     "make_history",
 ]

@@ -60,6 +60,15 @@ class EmbeddingCache(Database):
 
         return await self._run(run)
 
+    async def embeddings_with_words(self, model: str, hashes: list[str]) -> dict[str, tuple[bytes, str]]:
+        """Stored embeddings (float32 bytes) and analysed words by text hash (those there are)."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, tuple[bytes, str]]:
+            sql = "SELECT hash, vector, words FROM embeddings WHERE model = ? AND hash IN ({})"
+            return {h: (blob, words) for h, blob, words in rows_in(conn, sql, [model], hashes)}
+
+        return await self._run(run)
+
     async def live_embeddings(self, model: str) -> list[Embedded]:
         """Every live memory with its stored embedding (None when missing)."""
 

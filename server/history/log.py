@@ -11,16 +11,16 @@ import json
 import sqlite3
 from typing import Any
 
-from milvus_memory_mcp.filters import Node, to_sql
+from milvus_memory_mcp.filters import And, Cond, Node, to_sql
 from milvus_memory_mcp.history.database import Database, rows_in
 from milvus_memory_mcp.history.embeddings import put_embeddings
 from milvus_memory_mcp.history.pending import mark
-from milvus_memory_mcp.records import Change, HistoryEntry, MemoryRecord
+from milvus_memory_mcp.records import Change, HistoryEntry, MemoryRecord, text_hash
 
 MEMORY_COLUMNS = "id, memory, hash, metadata, user_id, agent_id, run_id, created_at, updated_at, deleted_at"
 HISTORY_COLUMNS = (
     "id, memory_id, old_memory, new_memory, event, created_at, updated_at, "
-    "user_id, agent_id, run_id, actor, role, reason, source_hash"
+    "user_id, agent_id, run_id, actor, role, reason, source_hash, metadata"
 )
 # Without INDEXED BY, SQLite walks the user's index for the ORDER BY: 11 ms at 10k memories a user.
 FIND_LIVE_BY_HASH = (
@@ -60,6 +60,7 @@ def _history(row: sqlite3.Row | tuple[Any, ...]) -> HistoryEntry:
         role=row[11],
         reason=row[12],
         source_hash=row[13],
+        metadata=None if row[14] is None else json.loads(row[14]),
     )
 
 
@@ -156,7 +157,7 @@ class RecordLog(Database):
 
     def _put_history(self, conn: sqlite3.Connection, h: HistoryEntry) -> None:
         conn.execute(
-            f"INSERT INTO history (collection, {HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO history (collection, {HISTORY_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 self._collection,
                 h.id,
@@ -173,6 +174,7 @@ class RecordLog(Database):
                 h.role,
                 h.reason,
                 h.source_hash,
+                None if h.metadata is None else json.dumps(h.metadata, ensure_ascii=False),
             ),
         )
 
@@ -214,3 +216,84 @@ class RecordLog(Database):
                 conn.execute("DELETE FROM history WHERE id = ?", (ch.history.id,))
 
         await self._transaction(run)
+
+    async def counts(self) -> dict[str, Any]:
+        def run(conn: sqlite3.Connection) -> dict[str, Any]:
+            scopes = conn.execute(
+                "SELECT user_id, agent_id, run_id, SUM(deleted_at IS NULL), SUM(deleted_at IS NOT NULL) "
+                "FROM memories WHERE collection = ? GROUP BY user_id, agent_id, run_id ORDER BY 1, 2, 3",
+                (self._collection,),
+            ).fetchall()
+            events = conn.execute("SELECT count(*) FROM history WHERE collection = ?", (self._collection,)).fetchone()
+            schema = conn.execute("SELECT name FROM migrations ORDER BY rowid DESC LIMIT 1").fetchone()
+            return {
+                "scopes": [
+                    {"user_id": u or None, "agent_id": a or None, "run_id": r or None, "live": live, "deleted": dead}
+                    for u, a, r, live, dead in scopes
+                ],
+                "events": events[0],
+                "schema": schema[0] if schema else None,
+            }
+
+        return await self._run(run)
+
+    # the past (as_of reads)
+
+    async def list_at(
+        self, where: Node | None, at: int, limit: int | None, after: tuple[int, str] | None = None
+    ) -> list[MemoryRecord]:
+        """The memories as they stood at `at` (µs), matching the filter tree then, oldest first:
+        each one's state after its last change up to `at` (none when that change deleted it)."""
+        condition, params = _where(where)
+        # The scope's conditions also narrow the events read (the history rows carry the scope).
+        scope, scope_params = _where(_scope_part(where))
+
+        def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
+            states = PAST_STATES.format(scope=scope)
+            sql = f"SELECT {PAST_COLUMNS} FROM ({states}) WHERE ({condition})"
+            args: list[Any] = [self._collection, at, *scope_params, self._collection, *params]
+            if after is not None:
+                sql += " AND (created_at > ? OR (created_at = ? AND id > ?))"
+                args += [after[0], after[0], after[1]]
+            sql += " ORDER BY created_at, id"
+            if limit is not None:
+                sql += " LIMIT ?"
+                args.append(limit)
+            return [_past(r) for r in conn.execute(sql, args)]
+
+        return await self._run(run)
+
+
+# Every state-changing event up to a time, with the columns the filter renderer expects (those of
+# `memories`), numbered newest first per memory; an event recorded before migration 0004 has no
+# metadata, and the memory's current metadata stands in for it.
+PAST_STATES = (
+    "SELECT v.id AS id, v.memory AS memory, COALESCE(v.metadata, m.metadata) AS metadata, v.user_id AS user_id, "
+    "v.agent_id AS agent_id, v.run_id AS run_id, m.created_at AS created_at, v.updated_at AS updated_at FROM ("
+    "SELECT memory_id AS id, new_memory AS memory, event, metadata, user_id, agent_id, run_id, updated_at, "
+    "ROW_NUMBER() OVER (PARTITION BY memory_id ORDER BY seq DESC) AS newest FROM history "
+    "WHERE collection = ? AND event IN ('ADD', 'UPDATE', 'DELETE', 'RESTORE') AND updated_at <= ? AND ({scope})"
+    ") v JOIN memories m ON m.collection = ? AND m.id = v.id WHERE v.newest = 1 AND v.event != 'DELETE'"
+)
+PAST_COLUMNS = "id, memory, metadata, user_id, agent_id, run_id, created_at, updated_at"
+
+
+def _scope_part(tree: Node | None) -> Node | None:
+    """The conditions on scope fields that every match must meet (top-level conjuncts)."""
+    if not isinstance(tree, And):
+        return None
+    return And(tuple(p for p in tree.parts if isinstance(p, Cond) and p.kind == "scope"))
+
+
+def _past(row: sqlite3.Row | tuple[Any, ...]) -> MemoryRecord:
+    return MemoryRecord(
+        id=row[0],
+        memory=row[1],
+        hash=text_hash(row[1]),
+        metadata=json.loads(row[2]),
+        user_id=row[3] or None,
+        agent_id=row[4] or None,
+        run_id=row[5] or None,
+        created_at=row[6],
+        updated_at=row[7],
+    )

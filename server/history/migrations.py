@@ -97,6 +97,40 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Undo (restore_memory) is an event of its own, and each event keeps the metadata it left,
+        # so a restore or an as_of read brings the metadata back too (NULL in older rows: unknown).
+        "0004_history_restore_events_and_metadata",
+        """
+        CREATE TABLE history_new (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            collection TEXT NOT NULL,
+            memory_id TEXT NOT NULL,
+            old_memory TEXT,
+            new_memory TEXT,
+            event TEXT NOT NULL CHECK (event IN ('ADD', 'UPDATE', 'DELETE', 'NONE', 'RESTORE')),
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            user_id TEXT NOT NULL DEFAULT '',
+            agent_id TEXT NOT NULL DEFAULT '',
+            run_id TEXT NOT NULL DEFAULT '',
+            actor TEXT,
+            role TEXT,
+            reason TEXT,
+            source_hash TEXT,
+            metadata TEXT
+        );
+        INSERT INTO history_new (seq, id, collection, memory_id, old_memory, new_memory, event, created_at,
+            updated_at, user_id, agent_id, run_id, actor, role, reason, source_hash)
+        SELECT seq, id, collection, memory_id, old_memory, new_memory, event, created_at,
+            updated_at, user_id, agent_id, run_id, actor, role, reason, source_hash FROM history;
+        DROP TABLE history;
+        ALTER TABLE history_new RENAME TO history;
+        CREATE INDEX history_memory ON history (collection, memory_id, seq);
+        CREATE INDEX history_user ON history (collection, user_id, memory_id, seq);
+        """,
+    ),
 ]
 
 

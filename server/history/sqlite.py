@@ -2,6 +2,7 @@
 
 - `database.py`: the connection, its thread and error translation;
 - `log.py`: each memory's state and its event log;
+- `transfer.py`: export pages and verbatim imports;
 - `pending.py`: marks of changes the vector store may not hold yet;
 - `embeddings.py`: each text's stored vector;
 - `migrations.py`: the schema.
@@ -10,9 +11,9 @@
 from __future__ import annotations
 
 from milvus_memory_mcp.history.embeddings import EmbeddingCache
-from milvus_memory_mcp.history.log import RecordLog
 from milvus_memory_mcp.history.pending import PendingMarks
+from milvus_memory_mcp.history.transfer import Transfer
 
 
-class SQLiteHistory(RecordLog, PendingMarks, EmbeddingCache):
+class SQLiteHistory(Transfer, PendingMarks, EmbeddingCache):
     """The record of every memory and every change to it (the stores' single source of truth)."""

@@ -28,7 +28,7 @@ async def test_fastmcp_client_over_stdio_gets_typed_results_and_our_errors(tmp_p
     async with Client(transport, timeout=60) as client:
         assert client.server_info is not None and client.server_info.name == "milvus-memory-mcp"
         assert client.instructions and "user_id" in client.instructions
-        assert len(await client.list_tools()) == 8
+        assert len(await client.list_tools()) == 9
 
         added = await client.call_tool(
             "add_memory", {"messages": "Likes to play tennis on weekends", "user_id": "bo", "metadata": {"n": 1}}

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_stdio_subprocess_serves_every_tool_and_survives_bad_calls(tmp_path: Path) -> None:
     async with Client(params(tmp_path), read_timeout_seconds=60) as client:
-        assert len((await client.list_tools()).tools) == 8
+        assert len((await client.list_tools()).tools) == 9
         assert client.instructions and "user_id" in client.instructions
         added = (await call(client, "add_memory", messages="Has two cats", user_id="s"))["results"][0]
         assert "empty" in await error_of(client, "add_memory", messages="", user_id="s")
@@ -58,7 +58,7 @@ def test_stdout_carries_only_protocol_messages_and_handshake_does_not_wait_for_s
         assert init["result"]["serverInfo"]["name"] == "milvus-memory-mcp"
         rpc(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
         rpc(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
-        assert len(read_until(proc, 2, deadline)["result"]["tools"]) == 8
+        assert len(read_until(proc, 2, deadline)["result"]["tools"]) == 9
         rpc(
             proc,
             {
@@ -90,10 +90,10 @@ async def test_handshake_and_tool_list_answer_while_the_store_is_held_by_another
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == b"held"
         async with Client(params(tmp_path), read_timeout_seconds=60) as client:
-            assert len((await client.list_tools()).tools) == 8
+            assert len((await client.list_tools()).tools) == 9
             message = await error_of(client, "add_memory", messages="x", user_id="u")
             assert "another process" in message
-            assert len((await client.list_tools()).tools) == 8  # still alive
+            assert len((await client.list_tools()).tools) == 9  # still alive
     finally:
         holder.kill()
         holder.wait()

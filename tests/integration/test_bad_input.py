@@ -115,6 +115,11 @@ CALLER_CASES: list[tuple[str, dict[str, Any], str, str]] = [
     ("update_memory", {"memory_id": ALICE, "data": "hijacked"}, "No memory", "bob"),
     ("delete_memory", {"memory_id": ALICE}, "No memory", "bob"),
     ("memory_history", {"memory_id": ALICE}, "No memory", "bob"),
+    ("restore_memory", {"memory_id": ALICE}, "No memory", "bob"),
+    ("restore_memory", {"memory_id": ALICE}, "read-only", "reader"),
+    ("restore_memory", {"memory_id": ALICE}, "no earlier state", "anyone"),
+    ("restore_memory", {"memory_id": ALICE, "event_id": "x" * 200}, "event_id must be", "anyone"),
+    ("list_memories", {"user_id": "alice", "as_of": "yesterday"}, "as_of must be an ISO-8601 time", "anyone"),
     ("list_memories", {"user_id": "alice"}, "limited to user_id='bob'", "bob"),
     ("search_memories", {"query": "tennis", "user_id": "alice"}, "limited to user_id='bob'", "bob"),
     ("add_memory", {"messages": "planted", "user_id": "alice"}, "limited to user_id='bob'", "bob"),
@@ -201,7 +206,7 @@ async def clients(service: MemoryService) -> AsyncIterator[dict[str, Client]]:
 def test_the_two_tables_hold_at_least_forty_cases_across_every_tool() -> None:
     assert len(CASES) + len(CALLER_CASES) >= 40
     tools = {c[0] for c in CASES} | {c[0] for c in CALLER_CASES}
-    assert len(tools) == 8
+    assert len(tools) == 9
 
 
 @pytest.mark.parametrize(

@@ -67,7 +67,7 @@ async def test_data_dir_below_a_regular_file_is_reported_on_the_call_and_the_ser
     async with MemoryService(settings, embedder=local_embedder) as svc, Client(build_server(svc)) as client:
         message = await error_of(client, "add_memory", messages="x", user_id="u")
         assert "history database" in message and "Not a directory" in message and "MEMORY_DATA_DIR" in message
-        assert len((await client.list_tools()).tools) == 8
+        assert len((await client.list_tools()).tools) == 9
 
 
 async def test_milvus_file_below_a_regular_file_is_reported_clearly(

@@ -18,6 +18,7 @@ EXPECTED_TOOLS = {
     "get_memory",
     "list_memories",
     "update_memory",
+    "restore_memory",
     "delete_memory",
     "delete_all_memories",
     "memory_history",

@@ -60,3 +60,33 @@ def test_a_database_of_an_earlier_release_gets_only_the_newer_migrations(tmp_pat
     )
     assert apply_migrations(conn) == [name for name, _ in MIGRATIONS[1:]]
     assert conn.execute("SELECT id, event FROM history").fetchall() == [("e", "ADD")]  # kept by 0002's table copy
+
+
+def test_a_database_of_the_previous_release_takes_restore_events_and_event_metadata(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "h.db")
+    names = [name for name, _ in MIGRATIONS]
+    previous = MIGRATIONS[: names.index("0004_history_restore_events_and_metadata")]
+    apply_migrations(conn, previous)
+    conn.execute(
+        "INSERT INTO history (id, collection, memory_id, new_memory, event, created_at, updated_at, actor) "
+        "VALUES ('e', 'c', 'm', 'text', 'NONE', 1, 2, 'alice')"
+    )
+    with pytest.raises(sqlite3.IntegrityError):  # the previous release refuses the new event
+        conn.execute(
+            "INSERT INTO history (id, collection, memory_id, event, created_at, updated_at) "
+            "VALUES ('r', 'c', 'm', 'RESTORE', 1, 3)"
+        )
+    assert apply_migrations(conn) == ["0004_history_restore_events_and_metadata"]
+    assert conn.execute("SELECT seq, id, new_memory, event, actor, metadata FROM history").fetchall() == [
+        (1, "e", "text", "NONE", "alice", None)
+    ]
+    conn.execute(
+        "INSERT INTO history (id, collection, memory_id, event, created_at, updated_at, metadata) "
+        "VALUES ('r', 'c', 'm', 'RESTORE', 1, 3, '{}')"
+    )
+    assert conn.execute("SELECT max(seq) FROM history").fetchone() == (2,)
+    with pytest.raises(sqlite3.IntegrityError):
+        conn.execute(
+            "INSERT INTO history (id, collection, memory_id, event, created_at, updated_at) "
+            "VALUES ('x', 'c', 'm', 'BOGUS', 1, 3)"
+        )

@@ -1,0 +1,237 @@
+"""Export and import: the JSON Lines format, the export stream and the importer.
+
+Format (version 1): a header line `{"format": "milvus-memory-mcp", "version": 1, "embedder": ...,
+"dimensions": ..., "counts": {"memories": n, "events": m}, ...}`, then one memory a line: its id,
+text, metadata, scope, times (ISO-8601, to the microsecond), `deleted_at` (null when live), every
+history event, and `vector` only when exported `--with-vectors`.
+
+An import keeps ids, times and history. Vectors in the file are used when they were made by the
+current embedder (same id and length); otherwise the texts are embedded again (or taken from the
+embeddings cache). A memory whose id is present is skipped (the default: a second import changes
+nothing) or replaced whole. Writes go through the write protocol, a batch at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal, TextIO
+
+from milvus_memory_mcp.core.writes import WriteProtocol
+from milvus_memory_mcp.embedders import Embedder
+from milvus_memory_mcp.errors import InvalidInput
+from milvus_memory_mcp.filters import Node, parse_time
+from milvus_memory_mcp.history import HistoryStore
+from milvus_memory_mcp.records import HistoryEntry, MemoryRecord, text_hash
+from milvus_memory_mcp.validation import check_memory_id, check_metadata, check_scope
+
+FORMAT = "milvus-memory-mcp"
+VERSION = 1
+PAGE = 500  # memories read a query
+EVENTS = ("ADD", "UPDATE", "DELETE", "NONE", "RESTORE")
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+OnConflict = Literal["skip", "replace"]
+Item = tuple[MemoryRecord, list[HistoryEntry], list[float] | None]
+
+
+def iso_us(us: int | None) -> str | None:
+    """Microseconds as ISO-8601, exactly (no float on the way)."""
+    return None if us is None else (EPOCH + timedelta(microseconds=us)).isoformat()
+
+
+def _time(obj: dict[str, Any], key: str, *, optional: bool = False) -> int | None:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    try:
+        return parse_time(key, value)
+    except InvalidInput:
+        raise InvalidInput(f"{key} must be an ISO-8601 time, got {str(value)[:40]!r}") from None
+
+
+def _text(obj: dict[str, Any], key: str, *, optional: bool = False) -> str | None:
+    value = obj.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or (not value and not optional):
+        raise InvalidInput(f"{key} must be a non-empty string")
+    return value
+
+
+def header(model: str, dimensions: int, memories: int, events: int, with_vectors: bool) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "embedder": model,
+        "dimensions": dimensions,
+        "vectors": with_vectors,
+        "counts": {"memories": memories, "events": events},
+        "exported_at": iso_us(int(datetime.now(timezone.utc).timestamp() * 1_000_000)),
+    }
+
+
+def check_header(obj: object) -> dict[str, Any]:
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise InvalidInput(f'the first line is not a {FORMAT} export header (no "format": "{FORMAT}")')
+    if obj.get("version") != VERSION:
+        raise InvalidInput(f"format version {obj.get('version')!r} is not supported (this release reads {VERSION})")
+    return obj
+
+
+def to_json(record: MemoryRecord, events: list[HistoryEntry], vector: list[float] | None) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "id": record.id,
+        "memory": record.memory,
+        "metadata": record.metadata,
+        "user_id": record.user_id,
+        "agent_id": record.agent_id,
+        "run_id": record.run_id,
+        "created_at": iso_us(record.created_at),
+        "updated_at": iso_us(record.updated_at),
+        "deleted_at": iso_us(record.deleted_at),
+        "history": [
+            {
+                "id": h.id,
+                "event": h.event,
+                "old_memory": h.old_memory,
+                "new_memory": h.new_memory,
+                "created_at": iso_us(h.created_at),
+                "at": iso_us(h.updated_at),
+                "actor": h.actor,
+                "role": h.role,
+                "reason": h.reason,
+                "source_hash": h.source_hash,
+                "metadata": h.metadata,
+            }
+            for h in events
+        ],
+    }
+    if vector is not None:
+        line["vector"] = vector
+    return line
+
+
+def from_json(obj: object) -> Item:
+    """One memory line, checked (InvalidInput naming the field)."""
+    if not isinstance(obj, dict):
+        raise InvalidInput("a memory line must be a JSON object")
+    memory_id = check_memory_id(obj.get("id"))
+    text = _text(obj, "memory") or ""
+    scope = check_scope(obj.get("user_id"), obj.get("agent_id"), obj.get("run_id"))
+    record = MemoryRecord(
+        id=memory_id,
+        memory=text,
+        hash=text_hash(text),
+        metadata=check_metadata(obj.get("metadata") or {}),
+        user_id=scope.user_id,
+        agent_id=scope.agent_id,
+        run_id=scope.run_id,
+        created_at=_time(obj, "created_at") or 0,
+        updated_at=_time(obj, "updated_at") or 0,
+        deleted_at=_time(obj, "deleted_at", optional=True),
+    )
+    history = obj.get("history") or []
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise InvalidInput("history must be a list of event objects")
+    events = [_event(h, record) for h in history]
+    vector = obj.get("vector")
+    if vector is not None and (not isinstance(vector, list) or not all(isinstance(x, (int, float)) for x in vector)):
+        raise InvalidInput("vector must be a list of numbers")
+    return record, events, vector
+
+
+def _event(h: dict[str, Any], record: MemoryRecord) -> HistoryEntry:
+    event = h.get("event")
+    if event not in EVENTS:
+        raise InvalidInput(f"history event {str(event)[:20]!r} is not one of {', '.join(EVENTS)}")
+    metadata = h.get("metadata")
+    return HistoryEntry(
+        id=_text(h, "id") or "",
+        memory_id=record.id,
+        old_memory=_text(h, "old_memory", optional=True),
+        new_memory=_text(h, "new_memory", optional=True),
+        event=event,
+        created_at=_time(h, "created_at") or 0,
+        updated_at=_time(h, "at") or 0,
+        user_id=record.user_id,
+        agent_id=record.agent_id,
+        run_id=record.run_id,
+        actor=_text(h, "actor", optional=True),
+        role=_text(h, "role", optional=True),
+        reason=_text(h, "reason", optional=True),
+        source_hash=_text(h, "source_hash", optional=True),
+        metadata=None if metadata is None else check_metadata(metadata),
+    )
+
+
+async def export(
+    history: HistoryStore,
+    embedder: Embedder,
+    where: Node | None,
+    out: TextIO,
+    *,
+    with_vectors: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[int, int]:
+    """Write the header and every memory matching `where` (deleted ones too); (memories, events)."""
+    memories, events = await history.count_all(where)
+    model = embedder.model_id
+    out.write(json.dumps(header(model, embedder.dimensions, memories, events, with_vectors)) + "\n")
+    after: tuple[int, str] | None = None
+    written = 0
+    while page := await history.export_page(where, after, PAGE):
+        vectors = await history.embeddings(model, [r.hash for r, _ in page]) if with_vectors else {}
+        for record, evs in page:
+            vector = vectors.get(record.hash) if record.deleted_at is None else None
+            out.write(json.dumps(to_json(record, evs, vector), ensure_ascii=False) + "\n")
+        written += len(page)
+        after = (page[-1][0].created_at, page[-1][0].id)
+        if progress is not None:
+            progress(written, memories)
+    return written, events
+
+
+class Importer:
+    def __init__(self, history: HistoryStore, writes: WriteProtocol, embedder: Embedder) -> None:
+        self._history = history
+        self._writes = writes
+        self._embedder = embedder
+
+    async def import_batch(self, lines: list[object], on_conflict: object, file_embedder: object) -> dict[str, int]:
+        """Import memory lines (already checked by the sender, checked again here); counts by outcome."""
+        if on_conflict not in ("skip", "replace"):
+            raise InvalidInput('on_conflict must be "skip" or "replace"')
+        items = [from_json(line) for line in lines]
+        reuse = file_embedder == self._embedder.model_id
+        if on_conflict == "skip":
+            present = await self._history.existing_ids([r.id for r, _, _ in items])
+            items = [i for i in items if i[0].id not in present]
+        items = await self._with_vectors(items, reuse)
+        async with self._writes.lock:
+            if on_conflict == "skip":  # one may have come in while the texts were embedded
+                present = await self._history.existing_ids([r.id for r, _, _ in items])
+                items = [i for i in items if i[0].id not in present]
+            await self._writes.apply_imported(items)
+        return {"imported": len(items), "skipped": len(lines) - len(items)}
+
+    async def _with_vectors(self, items: list[Item], reuse: bool) -> list[Item]:
+        """Each live memory with a vector of the current embedder: the file's, the cache's, or a new one."""
+        dims = self._embedder.dimensions
+        model = self._embedder.model_id
+
+        def usable(v: list[float] | None) -> bool:
+            return reuse and v is not None and len(v) == dims
+
+        live = [r for r, _, v in items if r.deleted_at is None and not usable(v)]
+        stored = await self._history.embeddings(model, [r.hash for r in live])
+        missing = sorted({r.memory for r in live if r.hash not in stored})
+        if missing:
+            stored.update((text_hash(t), v) for t, v in zip(missing, await self._embedder.embed(missing), strict=True))
+        out: list[Item] = []
+        for r, evs, v in items:
+            if r.deleted_at is not None:
+                out.append((r, evs, None))
+            else:
+                out.append((r, evs, v if usable(v) else stored[r.hash]))
+        return out
