@@ -20,6 +20,8 @@ from __future__ import annotations
 from milvus_memory_mcp.records import MemoryRecord
 
 Hits = list[tuple[MemoryRecord, float]]
+# The threshold the schema and the memory_guide prompt suggest (see "Search and scores" in README).
+EXAMPLE_THRESHOLD = 0.3
 US_PER_DAY = 86_400 * 1_000_000
 
 

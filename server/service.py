@@ -17,7 +17,7 @@ import anyio
 from milvus_memory_mcp import filters, models
 from milvus_memory_mcp.core import scopes
 from milvus_memory_mcp.core.adds import VerbatimAdds
-from milvus_memory_mcp.core.cursors import decode_cursor, encode_cursor
+from milvus_memory_mcp.core.cursors import decode_cursor
 from milvus_memory_mcp.core.inferred import InferredAdds
 from milvus_memory_mcp.core.lifecycle import Lifecycle
 from milvus_memory_mcp.core.messages import parse_messages
@@ -152,7 +152,7 @@ class MemoryService:
         caller: Caller = ANONYMOUS,
     ) -> models.SearchResult:
         text = check_text(query, self.settings.max_memory_bytes, "query")
-        scope = self._scope_for(scope, caller)
+        scope = self._scope_for(scopes.from_filters(scope, filters_), caller)
         limit = check_limit(limit, 1, MAX_SEARCH_LIMIT)
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise InvalidInput(f"threshold must be from -1 to 1 (scores are -1..1, higher is better), got {threshold}.")
@@ -179,16 +179,13 @@ class MemoryService:
         cursor: str | None = None,
         caller: Caller = ANONYMOUS,
     ) -> models.ListResult:
-        scope = self._scope_for(scope, caller)
+        scope = self._scope_for(scopes.from_filters(scope, filters_), caller)
         limit = check_limit(limit, 1, MAX_LIST_LIMIT)
         where = filters.within(scope, filters_)
         after = decode_cursor(cursor) if cursor else None
         await self._lifecycle.ready_for_reads()
         rows = await self.history.list_live(where, limit + 1, after)
-        page, more = rows[:limit], len(rows) > limit
-        return models.ListResult(
-            results=[models.MemoryItem.of(r) for r in page], next_cursor=encode_cursor(page[-1]) if more else None
-        )
+        return models.ListResult.page(rows[:limit], len(rows) > limit)
 
     async def update(
         self, memory_id: str, data: object, metadata: object = None, caller: Caller = ANONYMOUS
@@ -214,16 +211,17 @@ class MemoryService:
         memory_id = check_memory_id(memory_id)
         await self.ready()
         async with self._writes.lock:
-            old = await self._owned(memory_id, caller)
-            new = old.updated(deleted_at=now_us())
-            await self._writes.apply([Change.of("DELETE", old, new, caller.actor)])
+            old = await self._owned(memory_id, caller, include_deleted=True)
+            if old.deleted_at is not None:  # idempotent: an id once live in the caller's scope
+                return models.DeleteResult(id=memory_id, deleted=False, message=scopes.ALREADY_DELETED)
+            await self._writes.apply([Change.of("DELETE", old, old.updated(deleted_at=now_us()), caller.actor)])
         return models.DeleteResult(id=memory_id, deleted=True, message=f"Memory {memory_id} deleted.")
 
     async def delete_all(
         self, scope: Scope, confirm: bool, filters_: object = None, caller: Caller = ANONYMOUS
     ) -> models.DeleteAllResult:
         scopes.check_writable(caller)
-        scope = check_scope(scope.user_id, scope.agent_id, scope.run_id)
+        scope = scopes.from_filters(check_scope(scope.user_id, scope.agent_id, scope.run_id), filters_)
         if scope.is_empty() and caller.bound is None:
             raise InvalidInput("delete_all_memories needs a scope: name user_id, agent_id or run_id.")
         scope = self._scope_for(scope, caller, use_default=False)
