@@ -45,7 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     doctor_p.add_argument("--repair", action="store_true", help="Re-embed and rewrite Milvus from SQLite's record.")
     _add_setting_flags(doctor_p)
+    hook_p = sub.add_parser("hook", help="Client hooks (Claude Code): recall before a prompt, capture at session end.")
+    hook_p.add_argument(
+        "hook", choices=["recall", "capture"], help="recall: UserPromptSubmit; capture: SessionEnd/Stop."
+    )
+    hook_p.add_argument("--max-tokens", type=int, default=400, help="recall: the added context's token budget.")
+    _add_setting_flags(hook_p)
     args = parser.parse_args(argv)
+    if args.command == "hook":
+        return _hook(args)
     command = args.command or "serve"
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "command" and v is not None}
     fix = bool(overrides.pop("repair", False))  # doctor's own flag, not a setting
@@ -92,6 +100,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"milvus-memory-mcp: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _hook(args: argparse.Namespace) -> int:
+    """A hook never fails the user's turn: exit 0 whatever happens (reasons on stderr)."""
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "hook", "max_tokens") and v is not None}
+    try:
+        settings = Settings.load(**overrides)
+    except MemoryServiceError as e:
+        print(f"milvus-memory-mcp hook {args.hook}: {e}", file=sys.stderr)
+        return 0
+    from milvus_memory_mcp.hooks import run
+
+    return run(args.hook, settings, sys.stdin, sys.stdout, sys.stderr, max(1, args.max_tokens))
 
 
 if __name__ == "__main__":
