@@ -187,7 +187,9 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         agent_id: AgentId = None,
         run_id: RunId = None,
         confirm: Annotated[bool, Field(strict=True, description="Must be true.")] = False,
-        filters: Annotated[dict[str, Any] | None, Field(description="Delete only the matching ones.")] = None,
+        filters: Annotated[
+            dict[str, Any] | None, Field(description="Only the matching ones (as in search_memories).")
+        ] = None,
     ) -> Annotated[CallToolResult, DeleteAllResult]:
         """Forget every memory of one scope, only when the user explicitly asks to erase it."""
         with agent_errors():

@@ -14,6 +14,7 @@ from mcp_types import TextContent
 
 from milvus_memory_mcp import tokens
 from milvus_memory_mcp.app import build_server
+from milvus_memory_mcp.ranking import EXAMPLE_THRESHOLD
 from milvus_memory_mcp.records import Caller, Scope
 from milvus_memory_mcp.service import MemoryService
 
@@ -210,3 +211,24 @@ async def test_instructions_are_short_and_the_prompt_guides_searching(service: M
         assert isinstance(content, TextContent)
         text = content.text
         assert "search_memories" in text and "add_memory" in text and 'user_id="alice"' in text
+
+
+async def test_the_seeds_hobbies_query_passes_the_example_threshold_and_unrelated_memories_do_not(
+    client: Client,
+) -> None:
+    tennis = await call(client, "add_memory", messages="I am working on improving my tennis skills.", user_id="a")
+    await call(client, "add_memory", messages="I have a linear algebra midterm exam on November 20", user_id="a")
+    hits = (await call(client, "search_memories", query="What are Alice's hobbies?", user_id="a"))["results"]
+    assert hits[0]["id"] == tennis["results"][0]["id"]
+    assert hits[0]["score"] >= EXAMPLE_THRESHOLD > hits[1]["score"]
+    kept = await call(
+        client, "search_memories", query="What are Alice's hobbies?", user_id="a", threshold=EXAMPLE_THRESHOLD
+    )
+    assert [h["memory"] for h in kept["results"]] == ["I am working on improving my tennis skills."]
+    # a query that nothing stored matches scores under the threshold throughout
+    peru = await call(client, "search_memories", query="capital city of Peru", user_id="a")
+    assert all(h["score"] < EXAMPLE_THRESHOLD for h in peru["results"])
+    tools = {t.name: t for t in (await client.list_tools()).tools}
+    assert (
+        f"e.g. {EXAMPLE_THRESHOLD}" in tools["search_memories"].input_schema["properties"]["threshold"]["description"]
+    )

@@ -93,7 +93,10 @@ async def test_search_threshold_and_limit_drop_results(client: Client) -> None:
         await call(client, "add_memory", messages=text, user_id="u")
     top1 = await call(client, "search_memories", query="hiking", user_id="u", limit=1)
     assert len(top1["results"]) == 1
-    none = await call(client, "search_memories", query="hiking", user_id="u", threshold=0.99)
+    scores = [h["score"] for h in (await call(client, "search_memories", query="hiking", user_id="u"))["results"]]
+    cut = await call(client, "search_memories", query="hiking", user_id="u", threshold=scores[0] - 1e-9)
+    assert len(cut["results"]) == 1 and scores[1] < scores[0]
+    none = await call(client, "search_memories", query="quarterly tax filing deadline", user_id="u", threshold=0.3)
     assert none["results"] == []
 
 
