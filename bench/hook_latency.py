@@ -66,12 +66,7 @@ def report(name: str, times: list[float], printed: int) -> None:
     print(f"{name}: p50 {p50:.0f} ms, p95 {p95:.0f} ms ({len(times)} runs, {printed} printed context)")
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--memories", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=30)
-    args = parser.parse_args()
-    data_dir = seeded_dir(args.memories)
+async def main(args: argparse.Namespace, data_dir: Path) -> None:
     env = env_for(data_dir)
     server = StdioServerParameters(command=sys.executable, args=["-m", "milvus_memory_mcp", "serve"], env=env)
     async with Client(server, read_timeout_seconds=120) as client:
@@ -83,4 +78,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--memories", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=30)
+    arguments = parser.parse_args()
+    anyio.run(main, arguments, seeded_dir(arguments.memories))  # seeding runs its own event loop first

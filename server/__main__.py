@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from milvus_memory_mcp.errors import MemoryServiceError
-from milvus_memory_mcp.private import UMASK, secure_store
-from milvus_memory_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    pass
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    from milvus_memory_mcp.settings import Settings
+
     for name, field in Settings.model_fields.items():
         # A bool flag alone means true (`--allow-unauthenticated`); it also takes an explicit value.
         switch: dict[str, Any] = {"nargs": "?", "const": "true"} if field.annotation is bool else {}
@@ -34,6 +36,18 @@ def _cores() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hook"] and "recall" in argv:  # on every prompt: no pydantic, no settings model
+        from milvus_memory_mcp.hooks import recall_main
+
+        rest = list(argv[1:])
+        rest.remove("recall")
+        return recall_main(rest, sys.stdin, sys.stdout, sys.stderr)
+    import logging
+
+    from milvus_memory_mcp.private import UMASK, secure_store
+    from milvus_memory_mcp.settings import Settings
+
     parser = argparse.ArgumentParser(prog="milvus-memory-mcp", description="Long-term memory MCP server.")
     sub = parser.add_subparsers(dest="command")
     serve_p = sub.add_parser("serve", help="Run the MCP server (default; stdio unless --transport says otherwise).")
@@ -47,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     _add_setting_flags(doctor_p)
     hook_p = sub.add_parser("hook", help="Client hooks (Claude Code): recall before a prompt, capture at session end.")
     hook_p.add_argument(
-        "hook", choices=["recall", "capture"], help="recall: UserPromptSubmit; capture: SessionEnd/Stop."
+        "hook",
+        choices=["recall", "capture"],
+        help="recall: UserPromptSubmit (flags: --data-dir, --user-id, "
+        "--max-tokens); capture: SessionEnd/Stop (every setting flag).",
     )
-    hook_p.add_argument("--max-tokens", type=int, default=400, help="recall: the added context's token budget.")
     _add_setting_flags(hook_p)
     args = parser.parse_args(argv)
     if args.command == "hook":
@@ -104,15 +120,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _hook(args: argparse.Namespace) -> int:
     """A hook never fails the user's turn: exit 0 whatever happens (reasons on stderr)."""
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "hook", "max_tokens") and v is not None}
+    from milvus_memory_mcp.settings import Settings
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "hook") and v is not None}
     try:
         settings = Settings.load(**overrides)
     except MemoryServiceError as e:
         print(f"milvus-memory-mcp hook {args.hook}: {e}", file=sys.stderr)
         return 0
-    from milvus_memory_mcp.hooks import run
+    from milvus_memory_mcp.hooks import capture_main
 
-    return run(args.hook, settings, sys.stdin, sys.stdout, sys.stderr, max(1, args.max_tokens))
+    return capture_main(settings, sys.stdin, sys.stderr)
 
 
 if __name__ == "__main__":

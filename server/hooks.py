@@ -1,8 +1,11 @@
 """`milvus-memory-mcp hook recall|capture`: Claude Code hooks (and any client with the same mechanism).
 
 - `recall` (UserPromptSubmit): reads the event JSON on stdin (`prompt`, `cwd`, `session_id`), asks
-  the process that owns the data dir (server/sharing.py's socket) to search the configured scope
-  (MEMORY_USER_ID) and prints the relevant memories as added context, within a small token budget.
+  the process that owns the data dir (server/sharing.py's socket, op `recall`: a read-only search
+  run with the owner's settings) to search the configured scope (MEMORY_USER_ID) and prints the
+  relevant memories as added context, within a small token budget. It runs on every prompt, so it
+  reads only MEMORY_DATA_DIR and MEMORY_USER_ID (or --data-dir, --user-id) and imports neither
+  pydantic nor the settings model: ~0.1 s of the user's time besides the search.
 - `capture` (SessionEnd or Stop): reads the transcript file the event names and adds what is new in
   it since the last capture of that session (a state file per session id under the data dir), with
   inference; without an LLM configured it stores nothing and says why on stderr.
@@ -18,12 +21,14 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from milvus_memory_mcp.ranking import EXAMPLE_THRESHOLD
 from milvus_memory_mcp.records import Caller
-from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.wire import caller_to_json, exchange, shared_settings
+
+if TYPE_CHECKING:
+    from milvus_memory_mcp.settings import Settings
 
 RECALL_LIMIT = 5
 RECALL_TIMEOUT = 3.0
@@ -34,49 +39,67 @@ class HookSkipped(Exception):
     """Nothing to do, and why (stderr)."""
 
 
-def run(kind: str, settings: Settings, stdin: TextIO, stdout: TextIO, stderr: TextIO, max_tokens: int) -> int:
+def recall_main(argv: list[str], stdin: TextIO, stdout: TextIO, stderr: TextIO) -> int:
+    """`hook recall [--data-dir D] [--user-id U] [--max-tokens N]`; always exit 0."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="milvus-memory-mcp hook recall", add_help=False)
+    parser.add_argument("--data-dir", default=os.environ.get("MEMORY_DATA_DIR"))
+    parser.add_argument("--user-id", default=os.environ.get("MEMORY_USER_ID"))
+    parser.add_argument("--max-tokens", type=int, default=400)
     try:
-        event = json.loads(stdin.read() or "{}")
-        if not isinstance(event, dict):
-            raise HookSkipped("the hook event is not a JSON object")
-        if kind == "recall":
-            context = recall(event, settings, max_tokens)
-            if context:
-                output = {"hookSpecificOutput": {"hookEventName": "UserPromptSubmit", "additionalContext": context}}
-                stdout.write(json.dumps(output, ensure_ascii=False) + "\n")
+        args, _ = parser.parse_known_args(argv)
+        if args.data_dir:
+            data_dir = Path(args.data_dir).expanduser()
         else:
-            stderr.write(f"milvus-memory-mcp hook capture: {capture(event, settings)}\n")
+            from platformdirs import user_data_dir
+
+            data_dir = Path(user_data_dir("milvus-memory-mcp", appauthor=False))
+        if not args.user_id:
+            raise HookSkipped("set MEMORY_USER_ID (the scope to search)")
+        event = _event(stdin)
+        context = recall(event, data_dir, args.user_id, max(1, args.max_tokens))
+        if context:
+            output = {"hookSpecificOutput": {"hookEventName": "UserPromptSubmit", "additionalContext": context}}
+            stdout.write(json.dumps(output, ensure_ascii=False) + "\n")
     except HookSkipped as e:
-        stderr.write(f"milvus-memory-mcp hook {kind}: {e}\n")
-    except Exception as e:  # a hook never fails the user's turn
-        stderr.write(f"milvus-memory-mcp hook {kind}: skipped ({type(e).__name__}: {e})\n")
+        stderr.write(f"milvus-memory-mcp hook recall: {e}\n")
+    except BaseException as e:  # a hook never fails the user's turn (argparse exits included)
+        stderr.write(f"milvus-memory-mcp hook recall: skipped ({type(e).__name__}: {e})\n")
     return 0
 
 
-def _user(settings: Settings) -> str:
-    if not settings.user_id:
-        raise HookSkipped("set MEMORY_USER_ID (the scope to search and remember in)")
-    return settings.user_id
-
-
-def _call(settings: Settings, tool: str, arguments: dict[str, Any], caller: Caller, timeout: float) -> dict[str, Any]:
-    """A tool call run by the owner of the data dir; its structured content."""
-    info_path = settings.data_dir / "owner.json"
+def capture_main(settings: Settings, stdin: TextIO, stderr: TextIO) -> int:
+    """`hook capture`; always exit 0."""
     try:
-        info = json.loads(info_path.read_text())
+        stderr.write(f"milvus-memory-mcp hook capture: {capture(_event(stdin), settings)}\n")
+    except HookSkipped as e:
+        stderr.write(f"milvus-memory-mcp hook capture: {e}\n")
+    except Exception as e:  # a hook never fails the user's session
+        stderr.write(f"milvus-memory-mcp hook capture: skipped ({type(e).__name__}: {e})\n")
+    return 0
+
+
+def _event(stdin: TextIO) -> dict[str, Any]:
+    try:
+        event = json.loads(stdin.read() or "{}")
+    except ValueError:
+        raise HookSkipped("the hook event on stdin is not JSON") from None
+    if not isinstance(event, dict):
+        raise HookSkipped("the hook event is not a JSON object")
+    return event
+
+
+def _ask_owner(data_dir: Path, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """A request to the owner of `data_dir`; the tool result's structured content."""
+    try:
+        info = json.loads((data_dir / "owner.json").read_text())
     except (OSError, ValueError):
-        raise HookSkipped(f"no server owns {settings.data_dir}") from None
-    request = {
-        "op": "call",
-        "settings": shared_settings(settings),
-        "tool": tool,
-        "arguments": arguments,
-        "caller": caller_to_json(caller),
-    }
+        raise HookSkipped(f"no server owns {data_dir}") from None
     try:
         reply = exchange(str(info["socket"]), request, timeout)
-    except (OSError, KeyError, TypeError):
-        raise HookSkipped(f"the server owning {settings.data_dir} does not answer") from None
+    except (OSError, KeyError, TypeError, ValueError):
+        raise HookSkipped(f"the server owning {data_dir} does not answer") from None
     if not isinstance(reply, dict) or "error" in reply:
         raise HookSkipped(str(reply.get("error") if isinstance(reply, dict) else "a malformed reply"))
     result = reply["result"]
@@ -85,12 +108,11 @@ def _call(settings: Settings, tool: str, arguments: dict[str, Any], caller: Call
     return result.get("structuredContent") or {}
 
 
-def recall(event: dict[str, Any], settings: Settings, max_tokens: int) -> str:
+def recall(event: dict[str, Any], data_dir: Path, user: str, max_tokens: int) -> str:
     """The added context for the prompt, or "" when nothing relevant is stored."""
     prompt = event.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
         return ""
-    user = _user(settings)
     arguments = {
         "query": prompt.strip()[:MAX_QUERY_CHARS],
         "user_id": user,
@@ -98,8 +120,7 @@ def recall(event: dict[str, Any], settings: Settings, max_tokens: int) -> str:
         "threshold": EXAMPLE_THRESHOLD,
         "max_tokens": max_tokens,
     }
-    caller = Caller(actor="hook", read_only=True, default_user_id=user)
-    found = _call(settings, "search_memories", arguments, caller, RECALL_TIMEOUT)
+    found = _ask_owner(data_dir, {"op": "recall", "arguments": arguments}, RECALL_TIMEOUT)
     memories = [r["memory"] for r in found.get("results", []) if isinstance(r, dict) and r.get("memory")]
     if not memories:
         return ""
@@ -142,7 +163,9 @@ def capture(event: dict[str, Any], settings: Settings) -> str:
         )
     if not settings.data_dir.is_dir():
         raise HookSkipped(f"no data dir {settings.data_dir}")
-    user = _user(settings)
+    user = settings.user_id
+    if not user:
+        raise HookSkipped("set MEMORY_USER_ID (the scope to remember in)")
     state = settings.data_dir / "hooks" / f"{hashlib.sha256(session.encode()).hexdigest()[:32]}.json"
     try:
         done = int(json.loads(state.read_text()).get("captured", 0))
@@ -161,7 +184,14 @@ def capture(event: dict[str, Any], settings: Settings) -> str:
         "infer": True,
         "metadata": {"source": "hook", "session_id": session[:128]},
     }
-    result = _call(settings, "add_memory", arguments, Caller(actor="hook", default_user_id=user), 300.0)
+    request = {
+        "op": "call",
+        "settings": shared_settings(settings),
+        "tool": "add_memory",
+        "arguments": arguments,
+        "caller": caller_to_json(Caller(actor="hook", default_user_id=user)),
+    }
+    result = _ask_owner(settings.data_dir, request, 300.0)
     state.parent.mkdir(mode=0o700, exist_ok=True)
     tmp = state.with_suffix(".tmp")
     tmp.write_text(json.dumps({"captured": len(messages)}))

@@ -9,6 +9,8 @@ writes must be serialised by one lock, so exactly one process may hold the store
   stale and needs no clean-up.
 - The owner opens Milvus and SQLite and serves tool calls on a Unix socket (mode 0600) whose
   path it writes to `<data dir>/owner.json`.
+- `hook recall` (server/hooks.py) asks for one read-only search (op `recall`), which the owner
+  runs with its own settings: the hook process reads no settings model.
 - Every other process answers the MCP handshake and `tools/list` itself and forwards each
   `tools/call` (tool name, arguments, and its caller: bound scope, read-only, default user) over
   a fresh connection, one length-prefixed JSON frame each way (no size limit a legal reply can
@@ -221,6 +223,11 @@ class SharedStore:
     async def _answer(self, stream: SocketStream) -> dict[str, Any]:
         with anyio.fail_after(10):
             request = await receive_frame(stream)
+        if request.get("op") == "recall":  # `hook recall`: a read-only search, run with this process's settings
+            user = (request.get("arguments") or {}).get("user_id")
+            caller = Caller(actor="hook", read_only=True, default_user_id=user if isinstance(user, str) else None)
+            result = await self._run_tool("search_memories", dict(request.get("arguments") or {}), caller)
+            return {"result": result.model_dump(mode="json", by_alias=True, exclude_none=True)}
         theirs = request.get("settings") or {}
         if theirs != self._shared:
             differing = sorted(k for k in set(theirs) | set(self._shared) if theirs.get(k) != self._shared.get(k))

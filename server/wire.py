@@ -1,7 +1,7 @@
 """The sharing protocol's light parts (server/sharing.py): frames, the settings digest, the caller.
 
 Kept apart so that a client of the owner (the `hook` commands, server/hooks.py) imports nothing
-heavy: no MCP SDK, no Milvus, no model.
+heavy: no MCP SDK, no Milvus, no model, no pydantic.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import hashlib
 import json
 import socket
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from milvus_memory_mcp.records import Caller, Scope
-from milvus_memory_mcp.settings import Settings
+
+if TYPE_CHECKING:
+    from milvus_memory_mcp.settings import Settings
 
 # Settings that may differ between the processes sharing a store; all others must match.
 PROCESS_SETTINGS = frozenset(

@@ -94,9 +94,14 @@ async def test_recall_prints_relevant_memories_from_the_running_owner(tmp_path: 
             bob = server_env(data, MEMORY_USER_ID="bob")
             code, out, _ = await hook("recall", prompt_event("What are my hobbies?", transcript), bob)
             assert code == 0 and "Sunday" in out and "improving" not in out
-            # settings that differ from the owner's: refused by the owner, nothing printed
+            # recall reads no settings model: the owner searches with its own settings
             other = server_env(data, MEMORY_USER_ID="alice", MEMORY_DEDUP_THRESHOLD="0.9")
             code, out, err = await hook("recall", prompt_event("What are my hobbies?", transcript), other)
+            assert code == 0 and "improving my tennis skills" in out
+            # capture does: a process with other store settings is refused by the owner
+            transcript.write_text(transcript_line("user", "I like jazz", "s") + "\n")
+            end = end_event("s", transcript)
+            code, out, err = await hook("capture", end, other | {"MEMORY_LLM": "openai:x", "MEMORY_LLM_API_KEY": "k"})
             assert (code, out) == (0, "") and "different settings" in err
     # the owner is gone
     code, out, err = await hook("recall", prompt_event("What are my hobbies?", transcript), env)
