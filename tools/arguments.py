@@ -84,7 +84,7 @@ def describe(tool: str, schema: dict[str, Any], arguments: dict[str, Any], exc: 
         names = ", ".join(unknown)
         return f"{tool} has no argument {names}; its arguments are: {', '.join(props)}."
     for e in errors:
-        if e["type"] == "missing" and e["loc"]:
+        if e["type"] == "missing" and len(e["loc"]) == 1:
             name = str(e["loc"][0])
             expected, example = EXPECTED.get(name, ("a value", "..."))
             return f"{tool} needs {name}: {expected}, e.g. {name}={example}."

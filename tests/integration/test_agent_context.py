@@ -154,6 +154,8 @@ BAD_ARGUMENTS = [
     ("search_memories", {"query": "x", "user_id": "a", "threshold": "0.5"}, "threshold", "number"),
     ("add_memory", {"messages": "x", "user_id": "a", "infer": "false"}, "infer", "JSON boolean"),
     ("search_memories", {"user_id": "a"}, "query", "needs query"),
+    ("add_memory", {"messages": [{"role": "user"}], "user_id": "a"}, "messages must be", "list of"),
+    ("add_memory", {"messages": [{"role": "boss", "content": "x"}], "user_id": "a"}, "messages must be", "role"),
 ]
 
 
