@@ -1,20 +1,23 @@
-"""Command line: `milvus-memory-mcp [serve|demo|doctor] [--flags]` (flags mirror MEMORY_* variables), and the
-owner's commands (list, search, show, history, delete, restore, stats: server/cli.py)."""
+"""Command line: `milvus-memory-mcp [serve|demo|doctor] [--flags]` (flags mirror MEMORY_* variables), the
+owner's commands (list, search, show, history, delete, restore, stats: server/cli.py; export, import),
+and the client hooks (`hook recall|capture`: server/hooks.py)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from milvus_memory_mcp.errors import MemoryServiceError
-from milvus_memory_mcp.private import UMASK, secure_store
-from milvus_memory_mcp.settings import Settings
+
+if TYPE_CHECKING:  # `hook recall` runs on every prompt: it imports neither pydantic nor the settings
+    from milvus_memory_mcp.settings import Settings
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    from milvus_memory_mcp.settings import Settings
+
     for name, field in Settings.model_fields.items():
         # A bool flag alone means true (`--allow-unauthenticated`); it also takes an explicit value.
         switch: dict[str, Any] = {"nargs": "?", "const": "true"} if field.annotation is bool else {}
@@ -52,13 +55,34 @@ def _parser() -> argparse.ArgumentParser:
     doctor_p.add_argument("--data-dir", help="The data dir [env MEMORY_DATA_DIR]; other settings: MEMORY_* variables.")
     add_commands(sub)
     cli_transfer.add_commands(sub)
+    hook_p = sub.add_parser("hook", help="Client hooks (Claude Code): recall before a prompt, capture at session end.")
+    hook_p.add_argument(
+        "hook",
+        choices=["recall", "capture"],
+        help="recall: UserPromptSubmit (flags: --data-dir, --user-id, "
+        "--max-tokens); capture: SessionEnd/Stop (every setting flag).",
+    )
+    _add_setting_flags(hook_p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["hook"] and "recall" in argv:  # on every prompt: no pydantic, no settings model
+        from milvus_memory_mcp.hooks import recall_main
+
+        rest = list(argv[1:])
+        rest.remove("recall")
+        return recall_main(rest, sys.stdin, sys.stdout, sys.stderr)
+    import logging
+
     from milvus_memory_mcp.cli import COMMANDS
+    from milvus_memory_mcp.private import UMASK, secure_store
+    from milvus_memory_mcp.settings import Settings
 
     args = _parser().parse_args(argv)
+    if args.command == "hook":
+        return _hook(args)
     command = args.command or "serve"
     if command in (*COMMANDS, "export", "import"):
         overrides: dict[str, Any] = {"data_dir": args.data_dir} if args.data_dir else {}
@@ -116,6 +140,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"milvus-memory-mcp: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _hook(args: argparse.Namespace) -> int:
+    """A hook never fails the user's turn: exit 0 whatever happens (reasons on stderr)."""
+    from milvus_memory_mcp.settings import Settings
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "hook") and v is not None}
+    try:
+        settings = Settings.load(**overrides)
+    except MemoryServiceError as e:
+        print(f"milvus-memory-mcp hook {args.hook}: {e}", file=sys.stderr)
+        return 0
+    from milvus_memory_mcp.hooks import capture_main
+
+    return capture_main(settings, sys.stdin, sys.stderr)
 
 
 async def _owner_command(settings: Settings, args: argparse.Namespace) -> int:

@@ -32,13 +32,10 @@ logger = logging.getLogger(__name__)
 call_log = logging.getLogger("milvus_memory_mcp.calls")
 
 INSTRUCTIONS = (
-    "Long-term memory across conversations: call search_memories before answering anything that may depend on "
-    "what you were told before, and add_memory when you learn a durable fact, preference or plan, stored as one "
-    "short, self-contained sentence. "
-    "Scope: every call says whose memory it is with user_id, agent_id or run_id (at least one, combined with AND, "
-    "the same stable values each time), and may leave them out only when the server has a default user. A memory "
-    "is only ever visible within its own scope: a search or list never returns another user's, agent's or run's "
-    "memories."
+    "Long-term memory. Before answering anything that may depend on earlier conversations, call "
+    "search_memories; when you learn a durable fact, preference or plan, add_memory it as one short, "
+    "self-contained sentence. Name the same user_id (or agent_id / run_id) every time. "
+    "The memory_guide prompt says more."
 )
 
 CallerProvider = Callable[[], Caller]

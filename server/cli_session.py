@@ -19,6 +19,7 @@ from milvus_memory_mcp.records import Caller
 from milvus_memory_mcp.settings import Settings
 
 ACTOR = "cli"
+VERBOSE_TOOLS = frozenset({"search_memories", "get_memory", "list_memories", "memory_history"})
 
 
 class CommandFailed(Exception):
@@ -31,7 +32,10 @@ class Session:
         self._store = store
 
     async def call(self, tool: str, **arguments: Any) -> dict[str, Any]:
-        """A tool's structured result; CommandFailed with its message when it fails."""
+        """A tool's structured result, every field (`verbose` where the tool has it); CommandFailed
+        with its message when it fails."""
+        if tool in VERBOSE_TOOLS:
+            arguments["verbose"] = True
         result = await self._client.call_tool(tool, {k: v for k, v in arguments.items() if v is not None})
         if result.is_error:
             raise CommandFailed(" ".join(getattr(c, "text", "") for c in result.content))

@@ -1,21 +1,28 @@
-"""Pydantic results returned by the tools (MCP structured output)."""
+"""Pydantic results returned by the tools (MCP structured output).
+
+Every field a compact result may leave out has a default, so the published output schemas never
+require it (tools/render.py decides what a compact result keeps; `verbose=true` keeps it all).
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
+from milvus_memory_mcp.core.cursors import encode_cursor
 from milvus_memory_mcp.records import HistoryEntry, MemoryRecord, iso
+
+Event = Literal["ADD", "UPDATE", "DELETE", "NONE", "RESTORE"]
 
 
 class MemoryItem(BaseModel):
-    id: str = Field(description="The memory's id (a UUID).")
-    memory: str = Field(description="The remembered text.")
-    hash: str = Field(description="md5 of the memory text.")
+    id: str
+    memory: str
+    hash: str | None = Field(default=None, description="md5 of the text (verbose).")
     metadata: dict[str, Any] = Field(default_factory=dict)
-    created_at: str | None = Field(description="ISO-8601 time the memory was created.")
-    updated_at: str | None = Field(description="ISO-8601 time of the last change.")
+    created_at: str | None = None
+    updated_at: str | None = None
     user_id: str | None = None
     agent_id: str | None = None
     run_id: str | None = None
@@ -36,7 +43,7 @@ class MemoryItem(BaseModel):
 
 
 class SearchHit(MemoryItem):
-    score: float = Field(description="Relevance, higher is better (cosine similarity for dense search).")
+    score: float = Field(description="Relevance 0-1, higher is better.")
 
     @classmethod
     def scored(cls, r: MemoryRecord, score: float) -> SearchHit:
@@ -46,25 +53,41 @@ class SearchHit(MemoryItem):
 class AddEvent(BaseModel):
     id: str
     memory: str
-    event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
+    event: Event
     previous_memory: str | None = None
     reason: str | None = None
 
 
 class AddResult(BaseModel):
     results: list[AddEvent]
-    note: str | None = Field(default=None, description="Anything the agent should know about how the add went.")
+    note: str | None = None
 
 
-class SearchResult(BaseModel):
+class Truncation(BaseModel):
+    """Fields a result cut to `max_tokens` adds."""
+
+    truncated: bool = False
+    note: str | None = None
+
+
+class SearchResult(Truncation):
     results: list[SearchHit]
 
 
-class ListResult(BaseModel):
+class ListResult(Truncation):
     results: list[MemoryItem]
-    next_cursor: str | None = Field(
-        default=None, description="Pass as `cursor` to get the next page; null on the last."
-    )
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for the next page.")
+    _cursors: list[str] = PrivateAttr(default_factory=list)  # after each item: a page cut to a budget
+
+    @classmethod
+    def page(cls, records: list[MemoryRecord], more: bool) -> ListResult:
+        result = cls(results=[MemoryItem.of(r) for r in records])
+        result._cursors = [encode_cursor(r) for r in records]
+        result.next_cursor = result._cursors[-1] if more else None
+        return result
+
+    def cursor_after(self, index: int) -> str:
+        return self._cursors[index]
 
 
 class DeleteResult(BaseModel):
@@ -80,24 +103,21 @@ class DeleteAllResult(BaseModel):
 
 
 class HistoryEvent(BaseModel):
-    id: str
-    memory_id: str
-    old_memory: str | None
-    new_memory: str | None
-    event: Literal["ADD", "UPDATE", "DELETE", "NONE", "RESTORE"] = Field(
-        description="NONE: an inferred add found this memory already known and changed nothing (see reason). "
-        "RESTORE: restore_memory went back to an earlier state."
-    )
-    created_at: str | None = Field(description="When the memory was created.")
-    updated_at: str | None = Field(description="When this event happened.")
-    is_deleted: bool
+    id: str | None = None
+    memory_id: str | None = None
+    old_memory: str | None = None
+    new_memory: str | None = None
+    event: Event = Field(description="NONE: an inferred add found it already known. RESTORE: restore_memory.")
+    created_at: str | None = None
+    updated_at: str | None = Field(default=None, description="When this event happened.")
+    is_deleted: bool = False
     user_id: str | None = None
     agent_id: str | None = None
     run_id: str | None = None
     actor: str | None = None
     role: str | None = None
-    reason: str | None = Field(default=None, description="Why an inferred change was made (the LLM's one line).")
-    source_hash: str | None = Field(default=None, description="md5 of the messages an inferred change came from.")
+    reason: str | None = None
+    source_hash: str | None = None
 
     @classmethod
     def of(cls, h: HistoryEntry) -> HistoryEvent:

@@ -43,7 +43,7 @@ def register_resources(server: MCPServer, caller: Callable[[], Caller], store: S
         mime_type="text/plain",
     )
     async def memories(user_id: str) -> str:
-        page = await tool("list_memories", {"user_id": user_id, "limit": PAGE})
+        page = await tool("list_memories", {"user_id": user_id, "limit": PAGE, "verbose": True})
         lines = [f"- {m['memory']} (id {m['id']}, updated {m['updated_at']})" for m in page["results"]]
         if page.get("next_cursor"):
             lines.append(f"More memories: call list_memories with cursor {page['next_cursor']}.")
@@ -56,7 +56,7 @@ def register_resources(server: MCPServer, caller: Callable[[], Caller], store: S
         mime_type="text/plain",
     )
     async def history(memory_id: str) -> str:
-        events = (await tool("memory_history", {"memory_id": memory_id}))["events"]
+        events = (await tool("memory_history", {"memory_id": memory_id, "verbose": True}))["events"]
         lines = []
         for e in events:
             text = e.get("new_memory") if e["event"] != "DELETE" else e.get("old_memory")

@@ -16,7 +16,7 @@ import anyio
 from milvus_memory_mcp import filters, models
 from milvus_memory_mcp.core import scopes, stats
 from milvus_memory_mcp.core.adds import VerbatimAdds
-from milvus_memory_mcp.core.cursors import decode_cursor, encode_cursor
+from milvus_memory_mcp.core.cursors import decode_cursor
 from milvus_memory_mcp.core.edits import Edits
 from milvus_memory_mcp.core.inferred import InferredAdds
 from milvus_memory_mcp.core.lifecycle import Lifecycle
@@ -155,7 +155,7 @@ class MemoryService:
         as_of: object = None,
     ) -> models.SearchResult:
         text = check_text(query, self.settings.max_memory_bytes, "query")
-        scope = self._scope_for(scope, caller)
+        scope = self._scope_for(scopes.from_filters(scope, filters_), caller)
         limit = check_limit(limit, 1, MAX_SEARCH_LIMIT)
         if threshold is not None and not -1.0 <= threshold <= 1.0:
             raise InvalidInput(f"threshold must be from -1 to 1 (scores are -1..1, higher is better), got {threshold}.")
@@ -185,7 +185,7 @@ class MemoryService:
         caller: Caller = ANONYMOUS,
         as_of: object = None,
     ) -> models.ListResult:
-        scope = self._scope_for(scope, caller)
+        scope = self._scope_for(scopes.from_filters(scope, filters_), caller)
         limit = check_limit(limit, 1, MAX_LIST_LIMIT)
         where = filters.within(scope, filters_)
         after = decode_cursor(cursor) if cursor else None
@@ -193,9 +193,7 @@ class MemoryService:
         await self._lifecycle.ready_for_reads()
         h = self.history
         rows = await (h.list_live(where, limit + 1, after) if at is None else h.list_at(where, at, limit + 1, after))
-        page, more = rows[:limit], len(rows) > limit
-        next_cursor = encode_cursor(page[-1]) if more else None
-        return models.ListResult(results=[models.MemoryItem.of(r) for r in page], next_cursor=next_cursor)
+        return models.ListResult.page(rows[:limit], len(rows) > limit)
 
     async def update(
         self, memory_id: str, data: object, metadata: object = None, caller: Caller = ANONYMOUS
@@ -213,14 +211,15 @@ class MemoryService:
         scopes.check_writable(caller)
         memory_id = check_memory_id(memory_id)
         await self.ready()
-        await self._edits.delete(memory_id, caller)
+        if not await self._edits.delete(memory_id, caller):  # idempotent: an id once live in the caller's scope
+            return models.DeleteResult(id=memory_id, deleted=False, message=scopes.ALREADY_DELETED)
         return models.DeleteResult(id=memory_id, deleted=True, message=f"Memory {memory_id} deleted.")
 
     async def delete_all(
         self, scope: Scope, confirm: bool, filters_: object = None, caller: Caller = ANONYMOUS
     ) -> models.DeleteAllResult:
         scopes.check_writable(caller)
-        scope = check_scope(scope.user_id, scope.agent_id, scope.run_id)
+        scope = scopes.from_filters(check_scope(scope.user_id, scope.agent_id, scope.run_id), filters_)
         if scope.is_empty() and caller.bound is None:
             raise InvalidInput("delete_all_memories needs a scope: name user_id, agent_id or run_id.")
         scope = self._scope_for(scope, caller, use_default=False)

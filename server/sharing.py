@@ -9,6 +9,8 @@ writes must be serialised by one lock, so exactly one process may hold the store
   stale and needs no clean-up.
 - The owner opens Milvus and SQLite and serves tool calls on a Unix socket (mode 0600) whose
   path it writes to `<data dir>/owner.json`.
+- `hook recall` (server/hooks.py) asks for one read-only search (op `recall`), which the owner
+  runs with its own settings: the hook process reads no settings model.
 - Every other process answers the MCP handshake and `tools/list` itself and forwards each
   `tools/call` (tool name, arguments, and its caller: bound scope, read-only, default user) over
   a fresh connection, one length-prefixed JSON frame each way (no size limit a legal reply can
@@ -24,12 +26,10 @@ writes must be serialised by one lock, so exactly one process may hold the store
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import logging
 import os
 import shutil
-import struct
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -42,34 +42,19 @@ from mcp_types import CallToolResult, TextContent
 
 from milvus_memory_mcp.errors import MemoryServiceError, StoreUnavailable
 from milvus_memory_mcp.private import make_private_dir
-from milvus_memory_mcp.records import Caller, Scope
+from milvus_memory_mcp.records import Caller
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
+from milvus_memory_mcp.wire import (
+    FRAME_HEADER,
+    MAX_FRAME,
+    caller_from_json,
+    caller_to_json,
+    shared_settings,
+)
 
 logger = logging.getLogger(__name__)
 
-# Settings that may differ between the processes sharing a store; all others must match.
-PROCESS_SETTINGS = frozenset(
-    {
-        "transport",
-        "host",
-        "port",
-        "auth_tokens",
-        "allow_unauthenticated",
-        "allowed_hosts",
-        "allowed_origins",
-        "call_timeout",
-        "session_idle_timeout",
-        "max_sessions_per_credential",
-        "log_level",
-        "user_id",
-    }
-)
-# Messages are length-prefixed frames (8-byte big-endian length, then JSON), so that no legal
-# reply meets a size limit: the largest, a list_memories page of 1000 memories of 65,535 bytes and
-# 16 KiB of metadata each, escaped twice (structured content and its text copy), stays under 1 GiB.
-FRAME_HEADER = struct.Struct("!Q")
-MAX_FRAME = 4 * 1024**3  # only a sanity bound against a peer that does not speak this protocol
 CONNECT_WINDOW = 20.0  # how long a call looks for an owner (one may be starting or taking over)
 MAX_RETRIES = 3  # calls dropped by an owner that went away
 OWNER_OPS = ("stats", "import")  # the owner's operations that are not tool calls (`run_op`)
@@ -80,31 +65,6 @@ RunTool = Callable[[str, dict[str, Any], Caller], Awaitable[CallToolResult]]
 
 class OwnerGone(Exception):
     """The owning process closed the connection before answering (it exited or died)."""
-
-
-def shared_settings(settings: Settings) -> dict[str, str]:
-    """A digest of each setting the owner's core depends on (digests: the Milvus token is secret)."""
-    values = settings.model_dump(mode="json", exclude=set(PROCESS_SETTINGS))
-    return {k: hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:16] for k, v in values.items()}
-
-
-def caller_to_json(caller: Caller) -> dict[str, Any]:
-    return {
-        "bound": dict(caller.bound.items()) if caller.bound else None,
-        "actor": caller.actor,
-        "read_only": caller.read_only,
-        "default_user_id": caller.default_user_id,
-    }
-
-
-def caller_from_json(data: dict[str, Any]) -> Caller:
-    bound = data.get("bound")
-    return Caller(
-        bound=Scope(**bound) if bound else None,
-        actor=data.get("actor"),
-        read_only=bool(data.get("read_only")),
-        default_user_id=data.get("default_user_id"),
-    )
 
 
 def error_result(message: str) -> CallToolResult:
@@ -264,6 +224,11 @@ class SharedStore:
     async def _answer(self, stream: SocketStream) -> dict[str, Any]:
         with anyio.fail_after(10):
             request = await receive_frame(stream)
+        if request.get("op") == "recall":  # `hook recall`: a read-only search, run with this process's settings
+            user = (request.get("arguments") or {}).get("user_id")
+            caller = Caller(actor="hook", read_only=True, default_user_id=user if isinstance(user, str) else None)
+            result = await self._run_tool("search_memories", dict(request.get("arguments") or {}), caller)
+            return {"result": result.model_dump(mode="json", by_alias=True, exclude_none=True)}
         theirs = request.get("settings") or {}
         if theirs != self._shared:
             differing = sorted(k for k in set(theirs) | set(self._shared) if theirs.get(k) != self._shared.get(k))

@@ -1,9 +1,10 @@
 """The MCP tools: thin, typed wrappers over `MemoryService`.
 
 Each tool validates nothing itself and touches no store: it forwards to the core and turns the
-core's errors into `ToolError`, whose message is all the agent sees. Numbers and booleans are
-strict (`Field(strict=True)`): "10" or true for `limit`, "0.5" for `threshold` are refused by the
-SDK's argument validation, naming the argument, instead of being coerced.
+core's errors into `ToolError`, whose message is all the agent sees. Arguments are checked against
+the schema first (tools/arguments.py: unknown arguments, types and bounds, in the product's own
+one-line messages); numbers and booleans are strict (`Field(strict=True)`): "10" or true for
+`limit` are refused, never coerced. Results are compact unless `verbose` (tools/render.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
+from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from milvus_memory_mcp.errors import MemoryServiceError
@@ -28,61 +29,39 @@ from milvus_memory_mcp.models import (
     MemoryItem,
     SearchResult,
 )
+from milvus_memory_mcp.ranking import EXAMPLE_THRESHOLD
 from milvus_memory_mcp.records import ANONYMOUS, Caller, Scope
-from milvus_memory_mcp.service import MemoryService
+from milvus_memory_mcp.service import MAX_LIST_LIMIT, MAX_SEARCH_LIMIT, MemoryService
+from milvus_memory_mcp.tools.arguments import strict_arguments
+from milvus_memory_mcp.tools.prompts import register_prompts
+from milvus_memory_mcp.tools.render import respond
 
 CallerProvider = Callable[[], Caller]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ChatMessage(BaseModel):
-    role: Literal["user", "assistant", "system"] = Field(description="Who said it.")
-    content: str = Field(description="What was said.")
+    role: Literal["user", "assistant", "system"]
+    content: str
 
 
-UserId = Annotated[
-    str | None,
-    Field(
-        description='The user the memory is about, e.g. "alice"; use the same stable id in every call. Name at '
-        "least one of user_id, agent_id, run_id unless the server has a default user."
-    ),
-]
-AgentId = Annotated[
-    str | None, Field(description='The agent the memory belongs to, e.g. "travel-planner"; combined with AND.')
-]
-RunId = Annotated[
-    str | None, Field(description='One conversation or task run, e.g. "session-42"; for short-lived context.')
-]
-MemoryId = Annotated[
-    str,
-    Field(
-        description="The memory's id as returned by add_memory, search_memories or list_memories, "
-        'e.g. "5f3dd46a-3d39-489d-9137-ab79be234add".'
-    ),
-]
+UserId = Annotated[str | None, Field(description='e.g. "alice"; the same id every time.')]
+AgentId = str | None
+RunId = str | None
+MemoryId = str
 FILTERS_HELP = (
-    "Conditions on metadata keys, user_id / agent_id / run_id, or created_at / updated_at, "
-    'e.g. {"category": "hobbies"} (equality); several keys must all hold. Operators: '
-    '{"priority": {"gte": 3, "lt": 7}} with eq, ne, in, nin (lists), gt, gte, lt, lte, contains '
-    "(array holds the value, or string holds the substring). Times are ISO-8601: "
-    '{"created_at": {"gte": "2024-05-01T00:00:00Z"}}. Nest with AND / OR (lists) and NOT (one object): '
-    '{"OR": [{"category": "work"}, {"NOT": {"tags": {"contains": "done"}}}]}. '
-    "A memory lacking a metadata key never matches a condition on it (not even ne / nin / NOT)."
+    'Conditions on metadata, scope or created_at: {"category": "hobbies"}, {"priority": {"gte": 3}} '
+    "(eq ne in nin gt gte lt lte contains), AND / OR / NOT."
 )
 Filters = Annotated[dict[str, Any] | None, Field(description=FILTERS_HELP)]
-AsOf = Annotated[
-    str | None,
-    Field(description='ISO-8601 time, e.g. "2024-05-01T12:00:00Z": the memories as they stood then. Omit for now.'),
-]
-Metadata = Annotated[
-    dict[str, Any] | None,
-    Field(
-        description='JSON object stored with the memory for later filtering, e.g. {"category": "hobbies"}. '
-        "Keys: letters, digits, _ -."
-    ),
+AsOf = Annotated[str | None, Field(description='ISO-8601, e.g. "2024-05-01T12:00:00Z": memories as they stood then.')]
+Metadata = Annotated[dict[str, Any] | None, Field(description='e.g. {"category": "hobbies"}.')]
+Verbose = Annotated[bool, Field(strict=True, description="Every field (hash, times, scope).")]
+MaxTokens = Annotated[
+    int | None, Field(strict=True, ge=1, le=100_000, description="Cut the result to this many tokens.")
 ]
 
-READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 CHANGE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 
@@ -112,81 +91,55 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
     async def add_memory(
         messages: Annotated[
             str | list[ChatMessage],
-            Field(
-                description='One short, self-contained fact to remember, e.g. "Prefers window seats on '
-                'flights", or a list of messages, e.g. [{"role": "user", "content": "I moved to Lyon"}]; '
-                "each user/assistant message is stored."
-            ),
+            Field(description='A fact, e.g. "Prefers window seats", or [{"role": "user", "content": "..."}].'),
         ],
         user_id: UserId = None,
         agent_id: AgentId = None,
         run_id: RunId = None,
         metadata: Metadata = None,
         infer: Annotated[
-            bool | None,
-            Field(
-                strict=True,
-                description="With an LLM configured: extract and reconcile facts (default). false stores verbatim.",
-            ),
+            bool | None, Field(strict=True, description="With an LLM: extract facts (default); false: verbatim.")
         ] = None,
-    ) -> AddResult:
-        """Remember a fact about the user or the task for later conversations.
+    ) -> Annotated[CallToolResult, AddResult]:
+        """Remember a durable fact, preference, plan or correction for later conversations.
 
-        Call it when you learn something durable worth recalling in a future conversation: a fact,
-        preference, plan, relationship or correction ("Is allergic to peanuts", "Works at Acme as a
-        data engineer", "Exam on linear algebra on November 20"). A good memory is one short,
-        self-contained sentence that still makes sense without the conversation: name things instead
-        of "it" or "that", one fact per memory, no greetings or small talk. Search first if the fact
-        may already be stored; to correct one, use update_memory. Identical text in the same scope
-        returns the existing memory with event NONE instead of a duplicate.
+        One short, self-contained sentence ("Is allergic to peanuts"): name things, one fact each.
+        Search first; to correct a memory use update_memory.
         """
         with agent_errors():
-            return await service.add(messages, Scope(user_id, agent_id, run_id), metadata, infer, caller())
+            return respond(await service.add(messages, Scope(user_id, agent_id, run_id), metadata, infer, caller()))
 
     @tool(server, READ)
     async def search_memories(
-        query: Annotated[
-            str,
-            Field(
-                description='What you want to recall, in natural language, e.g. "What are Alice\'s hobbies?" or '
-                '"dietary restrictions".'
-            ),
-        ],
+        query: Annotated[str, Field(description='What to recall, e.g. "dietary restrictions".')],
         user_id: UserId = None,
         agent_id: AgentId = None,
         run_id: RunId = None,
-        limit: Annotated[int, Field(strict=True, description="Most results to return (1-100), e.g. 5.")] = 10,
+        limit: Annotated[int, Field(strict=True, ge=1, le=MAX_SEARCH_LIMIT)] = 10,
         threshold: Annotated[
             float | None,
-            Field(
-                strict=True,
-                description="Drop results whose score is below this, e.g. 0.3. Hybrid scores (the default) run "
-                "0-1; dense-only scores are cosine similarity, -1 to 1.",
-            ),
+            Field(strict=True, ge=-1, le=1, description=f"Drop scores below this, e.g. {EXAMPLE_THRESHOLD}."),
         ] = None,
         filters: Filters = None,
         as_of: AsOf = None,
-    ) -> SearchResult:
-        """Find stored memories by meaning and by keywords, best match first.
+        max_tokens: MaxTokens = None,
+        verbose: Verbose = False,
+    ) -> Annotated[CallToolResult, SearchResult]:
+        """Find memories by meaning and keywords, best first (score 0-1).
 
-        Call it at the start of a conversation and before answering anything that may depend on what
-        you were told earlier (preferences, plans, facts about the user), and before add_memory to
-        avoid storing a fact twice. Ask a focused question rather than pasting the whole message.
-        Each result has a `score`: higher is more relevant; weak matches may be unrelated.
+        Call it before answering anything that may depend on earlier conversations (preferences,
+        plans, facts about the user) and before add_memory. Ask a focused question.
         """
+        scope = Scope(user_id, agent_id, run_id)
         with agent_errors():
-            scope = Scope(user_id, agent_id, run_id)
-            return await service.search(query, scope, limit, threshold, filters, caller(), as_of)
+            result = await service.search(query, scope, limit, threshold, filters, caller(), as_of)
+            return respond(result, verbose=verbose, named=scope, max_tokens=max_tokens)
 
     @tool(server, READ)
-    async def get_memory(memory_id: MemoryId) -> MemoryItem:
-        """Read one memory by its id, e.g. to check its current text and metadata before updating it.
-
-        Call it when you hold an id (from add_memory, search_memories or list_memories); to find
-        memories by content, use search_memories instead.
-        """
+    async def get_memory(memory_id: MemoryId, verbose: Verbose = False) -> Annotated[CallToolResult, MemoryItem]:
+        """Read one memory by id."""
         with agent_errors():
-            return await service.get(memory_id, caller())
+            return respond(await service.get(memory_id, caller()), verbose=verbose)
 
     @tool(server, READ)
     async def list_memories(
@@ -194,102 +147,74 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         agent_id: AgentId = None,
         run_id: RunId = None,
         filters: Filters = None,
-        limit: Annotated[int, Field(strict=True, description="Page size (1-1000), e.g. 50.")] = 100,
-        cursor: Annotated[
-            str | None, Field(description="next_cursor from the previous page; omit it for the first page.")
-        ] = None,
+        limit: Annotated[int, Field(strict=True, ge=1, le=MAX_LIST_LIMIT)] = 100,
+        cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
         as_of: AsOf = None,
-    ) -> ListResult:
-        """List the memories of a scope, oldest first, one page at a time.
+        max_tokens: MaxTokens = None,
+        verbose: Verbose = False,
+    ) -> Annotated[CallToolResult, ListResult]:
+        """List a scope's memories, oldest first, a page at a time (pass next_cursor as cursor).
 
-        Call it when the user asks what you remember about them, or to review and tidy a scope; to find
-        something specific, search_memories is better. When `next_cursor` is not null, pass it as
-        `cursor` to get the next page.
+        For "what do you remember about me" or tidying up; to find something, search_memories.
         """
+        scope = Scope(user_id, agent_id, run_id)
         with agent_errors():
-            return await service.list(Scope(user_id, agent_id, run_id), filters, limit, cursor, caller(), as_of)
+            result = await service.list(scope, filters, limit, cursor, caller(), as_of)
+            return respond(result, verbose=verbose, named=scope, max_tokens=max_tokens)
 
     @tool(server, CHANGE)
     async def update_memory(
         memory_id: MemoryId,
-        data: Annotated[
-            str,
-            Field(
-                description="The complete corrected memory, one short self-contained sentence, "
-                'e.g. "Likes to play tennis on weekends".'
-            ),
-        ],
-        metadata: Annotated[
-            dict[str, Any] | None,
-            Field(description='Replaces the metadata when given, e.g. {"category": "hobbies"}; kept when omitted.'),
-        ] = None,
-    ) -> MemoryItem:
-        """Replace a memory's text (and optionally its metadata) when a fact changed or was wrong.
+        data: Annotated[str, Field(description='e.g. "Likes to play tennis on weekends".')],
+        metadata: Annotated[dict[str, Any] | None, Field(description="Replaces the metadata; kept if omitted.")] = None,
+    ) -> Annotated[CallToolResult, MemoryItem]:
+        """Replace a memory's text when a fact changed or was wrong (find it with search_memories).
 
-        Call it instead of add_memory when the user corrects or updates something already stored
-        (find it with search_memories first). Write the whole new fact as a short, self-contained
-        sentence, not a diff. Keeps the id and creation time; the old text stays in memory_history.
+        Write the whole fact, self-contained. The old text stays in memory_history.
         """
         with agent_errors():
-            return await service.update(memory_id, data, metadata, caller())
+            return respond(await service.update(memory_id, data, metadata, caller()))
 
     @tool(server, CHANGE)
-    async def delete_memory(memory_id: MemoryId) -> DeleteResult:
-        """Forget one memory, e.g. when the user asks you to or it is no longer true.
+    async def delete_memory(memory_id: MemoryId) -> Annotated[CallToolResult, DeleteResult]:
+        """Forget one memory that is no longer true (if it changed, use update_memory).
 
-        Call it for a fact that stopped being true with nothing to replace it; when it changed, use
-        update_memory instead. Its history stays readable with memory_history.
+        Deleting it again answers deleted=false.
         """
         with agent_errors():
-            return await service.delete(memory_id, caller())
+            return respond(await service.delete(memory_id, caller()))
 
     @tool(server, CHANGE)
     async def delete_all_memories(
         user_id: UserId = None,
         agent_id: AgentId = None,
         run_id: RunId = None,
-        confirm: Annotated[
-            bool, Field(strict=True, description="Must be true: this deletes every memory of the scope.")
-        ] = False,
+        confirm: Annotated[bool, Field(strict=True, description="Must be true.")] = False,
         filters: Annotated[
-            dict[str, Any] | None,
-            Field(description="Delete only the scope's memories matching these conditions. " + FILTERS_HELP),
+            dict[str, Any] | None, Field(description="Only the matching ones (as in search_memories).")
         ] = None,
-    ) -> DeleteAllResult:
-        """Forget every memory of one scope (a user, an agent or a run). Only when explicitly asked.
-
-        Call it only when the user asks to erase everything you remember about them (or a run);
-        never to tidy up. Needs an explicit scope and confirm=true; other scopes are never touched.
-        With filters, only the matching memories of the scope are deleted.
-        """
+    ) -> Annotated[CallToolResult, DeleteAllResult]:
+        """Forget every memory of one scope, only when the user explicitly asks to erase it."""
         with agent_errors():
-            return await service.delete_all(Scope(user_id, agent_id, run_id), confirm, filters, caller())
+            return respond(await service.delete_all(Scope(user_id, agent_id, run_id), confirm, filters, caller()))
 
     @tool(server, READ)
-    async def memory_history(memory_id: MemoryId) -> HistoryResult:
-        """Show how one memory changed over time: every ADD, UPDATE and DELETE, oldest first.
-
-        Call it when the user asks what a fact used to be, or when or why it changed. Works for
-        deleted memories too.
-        """
+    async def memory_history(memory_id: MemoryId, verbose: Verbose = False) -> Annotated[CallToolResult, HistoryResult]:
+        """How one memory changed (ADD, UPDATE, DELETE), oldest first; works for deleted ones."""
         with agent_errors():
-            return await service.memory_history(memory_id, caller())
+            return respond(await service.memory_history(memory_id, caller()), verbose=verbose)
 
     @tool(server, WRITE)
     async def restore_memory(
         memory_id: MemoryId,
         event_id: Annotated[
             str | None,
-            Field(
-                description='Restore the state just after this memory_history event, e.g. "0c9a7b1e-5d3f-4c2a-9e8b-'
-                '1f2a3b4c5d6e"; omit it to undo the last change.'
-            ),
+            Field(description="A memory_history event id: the state just after it. Omit: undo the last change."),
         ] = None,
-    ) -> MemoryItem:
-        """Undo: bring a memory back to an earlier state, deleted memories included.
-
-        Call it when a change to a memory was a mistake (a wrong update or delete). Recorded in
-        memory_history as a RESTORE, so it can be undone in turn.
-        """
+    ) -> Annotated[CallToolResult, MemoryItem]:
+        """Undo a wrong update or delete: bring a memory back to an earlier state (recorded as RESTORE)."""
         with agent_errors():
-            return await service.restore(memory_id, event_id, caller())
+            return respond(await service.restore(memory_id, event_id, caller()))
+
+    strict_arguments(server)
+    register_prompts(server, EXAMPLE_THRESHOLD)

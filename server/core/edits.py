@@ -30,10 +30,15 @@ class Edits:
             await self._writes.apply([Change.of("UPDATE", old, new, caller.actor, vector)])
         return new
 
-    async def delete(self, memory_id: str, caller: Caller) -> None:
+    async def delete(self, memory_id: str, caller: Caller) -> bool:
+        """Delete the memory; False when it was deleted already (an id once live in the caller's
+        scope: deleting is idempotent), NotFound when the caller never could see it."""
         async with self._writes.lock:
-            old = await scopes.owned(self._history, memory_id, caller)
+            old = await scopes.owned(self._history, memory_id, caller, include_deleted=True)
+            if old.deleted_at is not None:
+                return False
             await self._writes.apply([Change.of("DELETE", old, old.updated(deleted_at=now_us()), caller.actor)])
+        return True
 
     async def delete_all(self, where: And, caller: Caller) -> int:
         """Delete every live memory matching `where`, all or nothing; how many."""

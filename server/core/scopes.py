@@ -4,19 +4,42 @@ A credential may bind a scope (HTTP tokens, server/auth.py): its fields are fixe
 replaced, only narrowed with the fields it leaves free. A call that names no scope gets the
 caller's default user (the calling process's MEMORY_USER_ID), if any. A memory outside the
 caller's bound scope is "not found", with the same message as an unknown id.
+
+Mem0 habit: a call that names no scope argument but puts scope keys in `filters`
+(`filters={"user_id": "alice"}`) acts on that scope; a scope key there that is not a plain string
+(`{"user_id": {"in": [...]}}`) cannot name a scope and is refused saying so.
 """
 
 from __future__ import annotations
 
 from milvus_memory_mcp.errors import InvalidInput, PermissionDenied, not_found
 from milvus_memory_mcp.history import RecordStore
-from milvus_memory_mcp.records import Caller, MemoryRecord, Scope
+from milvus_memory_mcp.records import SCOPE_FIELDS, Caller, MemoryRecord, Scope
 from milvus_memory_mcp.validation import check_memory_id, check_scope
 
 NO_SCOPE = (
-    'Name at least one of user_id, agent_id or run_id (for example user_id="alice"), '
-    "or start the server with MEMORY_USER_ID set."
+    'Name at least one of user_id, agent_id or run_id (for example user_id="alice"; '
+    'filters={"user_id": "alice"} counts too), or start the server with MEMORY_USER_ID set.'
 )
+ALREADY_DELETED = "It was already deleted; nothing changed (its history stays in memory_history)."
+
+
+def from_filters(explicit: Scope, filters: object) -> Scope:
+    """`explicit`, or, when it names nothing, the scope keys a Mem0-style `filters` holds as strings."""
+    if not explicit.is_empty() or not isinstance(filters, dict):
+        return explicit
+    named: dict[str, str] = {}
+    for key in SCOPE_FIELDS:
+        value = filters.get(key)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise InvalidInput(
+                f"filters.{key} is not a plain string, so it cannot name the scope: pass {key} as an argument "
+                f'(e.g. {key}="alice") and keep the condition in filters.'
+            )
+        named[key] = value
+    return Scope(**named)
 
 
 def resolve(explicit: Scope, caller: Caller, default_user: str | None, *, use_default: bool = True) -> Scope:

@@ -66,5 +66,5 @@ async def test_claude_desktop_example_config_starts_a_server_with_its_default_us
     async with Client(config, timeout=60) as client:
         added = (await client.call_tool("add_memory", {"messages": "Prefers window seats"})).data
         assert added.results[0].event == "ADD"
-        hits = (await client.call_tool("search_memories", {"query": "seat preference"})).data.results
+        hits = (await client.call_tool("search_memories", {"query": "seat preference", "verbose": True})).data.results
         assert [(h.memory, h.user_id) for h in hits] == [("Prefers window seats", user)]

@@ -138,5 +138,5 @@ async def test_each_process_applies_its_own_default_user(tmp_path: Path) -> None
         ):
             await call(ann, "add_memory", **args)
             await call(ben, "add_memory", **args)
-            assert [m["user_id"] for m in (await call(ann, "list_memories"))["results"]] == ["ann"]
-            assert [m["user_id"] for m in (await call(ben, "list_memories"))["results"]] == ["ben"]
+            assert [m["user_id"] for m in (await call(ann, "list_memories", verbose=True))["results"]] == ["ann"]
+            assert [m["user_id"] for m in (await call(ben, "list_memories", verbose=True))["results"]] == ["ben"]

@@ -33,14 +33,14 @@ async def test_reference_walkthrough(client: Client) -> None:
     # 2. update
     await call(client, "update_memory", memory_id=tennis, data="Likes to play tennis on weekends")
     # 3. list
-    [item] = (await call(client, "list_memories", user_id="alice"))["results"]
+    [item] = (await call(client, "list_memories", user_id="alice", verbose=True))["results"]
     assert {"id", "memory", "hash", "metadata", "created_at", "updated_at", "user_id"} <= set(item)
     assert item["memory"] == "Likes to play tennis on weekends"
     assert item["hash"] == hashlib.md5(b"Likes to play tennis on weekends").hexdigest()
     assert item["metadata"] == {"category": "hobbies"} and item["user_id"] == "alice"
     # 4. history
     events = (await call(client, "memory_history", memory_id=tennis))["events"]
-    assert [(e["event"], e["old_memory"], e["new_memory"]) for e in events] == [
+    assert [(e["event"], e.get("old_memory"), e["new_memory"]) for e in events] == [
         ("ADD", None, "I am working on improving my tennis skills."),
         ("UPDATE", "I am working on improving my tennis skills.", "Likes to play tennis on weekends"),
     ]

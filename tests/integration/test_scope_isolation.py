@@ -26,7 +26,9 @@ async def test_hostile_user_id_is_stored_literally_and_never_widens_a_query(clie
     await call(client, "add_memory", messages="bob secret: loves metal", user_id="bob")
     mine = (await call(client, "add_memory", messages="hostile's own memory", user_id=hostile))["results"][0]
 
-    hits = (await call(client, "search_memories", query="what music do they love", user_id=hostile))["results"]
+    hits = (await call(client, "search_memories", query="what music do they love", user_id=hostile, verbose=True))[
+        "results"
+    ]
     assert [h["id"] for h in hits] == [mine["id"]]
     assert hits[0]["user_id"] == hostile
     listed = (await call(client, "list_memories", user_id=hostile))["results"]

@@ -1,0 +1,25 @@
+"""The MCP prompt: how an agent should use this memory (the server's `instructions`, longer)."""
+
+from __future__ import annotations
+
+from mcp.server.mcpserver import MCPServer
+
+MEMORY_GUIDE = """\
+Use the memory tools like this{who}:
+- Search first. At the start of a conversation, and before answering anything that may depend on what you
+  were told before (preferences, plans, people, facts about the user), call search_memories with a short,
+  focused query. Results are best first; a score of {threshold} or more is likely relevant.
+- Remember what lasts. When you learn a durable fact, preference, plan, relationship or correction, call
+  add_memory with one short sentence that makes sense alone: "Is allergic to peanuts", not "yes, that one".
+  Name people, places and dates (absolute, not "tomorrow"); one fact per memory; no small talk, no secrets.
+- Correct, do not pile up. If a stored fact changed, update_memory it; if it is no longer true,
+  delete_memory it.
+- Scope: every call names user_id, agent_id or run_id (combined with AND; the same stable values each
+  time), or none when the server has a default user. A memory is only visible within its own scope."""
+
+
+def register_prompts(server: MCPServer, threshold: float) -> None:
+    @server.prompt(name="memory_guide", description="When to search memory before answering; what to remember.")
+    def memory_guide(user_id: str | None = None) -> str:
+        who = f' (user_id="{user_id}")' if user_id else ""
+        return MEMORY_GUIDE.format(who=who, threshold=threshold)
