@@ -24,7 +24,7 @@ import numpy as np
 from milvus_memory_mcp import filters
 from milvus_memory_mcp.records import MemoryRecord, Scope, now_us, text_hash
 from milvus_memory_mcp.stores.milvus import MilvusStore
-from tests.milvus_server import MilvusStandalone
+from tests.support.milvus_server import MilvusStandalone
 
 
 def _rows(n: int, dims: int, users: int, rng: np.random.Generator) -> list[tuple[MemoryRecord, list[float]]]:

@@ -60,10 +60,7 @@ class WriteProtocol:
         self._unsettled.update(ids)  # until the vector store holds the changes (or SQLite is reverted)
         with anyio.CancelScope(shield=True):
             try:
-                for start in range(0, len(changes), APPLY_CHUNK):
-                    chunk = changes[start : start + APPLY_CHUNK]
-                    await self._vectors.upsert([(c.new, c.vector) for c in chunk if c.vector is not None])
-                    await self._vectors.delete([c.new.id for c in chunk if c.new.deleted_at is not None])
+                await self._write_through([(c.new, c.vector) for c in changes])
             except BackendError as e:
                 await self._undo(changes, e)
             self._unsettled.difference_update(ids)
@@ -83,15 +80,20 @@ class WriteProtocol:
         ids = [r.id for r, _, _ in items]
         self._unsettled.update(ids)
         with anyio.CancelScope(shield=True):
-            for start in range(0, len(items), APPLY_CHUNK):
-                chunk = items[start : start + APPLY_CHUNK]
-                try:
-                    await self._vectors.upsert([(r, v) for r, _, v in chunk if v is not None and r.deleted_at is None])
-                    await self._vectors.delete([r.id for r, _, _ in chunk if r.deleted_at is not None])
-                except BackendError as e:
-                    raise BackendError(f"{e} The batch was recorded; it reaches the vector store later.") from e
+            try:
+                await self._write_through([(r, v) for r, _, v in items])
+            except BackendError as e:
+                raise BackendError(f"{e} The batch was recorded; it reaches the vector store later.") from e
             self._unsettled.difference_update(ids)
             await self._applied(ids)
+
+    async def _write_through(self, states: list[tuple[MemoryRecord, list[float] | None]]) -> None:
+        """New states to the vector store, APPLY_CHUNK at a time: live ones upserted with their
+        vector, deleted ones removed."""
+        for start in range(0, len(states), APPLY_CHUNK):
+            chunk = states[start : start + APPLY_CHUNK]
+            await self._vectors.upsert([(r, v) for r, v in chunk if v is not None and r.deleted_at is None])
+            await self._vectors.delete([r.id for r, _ in chunk if r.deleted_at is not None])
 
     async def _undo(self, changes: list[Change], cause: BackendError) -> None:
         """Put SQLite back as it was and make the vector store match it; always raises."""

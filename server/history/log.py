@@ -64,6 +64,18 @@ def _history(row: sqlite3.Row | tuple[Any, ...]) -> HistoryEntry:
     )
 
 
+def _paged(sql: str, args: list[Any], after: tuple[int, str] | None, limit: int | None) -> tuple[str, list[Any]]:
+    """`sql` (rows with created_at and id) from just after a keyset cursor, oldest first, `limit` rows."""
+    if after is not None:
+        sql += " AND (created_at > ? OR (created_at = ? AND id > ?))"
+        args = [*args, after[0], after[0], after[1]]
+    sql += " ORDER BY created_at, id"
+    if limit is not None:
+        sql += " LIMIT ?"
+        args = [*args, limit]
+    return sql, args
+
+
 def _where(tree: Node | None) -> tuple[str, list[Any]]:
     return ("1", []) if tree is None else to_sql(tree)
 
@@ -103,15 +115,7 @@ class RecordLog(Database):
 
         def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
             sql = f"SELECT {MEMORY_COLUMNS} FROM memories WHERE collection = ? AND deleted_at IS NULL AND ({condition})"
-            args: list[Any] = [self._collection, *params]
-            if after is not None:
-                sql += " AND (created_at > ? OR (created_at = ? AND id > ?))"
-                args += [after[0], after[0], after[1]]
-            sql += " ORDER BY created_at, id"
-            if limit is not None:
-                sql += " LIMIT ?"
-                args.append(limit)
-            return [_record(r) for r in conn.execute(sql, args)]
+            return [_record(r) for r in conn.execute(*_paged(sql, [self._collection, *params], after, limit))]
 
         return await self._run(run)
 
@@ -252,14 +256,7 @@ class RecordLog(Database):
             states = PAST_STATES.format(scope=scope)
             sql = f"SELECT {PAST_COLUMNS} FROM ({states}) WHERE ({condition})"
             args: list[Any] = [self._collection, at, *scope_params, self._collection, *params]
-            if after is not None:
-                sql += " AND (created_at > ? OR (created_at = ? AND id > ?))"
-                args += [after[0], after[0], after[1]]
-            sql += " ORDER BY created_at, id"
-            if limit is not None:
-                sql += " LIMIT ?"
-                args.append(limit)
-            return [_past(r) for r in conn.execute(sql, args)]
+            return [_past(r) for r in conn.execute(*_paged(sql, args, after, limit))]
 
         return await self._run(run)
 
