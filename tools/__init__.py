@@ -46,6 +46,7 @@ class ChatMessage(BaseModel):
 
 
 UserId = Annotated[str | None, Field(description='e.g. "alice"; the same id every time.')]
+ScopeId = str | None  # the other tools: add_memory and search_memories say what a user_id is
 AgentId = str | None
 RunId = str | None
 MemoryId = str
@@ -54,9 +55,11 @@ FILTERS_HELP = (
     "(eq ne in nin gt gte lt lte contains), AND / OR / NOT."
 )
 Filters = Annotated[dict[str, Any] | None, Field(description=FILTERS_HELP)]
+SameAsOf = Annotated[str | None, Field(description="As in search_memories.")]
+SameFilters = Annotated[dict[str, Any] | None, Field(description="As in search_memories.")]
 AsOf = Annotated[str | None, Field(description='ISO-8601, e.g. "2024-05-01T12:00:00Z": memories as they stood then.')]
 Metadata = Annotated[dict[str, Any] | None, Field(description='e.g. {"category": "hobbies"}.')]
-Verbose = Annotated[bool, Field(strict=True, description="Every field (hash, times, scope).")]
+Verbose = Annotated[bool, Field(strict=True, description="Every field.")]
 MaxTokens = Annotated[
     int | None, Field(strict=True, ge=1, le=100_000, description="Cut the result to this many tokens.")
 ]
@@ -143,17 +146,17 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
 
     @tool(server, READ)
     async def list_memories(
-        user_id: UserId = None,
+        user_id: ScopeId = None,
         agent_id: AgentId = None,
         run_id: RunId = None,
-        filters: Filters = None,
+        filters: SameFilters = None,
         limit: Annotated[int, Field(strict=True, ge=1, le=MAX_LIST_LIMIT)] = 100,
         cursor: Annotated[str | None, Field(description="next_cursor of the previous page.")] = None,
-        as_of: AsOf = None,
+        as_of: SameAsOf = None,
         max_tokens: MaxTokens = None,
         verbose: Verbose = False,
     ) -> Annotated[CallToolResult, ListResult]:
-        """List a scope's memories, oldest first, a page at a time (pass next_cursor as cursor).
+        """List a scope's memories, oldest first, a page at a time.
 
         For "what do you remember about me" or tidying up; to find something, search_memories.
         """
@@ -168,9 +171,9 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
         data: Annotated[str, Field(description='e.g. "Likes to play tennis on weekends".')],
         metadata: Annotated[dict[str, Any] | None, Field(description="Replaces the metadata; kept if omitted.")] = None,
     ) -> Annotated[CallToolResult, MemoryItem]:
-        """Replace a memory's text when a fact changed or was wrong (find it with search_memories).
+        """Replace a memory's text when the fact changed or was wrong.
 
-        Write the whole fact, self-contained. The old text stays in memory_history.
+        Write the whole fact, self-contained; the old text stays in memory_history.
         """
         with agent_errors():
             return respond(await service.update(memory_id, data, metadata, caller()))
@@ -186,13 +189,11 @@ def register(server: MCPServer, service: MemoryService, caller: CallerProvider =
 
     @tool(server, CHANGE)
     async def delete_all_memories(
-        user_id: UserId = None,
+        user_id: ScopeId = None,
         agent_id: AgentId = None,
         run_id: RunId = None,
         confirm: Annotated[bool, Field(strict=True, description="Must be true.")] = False,
-        filters: Annotated[
-            dict[str, Any] | None, Field(description="Only the matching ones (as in search_memories).")
-        ] = None,
+        filters: SameFilters = None,
     ) -> Annotated[CallToolResult, DeleteAllResult]:
         """Forget every memory of one scope, only when the user explicitly asks to erase it."""
         with agent_errors():

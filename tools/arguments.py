@@ -120,12 +120,11 @@ class CheckedMetadata(FuncMetadata):
 
 def lean_schema(schema: Any, *, described: bool = True) -> Any:
     """A JSON schema without what costs bytes and says nothing: titles, null defaults,
-    `additionalProperties: true`, `anyOf: [X, null]` written as `type: [X, "null"]`; and without
-    descriptions unless `described` (output schemas: the tool's description says it).
-
-    Output schemas (`described=False`) also leave out the optional fields that may be null: those
-    a compact result omits (hash, times, scope fields, notes). Extra properties stay allowed, so a
-    verbose result is as valid as a compact one."""
+    `additionalProperties: true`, and the `null` branch of an optional field (`anyOf: [X, null]`
+    becomes X: the field may be left out, and results leave out what is null, tools/render.py);
+    without descriptions and defaults unless `described` (output schemas: the tool's description
+    says it).
+    Every type stays a single `type` (portable to clients with a one-type dialect)."""
     if isinstance(schema, list):
         return [lean_schema(x, described=described) for x in schema]  # pyright: ignore[reportUnknownVariableType]
     if not isinstance(schema, dict):
@@ -134,26 +133,17 @@ def lean_schema(schema: Any, *, described: bool = True) -> Any:
     for key, value in schema.items():  # pyright: ignore[reportUnknownVariableType]
         if key == "title" or (key == "default" and value is None) or (key == "additionalProperties" and value is True):
             continue
-        if key == "description" and not described:
+        if key in ("description", "default") and not described:
             continue
         if key in ("properties", "$defs"):
             out[key] = {name: lean_schema(sub, described=described) for name, sub in value.items()}  # pyright: ignore
         else:
             out[key] = lean_schema(value, described=described)
     options = out.get("anyOf")
-    if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:  # pyright: ignore
-        [other] = [o for o in options if o != {"type": "null"}]  # pyright: ignore
-        if isinstance(other, dict) and isinstance(other.get("type"), str):  # pyright: ignore
-            del out["anyOf"]
-            out = {**other, **out, "type": [other["type"], "null"]}  # pyright: ignore
-    properties = out.get("properties")
-    if not described and isinstance(properties, dict):
-        required = set(out.get("required") or ())  # pyright: ignore[reportUnknownArgumentType]
-        out["properties"] = {
-            name: sub
-            for name, sub in properties.items()  # pyright: ignore[reportUnknownVariableType]
-            if name in required or not (isinstance(sub, dict) and "null" in (sub.get("type") or ()))  # pyright: ignore
-        }
+    if isinstance(options, list) and {"type": "null"} in options:  # pyright: ignore
+        rest = [o for o in options if o != {"type": "null"}]  # pyright: ignore
+        del out["anyOf"]
+        out = {**rest[0], **out} if len(rest) == 1 else {**out, "anyOf": rest}  # pyright: ignore
     return out
 
 

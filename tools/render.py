@@ -5,7 +5,8 @@ null, empty or implied: `hash`, empty `metadata`, the scope fields the call name
 item), times in search and list items (`verbose=true` adds them), `updated_at` when it equals
 `created_at`, and in history events what the memory id already says (the event id stays:
 restore_memory takes it). The text block is the same
-JSON as the structured content, without indentation. `verbose=true` returns every field.
+JSON as the structured content, without indentation. `verbose=true` returns every field that has
+a value (a null field is left out in both forms).
 
 `max_tokens` (search and list) keeps the first results whose text fits the budget, counted with
 the embedder's tokenizer (server/tokens.py), and says so: `truncated: true` and a `note` naming
@@ -32,7 +33,10 @@ def respond(
     model: BaseModel, *, verbose: bool = False, named: Scope | None = None, max_tokens: int | None = None
 ) -> CallToolResult:
     """The tool result for `model`: compact unless `verbose`; `named` is the scope the call named."""
-    data = model.model_dump(mode="json") if verbose else compact(model.model_dump(mode="json"), named or Scope())
+    # Null fields are left out even when verbose: the schemas declare no `null` (tools/arguments.py).
+    data = model.model_dump(mode="json", exclude_none=True)
+    if not verbose:
+        data = compact(data, named or Scope())
     if max_tokens is not None:
         data = fit(data, model, max_tokens)
     text = dumps(data)

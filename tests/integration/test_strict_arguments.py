@@ -42,9 +42,14 @@ async def test_well_typed_numbers_still_work(client: Client) -> None:
     assert len((await call(client, "list_memories", user_id="u", limit=1))["results"]) == 1
 
 
-async def test_the_schema_keeps_the_json_types(client: Client) -> None:
+async def test_the_schema_keeps_the_json_types_one_type_each_and_null_still_means_omitted(client: Client) -> None:
     tools = {t.name: t.input_schema["properties"] for t in (await client.list_tools()).tools}
     assert tools["search_memories"]["limit"]["type"] == "integer"
     assert tools["list_memories"]["limit"]["type"] == "integer"
-    assert tools["search_memories"]["threshold"]["type"] == ["number", "null"]
-    assert tools["add_memory"]["infer"]["type"] == ["boolean", "null"]
+    # Optional arguments are written without their null branch (portable to one-type dialects) ...
+    assert tools["search_memories"]["threshold"]["type"] == "number"
+    assert tools["add_memory"]["infer"]["type"] == "boolean"
+    # ... and a client that sends null anyway is understood as leaving the argument out.
+    await call(client, "add_memory", messages="Likes green tea", user_id="n", infer=None)
+    hits = (await call(client, "search_memories", query="tea", user_id="n", threshold=None, as_of=None))["results"]
+    assert [h["memory"] for h in hits] == ["Likes green tea"]
