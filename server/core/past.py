@@ -2,17 +2,20 @@
 
 The history holds every version of every memory with the time span it stood for (from its event
 to the next change), so the memories as they stood at a time are each one's state after its last
-change up to then (`HistoryStore.list_at`). A search over them ranks those versions the way the
-current search does (dense, keyword or hybrid, recency counted from `as_of`) over a search index
-built for the call: old texts' vectors come from the embeddings cache where stored, else from the
-embedder (and are stored for the next call). Current searches do not come here: their speed is
-unchanged.
+change up to then (`HistoryStore.list_at`). A search ranks the versions standing at `as_of` the
+way the current search does (dense, keyword or hybrid, recency counted from `as_of`), over an
+index of every version of the filter's memories (`HistoryStore.versions`), built at the first
+`as_of` search of that filter and kept until the history database changes: old texts' vectors
+come from the embeddings cache where stored, else from the embedder (and are stored for the next
+build). Current searches do not come here: their speed is unchanged.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -26,9 +29,13 @@ from milvus_memory_mcp.records import MemoryRecord, Scope
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import Hits
 
+if TYPE_CHECKING:  # numpy is imported after the MCP handshake
+    from milvus_memory_mcp.search_index import SearchIndex
+
 logger = logging.getLogger(__name__)
 
 EMBED_CHUNK = 256  # old texts embedded per call
+CACHED_VERSIONS = 200_000  # versions kept indexed across filters (~300 MB of vectors at 384 dims)
 Embedded = dict[str, tuple[Any, str]]  # text hash -> (float32 vector, analysed words)
 
 
@@ -43,41 +50,90 @@ def parse_as_of(value: object) -> int | None:
         raise InvalidInput(f'as_of must be an ISO-8601 time such as "2024-05-01T12:00:00Z", got {shown}.') from None
 
 
+@dataclass
+class Versions:
+    """Every version of a filter's memories in one search index (keyed by position), with the time
+    span each stood for: what `as_of` searches of that filter read, until the history changes."""
+
+    mark: tuple[int, int]
+    records: list[MemoryRecord]
+    started: Any  # int64 µs, per version
+    ended: Any  # int64 µs (the largest int64: it stands now)
+    index: SearchIndex
+
+    def standing(self, at: int) -> list[str]:
+        import numpy as np
+
+        rows = np.flatnonzero((self.started <= at) & (at < self.ended))
+        return [str(r) for r in rows]
+
+
 class PastSearch:
+    """`as_of` searches, over a per-filter index of every version (built once, reused by every
+    later `as_of` search of that filter until the next commit to the history). BM25 statistics
+    are those of all the filter's versions."""
+
     def __init__(self, settings: Settings, history: HistoryStore, embedder: Embedder) -> None:
         self.settings = settings
         self._history = history
         self._embedder = embedder
+        self._cache: OrderedDict[str, Versions] = OrderedDict()
+        self._building = anyio.Lock()
 
     async def search(self, text: str, where: And, at: int, limit: int) -> Hits:
         """The best `limit` versions standing at `at` (µs) within `where` for `text`, best first."""
-        records = await self._history.list_at(where, at, None)
-        if not records:
+        versions = await self._versions(where)
+        standing = versions.standing(at)
+        if not standing:
             return []
-        embedded = await self._embedded(records)
         [query] = await self._embedder.embed([text], kind="query")
         s = self.settings
-        hits = await anyio.to_thread.run_sync(self._rank, records, embedded, query, text, max(limit, 20))
+        hits = await anyio.to_thread.run_sync(self._rank, versions, standing, query, text, max(limit, 20))
         return ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, at)[:limit]
 
-    def _rank(
-        self,
-        records: list[MemoryRecord],
-        embedded: Embedded,
-        query: list[float],
-        text: str,
-        wanted: int,
-    ) -> Hits:
+    async def _versions(self, where: And) -> Versions:
+        key = f"{self._embedder.model_id}|{where!r}"
+        async with self._building:
+            mark = await self._history.change_mark()
+            cached = self._cache.get(key)
+            if cached is not None and cached.mark == mark:
+                self._cache.move_to_end(key)
+                return cached
+            versions = await self._build(where, mark)
+            self._cache[key] = versions
+            self._cache.move_to_end(key)
+            while len(self._cache) > 1 and sum(len(v.records) for v in self._cache.values()) > CACHED_VERSIONS:
+                self._cache.popitem(last=False)
+            return versions
+
+    async def _build(self, where: And, mark: tuple[int, int]) -> Versions:
+        import numpy as np
+
         from milvus_memory_mcp.search_index import Entry, SearchIndex
 
-        index = SearchIndex(len(query))
-        index.upsert(Entry(r.id, Scope(), *embedded[r.hash]) for r in records)
-        by_id = {r.id: r for r in records}
+        rows = await self._history.versions(where)
+        records = [r for r, _ in rows]
+        embedded = await self._embedded(records) if records else {}
+        never = np.iinfo(np.int64).max
+        started = np.asarray([r.updated_at for r in records], dtype=np.int64)
+        ended = np.asarray([never if e is None else e for _, e in rows], dtype=np.int64)
+        index = SearchIndex(self._embedder.dimensions)
+
+        def fill() -> None:
+            index.upsert(Entry(str(i), Scope(), *embedded[r.hash]) for i, r in enumerate(records))
+
+        if records:
+            await anyio.to_thread.run_sync(fill)
+        return Versions(mark, records, started, ended, index)
+
+    def _rank(self, versions: Versions, standing: list[str], query: list[float], text: str, wanted: int) -> Hits:
+        index, records = versions.index, versions.records
         mode = self.settings.search_mode
-        everyone = Scope()  # the scope and filters were applied by `list_at`
-        dense = [(by_id[i], x) for i, x in index.search(query, everyone, wanted)] if mode != "keyword" else []
-        found = index.search_words(analyse(text), everyone, wanted) if mode != "dense" else []
-        words = [(by_id[i], x) for i, x in found]
+        everyone = Scope()  # the scope and filters were applied by `versions`
+        found = index.search(query, everyone, wanted, among=standing) if mode != "keyword" else []
+        dense = [(records[int(i)], x) for i, x in found]
+        found = index.search_words(analyse(text), everyone, wanted, among=standing) if mode != "dense" else []
+        words = [(records[int(i)], x) for i, x in found]
         if mode == "dense":
             return dense
         if mode == "keyword":

@@ -58,6 +58,7 @@ class Database:
         self._collection = collection
         self._conn: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)
+        self._commits = 0  # write transactions this process committed
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:
@@ -76,8 +77,18 @@ class Database:
             with conn:
                 conn.execute("BEGIN IMMEDIATE")
                 fn(conn)
+            self._commits += 1
 
         await self._run(run)
+
+    async def change_mark(self) -> tuple[int, int]:
+        """A value that differs after any commit to the database, by this process or another
+        (SQLite's `data_version` counts the others'): for caches of what it holds."""
+
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            return self._commits, int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+        return await self._run(run)
 
     async def open(self) -> None:
         if self._conn is None:

@@ -260,6 +260,32 @@ class RecordLog(Database):
 
         return await self._run(run)
 
+    async def versions(self, where: Node | None) -> list[tuple[MemoryRecord, int | None]]:
+        """Every version that matched the filter tree while it stood, with the µs time it was
+        superseded (None: it stands now); a version stands from its `updated_at`. The versions
+        standing at `at` are `list_at(where, at)`."""
+        condition, params = _where(where)
+        scope, scope_params = _where(_scope_part(where))
+
+        def run(conn: sqlite3.Connection) -> list[tuple[MemoryRecord, int | None]]:
+            sql = f"SELECT {PAST_COLUMNS}, ended FROM ({VERSIONS.format(scope=scope)}) WHERE ({condition})"
+            args: list[Any] = [self._collection, *scope_params, self._collection, *params]
+            return [(_past(r), r[8]) for r in conn.execute(sql, args)]
+
+        return await self._run(run)
+
+
+# Every version of every memory (each ADD / UPDATE / RESTORE event's state) with the time it was
+# superseded (the memory's next state-changing event, DELETE included; NULL: it still stands).
+VERSIONS = (
+    "SELECT v.id AS id, v.memory AS memory, COALESCE(v.metadata, m.metadata) AS metadata, v.user_id AS user_id, "
+    "v.agent_id AS agent_id, v.run_id AS run_id, m.created_at AS created_at, v.updated_at AS updated_at, "
+    "v.ended AS ended FROM ("
+    "SELECT memory_id AS id, new_memory AS memory, event, metadata, user_id, agent_id, run_id, updated_at, "
+    "LEAD(updated_at) OVER (PARTITION BY memory_id ORDER BY seq) AS ended FROM history "
+    "WHERE collection = ? AND event IN ('ADD', 'UPDATE', 'DELETE', 'RESTORE') AND ({scope})"
+    ") v JOIN memories m ON m.collection = ? AND m.id = v.id WHERE v.event != 'DELETE'"
+)
 
 # Every state-changing event up to a time, with the columns the filter renderer expects (those of
 # `memories`), numbered newest first per memory; an event recorded before migration 0004 has no

@@ -9,6 +9,9 @@ import anyio
 import pytest
 from mcp import Client
 
+from milvus_memory_mcp.history import SQLiteHistory
+from milvus_memory_mcp.service import MemoryService
+
 from ..conftest import call, error_of
 
 pytestmark = pytest.mark.anyio
@@ -72,3 +75,27 @@ async def test_as_of_pages_with_cursors_and_stays_within_the_scope(client: Clien
 async def test_a_bad_as_of_is_refused_with_a_clear_message(client: Client) -> None:
     message = await error_of(client, "list_memories", user_id="alice", as_of="last tuesday")
     assert "as_of must be an ISO-8601 time" in message
+
+
+async def test_as_of_searches_reuse_their_index_until_the_history_changes(client: Client, service: MemoryService) -> None:
+    await call(client, "add_memory", messages="Drinks oolong tea", user_id="alice")
+    later = "2999-01-01T00:00:00Z"  # after every write: the memories as they stand now
+    assert await texts(client, "search_memories", query="tea", as_of=later) == ["Drinks oolong tea"]
+    first = service._past._cache.copy()  # pyright: ignore[reportPrivateUsage]
+    assert await texts(client, "search_memories", query="tea", as_of=later) == ["Drinks oolong tea"]
+    assert service._past._cache == first  # pyright: ignore[reportPrivateUsage]  # the same index, not rebuilt
+    # a write in this process is seen by the next as_of search ...
+    added = await call(client, "add_memory", messages="Drinks green tea", user_id="alice")
+    assert sorted(await texts(client, "search_memories", query="tea", as_of=later)) == [
+        "Drinks green tea",
+        "Drinks oolong tea",
+    ]
+    # ... and so is a commit to the database by another connection (another process)
+    mark = await service.history.change_mark()
+    other = SQLiteHistory(service.settings.resolved_history_path, service.settings.collection)
+    await other.open()
+    try:
+        await other.save_embeddings("another-model", [(added["results"][0]["id"], "text", [1.0, 0.0])])
+    finally:
+        await other.close()
+    assert await service.history.change_mark() != mark
