@@ -77,7 +77,9 @@ async def test_a_bad_as_of_is_refused_with_a_clear_message(client: Client) -> No
     assert "as_of must be an ISO-8601 time" in message
 
 
-async def test_as_of_searches_reuse_their_index_until_the_history_changes(client: Client, service: MemoryService) -> None:
+async def test_as_of_searches_reuse_their_index_until_the_history_changes(
+    client: Client, service: MemoryService
+) -> None:
     await call(client, "add_memory", messages="Drinks oolong tea", user_id="alice")
     later = "2999-01-01T00:00:00Z"  # after every write: the memories as they stand now
     assert await texts(client, "search_memories", query="tea", as_of=later) == ["Drinks oolong tea"]

@@ -200,8 +200,8 @@ async def test_delete_all_with_filters_deletes_only_the_matching_memories(client
 
 async def test_filter_syntax_is_documented_in_the_tool_schemas(client: Client) -> None:
     tools = {t.name: t for t in (await client.list_tools()).tools}
-    # delete_all_memories refers to search_memories' description (every byte of tools/list costs context)
-    assert "search_memories" in tools["delete_all_memories"].input_schema["properties"]["filters"]["description"]
-    for name in ("search_memories", "list_memories"):
-        described = tools[name].input_schema["properties"]["filters"]["description"]
-        assert "gte" in described and "contains" in described and "created_at" in described and "NOT" in described
+    # the other tools refer to search_memories' description (every byte of tools/list costs context)
+    for name in ("list_memories", "delete_all_memories"):
+        assert "search_memories" in tools[name].input_schema["properties"]["filters"]["description"]
+    described = tools["search_memories"].input_schema["properties"]["filters"]["description"]
+    assert "gte" in described and "contains" in described and "created_at" in described and "NOT" in described
