@@ -43,7 +43,8 @@ class Backend:
 
         result = await self.store.call(tool, args, caller, run_here)
         if result.is_error:
-            raise Refused(" ".join(getattr(c, "text", "") for c in result.content) or "The call failed.")
+            text = " ".join(getattr(c, "text", "") for c in result.content)
+            raise Refused(text.removeprefix(f"Error executing tool {tool}: ") or "The call failed.")
         return dict(result.structured_content or {})
 
     async def stats(self, caller: Caller) -> dict[str, Any]:

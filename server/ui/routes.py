@@ -29,7 +29,7 @@ Handler = Callable[["Pages", Request, Session], Awaitable[Response]]
 def _status(message: str) -> int:
     if "read-only" in message or "limited to" in message:
         return 403
-    return 404 if "not found" in message.lower() else 400
+    return 404 if message.startswith("No memory ") else 400  # errors.not_found
 
 
 def login_required(handler: Handler) -> Callable[[Pages, Request], Awaitable[Response]]:

@@ -13,14 +13,18 @@ from urllib.parse import urlencode
 from milvus_memory_mcp.ui.backend import Refused
 
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
-_WORDS = re.compile(r"\s+|[^\s]+")
+_WORDS = re.compile(r"\s*\S+|\s+")  # words with the spaces before them
+REWRITTEN = 0.3  # below this similarity, a change shows as the old text out, the new in
 
 
 def word_diff(old: str | None, new: str | None) -> list[tuple[str, str]]:
     """(op, text) pieces from `old` to `new`: op is "same", "del" or "ins" (the template escapes text)."""
     a, b = _WORDS.findall(old or ""), _WORDS.findall(new or "")
+    matcher = difflib.SequenceMatcher(a=a, b=b, autojunk=False)
+    if a and b and matcher.ratio() < REWRITTEN:
+        return [("del", old or ""), ("ins", new or "")]
     out: list[tuple[str, str]] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             out.append(("same", "".join(a[i1:i2])))
             continue
