@@ -63,7 +63,7 @@ class Guard:
                     (b"content-security-policy", CSP.encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"),
+                    (b"referrer-policy", b"same-origin"),  # no-referrer would make form posts say Origin: null
                     (b"cache-control", b"public, max-age=86400" if static else b"no-store"),
                 ]
                 message = {**message, "headers": headers}
