@@ -174,17 +174,31 @@ def test_edit_restore_delete_and_the_charts(running: Running) -> None:
     assert history_of(client, memory_id) == ["DELETE", "RESTORE", "UPDATE", "ADD"]
     stats = client.get("/ui/stats").text
     assert stats.count("<svg") == 1 and "1 deleted" in stats
-    assert re.search(r"5 added, 2 updated, 1 deleted", html.unescape(stats))  # today's bar (a RESTORE counts as an update)
+    # Today's bar (a RESTORE counts as an update):
+    assert re.search(r"5 added, 2 updated, 1 deleted", html.unescape(stats))
     assert client.post(f"/ui/memory/{memory_id}/restore", data={"csrf": token}).status_code == 303
 
 
 def test_ui_command_without_tokens_prints_a_one_time_login_token(tmp_path: Path) -> None:
     with server(tmp_path, "ui", "--port", "0") as (proc, log):
         port = wait_for(rb"dashboard on http://127\.0\.0\.1:(\d+)/ui/", proc, log, time.monotonic() + 60).group(1)
-        token = wait_for(rb"dashboard login token for this run \(no --auth-tokens\): (\S+)", proc, log, time.monotonic() + 5)
+        said = rb"dashboard login token for this run \(no --auth-tokens\): (\S+)"
+        token = wait_for(said, proc, log, time.monotonic() + 5)
         client = httpx2.Client(base_url=f"http://127.0.0.1:{int(port)}", timeout=60)
         assert login(client, "guessed-token-0123456789abcdef").status_code == 401
         assert login(client, token.group(1).decode()).status_code == 303
         page = client.get("/ui/memories")
         assert page.status_code == 200 and "Choose a scope" in page.text  # an owner's login: every scope
         assert client.get("/mcp").status_code == 404  # the dashboard alone
+
+
+def test_sse_server_without_tokens_serves_the_dashboard_beside_sse(tmp_path: Path) -> None:
+    with server(tmp_path, "serve", "--transport", "sse", "--port", "0") as (proc, log):
+        port = int(wait_for(rb"listening on http://127\.0\.0\.1:(\d+)/sse", proc, log, time.monotonic() + 60).group(1))
+        said = rb"dashboard login token for this run \(no --auth-tokens\): (\S+)"
+        token = wait_for(said, proc, log, time.monotonic() + 5).group(1).decode()
+        client = httpx2.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
+        assert client.get("/health").status_code in (200, 503)
+        assert client.get("/ui/memories").status_code == 303  # no login: no memories, even on loopback
+        assert login(client, token).status_code == 303
+        assert client.get("/ui/stats").status_code == 200
