@@ -14,7 +14,7 @@ from milvus_memory_mcp.filters import Node
 from milvus_memory_mcp.history import HistoryStore
 from milvus_memory_mcp.records import HistoryEntry, Scope
 
-PAGE = 500
+PAGE = 2000  # memories per export page (10k memories: ~0.6 s in all)
 DAY_US = 86_400_000_000
 WRITES = ("ADD", "UPDATE", "DELETE")  # a RESTORE counts as an update: the text changed back
 
