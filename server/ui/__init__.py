@@ -9,8 +9,8 @@ views.py (diffs, timelines, as_of), charts.py (SVG), templates/ (Jinja2, autoesc
 
 from __future__ import annotations
 
-import logging
 import secrets
+import sys
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -27,8 +27,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from milvus_memory_mcp.auth import StaticTokenVerifier
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.sharing import SharedStore
-
-logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 PREFIX = "/ui"
@@ -86,7 +84,8 @@ def dashboard_app(
 
     one_time = None if verifier is not None else secrets.token_urlsafe(24)
     if one_time is not None:
-        logger.warning("dashboard login token for this run (no --auth-tokens): %s", one_time)
+        # Printed, not logged: it must reach the operator whatever MEMORY_LOG_LEVEL says (stderr: never the protocol).
+        print(f"dashboard login token for this run (no --auth-tokens): {one_time}", file=sys.stderr, flush=True)
     hint = "a bearer token from the server's token file" if verifier else "the login token this run printed on stderr"
     sessions = Sessions(token_check(verifier, one_time, settings.user_id))
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))

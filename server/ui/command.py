@@ -7,6 +7,7 @@ does, else its tool calls go to the owner. Without --auth-tokens it logs a one-t
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager
 from typing import Any
@@ -67,7 +68,7 @@ async def _serve(app: Any, settings: Settings, stop: anyio.Event) -> None:
     )
     sock = _bind("127.0.0.1", settings.port)
     port = sock.getsockname()[1]
-    logger.warning("dashboard on http://127.0.0.1:%d/ui/", port)
+    print(f"dashboard on http://127.0.0.1:{port}/ui/", file=sys.stderr, flush=True)  # whatever the log level
     http = Server(config)
 
     async def stop_when_asked() -> None:

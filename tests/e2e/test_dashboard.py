@@ -116,12 +116,19 @@ def test_login_list_search_edit_restore_delete(browser: Any, running: Running) -
     assert 0 < float(first.locator("td.num").inner_text()) <= 1
     alice.shot("search")
 
-    # A memory: edit it, see the UPDATE with its diff in the timeline.
+    # A memory: a bad edit is refused with its reason; a good one shows as an UPDATE with its diff.
     first.locator("a").click()
     page.wait_for_selector("ol.timeline")
+    memory_url = page.url
+    page.fill("input[name=metadata]", "{not json")
+    page.click("form.edit button[type=submit]")
+    page.wait_for_selector("p.error")
+    assert "metadata is not JSON" in page.locator("p.error").inner_text()
+    page.goto(memory_url)
     page.fill("textarea[name=data]", "Alice plays jazz piano and guitar on Sundays")
     page.click("form.edit button[type=submit]")
     page.wait_for_selector("p.done")
+    assert page.url.endswith("?done=updated")  # the boosted post followed the redirect, address bar too
     events = page.locator("ol.timeline .badge")
     assert [events.nth(i).inner_text() for i in range(events.count())] == ["UPDATE", "ADD"]
     assert page.locator("ol.timeline ins").first.inner_text().strip() == "and guitar"

@@ -7,6 +7,7 @@ isolation between tokens, bad input answered with a clear message, the one-time 
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -177,6 +178,19 @@ def test_edit_restore_delete_and_the_charts(running: Running) -> None:
     # Today's bar (a RESTORE counts as an update):
     assert re.search(r"5 added, 2 updated, 1 deleted", html.unescape(stats))
     assert client.post(f"/ui/memory/{memory_id}/restore", data={"csrf": token}).status_code == 303
+
+
+def test_a_token_removed_from_the_file_ends_its_sessions(running: Running) -> None:
+    bob = client_for(running, BOB)
+    tokens = running.log.parent / "tokens.json"
+    saved = tokens.read_text()
+    try:
+        tokens.write_text(json.dumps({k: v for k, v in json.loads(saved).items() if k != BOB}))
+        answer = bob.get("/ui/memories")
+        assert answer.status_code == 303 and answer.headers["location"].startswith("/ui/login")
+    finally:
+        tokens.write_text(saved)
+    assert bob.get("/ui/memories").status_code == 303  # the session is gone, not just suspended
 
 
 def test_ui_command_without_tokens_prints_a_one_time_login_token(tmp_path: Path) -> None:
