@@ -193,6 +193,26 @@ def test_a_token_removed_from_the_file_ends_its_sessions(running: Running) -> No
     assert bob.get("/ui/memories").status_code == 303  # the session is gone, not just suspended
 
 
+def test_ui_command_beside_a_running_server_forwards_to_it(running: Running) -> None:
+    """A second process on the same data dir: the dashboard's calls go to the owner (the server)."""
+    tokens = running.log.parent / "tokens.json"
+    with server(running.log.parent, "ui", "--port", "0", "--auth-tokens", str(tokens), log_name="ui.log") as (
+        proc,
+        log,
+    ):
+        port = wait_for(rb"dashboard on http://127\.0\.0\.1:(\d+)/ui/", proc, log, time.monotonic() + 60).group(1)
+        client = httpx2.Client(base_url=f"http://127.0.0.1:{int(port)}", timeout=60)
+        assert login(client, ALICE).status_code == 303
+        assert "Alice is allergic to peanuts" in client.get("/ui/memories").text
+        memory_id = running.ids["peanuts"]
+        token = csrf_of(client.get(f"/ui/memory/{memory_id}").text)
+        edit = client.post(f"/ui/memory/{memory_id}/edit", data={"csrf": token, "data": "Alice is allergic to nuts"})
+        assert edit.status_code == 303
+        assert "Another process owns this data dir" in client.get("/ui/stats").text
+    owner = client_for(running, ALICE)  # the server's own dashboard shows the forwarded write
+    assert history_of(owner, memory_id) == ["UPDATE", "ADD"]
+
+
 def test_ui_command_without_tokens_prints_a_one_time_login_token(tmp_path: Path) -> None:
     with server(tmp_path, "ui", "--port", "0") as (proc, log):
         port = wait_for(rb"dashboard on http://127\.0\.0\.1:(\d+)/ui/", proc, log, time.monotonic() + 60).group(1)

@@ -54,9 +54,9 @@ def wait_for(pattern: bytes, proc: subprocess.Popen[bytes], log: Path, deadline:
 
 
 @contextmanager
-def server(tmp: Path, *args: str) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
-    """`milvus-memory-mcp ARGS` as a process logging to tmp/server.log; stopped at exit."""
-    log = tmp / "server.log"
+def server(tmp: Path, *args: str, log_name: str = "server.log") -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """`milvus-memory-mcp ARGS` on the data dir tmp/data, logging to tmp/LOG_NAME; stopped at exit."""
+    log = tmp / log_name
     proc = subprocess.Popen(
         [sys.executable, "-m", "milvus_memory_mcp", *args],
         stdin=subprocess.DEVNULL,
