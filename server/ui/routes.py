@@ -84,7 +84,7 @@ class Pages:
         nonce = self.sessions.login_nonce(request)
         ctx = {"nonce": nonce, "next": _local(request.query_params.get("next")), "hint": self.login_hint}
         response = self.render(request, None, "login.html", ctx)
-        self.sessions.set_login_cookie(response, nonce)
+        self.sessions.set_login_cookie(request, response, nonce)
         return response
 
     async def login(self, request: Request) -> Response:
@@ -98,14 +98,14 @@ class Pages:
             ctx = {"nonce": nonce, "next": _local(str(form.get("next") or "")), "hint": self.login_hint}
             return self.render(request, None, "login.html", {**ctx, "error": "That token is not valid."}, 401)
         response = RedirectResponse(_local(str(form.get("next") or "")) or "/ui/memories", 303)
-        self.sessions.set_cookie(response, session)
+        self.sessions.set_cookie(request, response, session)
         return response
 
     @login_required
     async def logout(self, request: Request, session: Session) -> Response:
         self.sessions.logout(session)
         response = RedirectResponse("/ui/login", 303)
-        self.sessions.clear_cookie(response)
+        self.sessions.clear_cookie(request, response)
         return response
 
     # memories: list and search

@@ -61,9 +61,8 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, verify: Verify, secure: bool = False) -> None:
+    def __init__(self, verify: Verify) -> None:
         self._verify = verify
-        self._secure = secure
         self._by_id: OrderedDict[str, Session] = OrderedDict()
 
     def login(self, token: str) -> Session | None:
@@ -95,23 +94,26 @@ class Sessions:
     def logout(self, session: Session) -> None:
         self._by_id.pop(session.id, None)
 
-    def set_cookie(self, response: Response, session: Session) -> None:
-        response.set_cookie(
-            COOKIE, session.id, path=PATH, httponly=True, samesite="strict", secure=self._secure, max_age=None
-        )
+    def set_cookie(self, request: Request, response: Response, session: Session) -> None:
+        response.set_cookie(COOKIE, session.id, path=PATH, httponly=True, samesite="strict", secure=_tls(request))
 
-    def clear_cookie(self, response: Response) -> None:
-        response.delete_cookie(COOKIE, path=PATH, httponly=True, samesite="strict", secure=self._secure)
+    def clear_cookie(self, request: Request, response: Response) -> None:
+        response.delete_cookie(COOKIE, path=PATH, httponly=True, samesite="strict", secure=_tls(request))
 
     # the login form's CSRF (no session yet): double-submit
 
     def login_nonce(self, request: Request) -> str:
         return request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
 
-    def set_login_cookie(self, response: Response, nonce: str) -> None:
+    def set_login_cookie(self, request: Request, response: Response, nonce: str) -> None:
         response.set_cookie(
-            LOGIN_COOKIE, nonce, path=PATH, httponly=True, samesite="strict", secure=self._secure, max_age=3600
+            LOGIN_COOKIE, nonce, path=PATH, httponly=True, samesite="strict", secure=_tls(request), max_age=3600
         )
+
+
+def _tls(request: Request) -> bool:
+    """Secure cookies when the browser reached us over HTTPS (uvicorn trusts a loopback proxy's X-Forwarded-Proto)."""
+    return request.url.scheme == "https"
 
 
 def same(a: str | None, b: str | None) -> bool:

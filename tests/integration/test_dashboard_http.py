@@ -58,7 +58,9 @@ def test_login_sets_a_strict_http_only_cookie_and_pages_need_it(running: Running
     answer = login(client, ALICE)
     cookie = answer.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
-    assert ALICE not in cookie  # the cookie holds a random session id, never the token
+    assert ALICE not in cookie and "Secure" not in cookie  # a random session id, never the token; plain HTTP
+    behind_tls = httpx2.Client(base_url=running.base, headers={"X-Forwarded-Proto": "https"})
+    assert "Secure" in behind_tls.get("/ui/login").headers["set-cookie"]  # a TLS proxy on loopback in front
     assert client.get("/ui/memories").status_code == 200
     wrong = httpx2.Client(base_url=running.base)
     refused = login(wrong, "not-a-token-at-all-0123456789")
