@@ -75,19 +75,19 @@ def dashboard_app(
     server: MCPServer, store: SharedStore, settings: Settings, verifier: StaticTokenVerifier | None
 ) -> ASGIApp:
     """The dashboard as an ASGI app answering paths under /ui. Without a token file, this process
-    makes a one-time login token and logs it (stderr): loopback is no boundary between a
+    makes a login token for this run and prints it (stderr): loopback is no boundary between a
     machine's accounts, and the store is private to its owner."""
     from milvus_memory_mcp.http import transport_security
     from milvus_memory_mcp.ui.backend import Backend
     from milvus_memory_mcp.ui.routes import Pages
     from milvus_memory_mcp.ui.session import Sessions, token_check
 
-    one_time = None if verifier is not None else secrets.token_urlsafe(24)
-    if one_time is not None:
+    run_token = None if verifier is not None else secrets.token_urlsafe(24)
+    if run_token is not None:
         # Printed, not logged: it must reach the operator whatever MEMORY_LOG_LEVEL says (stderr: never the protocol).
-        print(f"dashboard login token for this run (no --auth-tokens): {one_time}", file=sys.stderr, flush=True)
+        print(f"dashboard login token for this run (no --auth-tokens): {run_token}", file=sys.stderr, flush=True)
     hint = "a bearer token from the server's token file" if verifier else "the login token this run printed on stderr"
-    sessions = Sessions(token_check(verifier, one_time, settings.user_id))
+    sessions = Sessions(token_check(verifier, run_token, settings.user_id))
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True))
     pages = Pages(Backend(server, store), sessions, env, hint)
 

@@ -1,7 +1,7 @@
 """`milvus-memory-mcp ui`: the dashboard alone, on 127.0.0.1, with the lifespan of a server process.
 
 The store is shared as by `serve` (server/sharing.py): this process owns the data dir if no other
-does, else its tool calls go to the owner. Without --auth-tokens it logs a one-time login token.
+does, else its tool calls go to the owner. Without --auth-tokens it prints a login token for this run.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Dashboard logins: bearer tokens exchanged for a session cookie, CSRF tokens, request checks.
 
 - A login posts a token; the token is checked by the HTTP transports' verifier (server/auth.py),
-  or, when none is configured, against this process's one-time dashboard token. The session
+  or, when none is configured, against the login token this process printed (no token file). The session
   keeps the token in this process's memory only and checks it again on every request, so a token
   removed from the token file stops working in the dashboard at once. The cookie holds a random
   session id: HttpOnly, SameSite=Strict, Path=/ui.
@@ -34,8 +34,8 @@ PATH = "/ui"
 Verify = Callable[[str], "Caller | None"]
 
 
-def token_check(verifier: StaticTokenVerifier | None, one_time: str | None, default_user: str | None) -> Verify:
-    """Token -> the Caller it grants (None: refused), by the token file or the one-time token."""
+def token_check(verifier: StaticTokenVerifier | None, run_token: str | None, default_user: str | None) -> Verify:
+    """Token -> the Caller it grants (None: refused), by the token file or this run's login token."""
 
     def verify(token: str) -> Caller | None:
         if verifier is not None:
@@ -44,7 +44,7 @@ def token_check(verifier: StaticTokenVerifier | None, one_time: str | None, defa
                 return None
             actor = f"{grant.label} (dashboard)"
             return Caller(bound=grant.scope, actor=actor, read_only=grant.read_only, default_user_id=default_user)
-        if one_time is not None and hmac.compare_digest(token.encode(), one_time.encode()):
+        if run_token is not None and hmac.compare_digest(token.encode(), run_token.encode()):
             return Caller(actor="dashboard", default_user_id=default_user)
         return None
 

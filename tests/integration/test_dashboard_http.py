@@ -1,7 +1,7 @@
 """The dashboard over plain HTTP (no browser): a real server process on 127.0.0.1 with bearer tokens.
 
 Escaping of hostile texts, CSRF and Origin checks, read-only tokens refused server-side, scope
-isolation between tokens, bad input answered with a clear message, the one-time token of `ui`.
+isolation between tokens, bad input answered with a clear message, the run's login token of `ui`.
 """
 
 from __future__ import annotations
@@ -215,7 +215,7 @@ def test_ui_command_beside_a_running_server_forwards_to_it(running: Running) -> 
     assert history_of(owner, memory_id) == ["UPDATE", "ADD"]
 
 
-def test_ui_command_without_tokens_prints_a_one_time_login_token(tmp_path: Path) -> None:
+def test_ui_command_without_tokens_prints_a_login_token_for_the_run(tmp_path: Path) -> None:
     with server(tmp_path, "ui", "--port", "0") as (proc, log):
         port = wait_for(rb"dashboard on http://127\.0\.0\.1:(\d+)/ui/", proc, log, time.monotonic() + 60).group(1)
         said = rb"dashboard login token for this run \(no --auth-tokens\): (\S+)"
