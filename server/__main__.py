@@ -53,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor_p.add_argument("--repair", action="store_true", help="Re-embed and rewrite Milvus from SQLite's record.")
     doctor_p.add_argument("--data-dir", help="The data dir [env MEMORY_DATA_DIR]; other settings: MEMORY_* variables.")
+    ui_p = sub.add_parser(
+        "ui", help="Serve only the web dashboard, on 127.0.0.1 (--port, default 8765); see the README."
+    )
+    _add_setting_flags(ui_p)
     add_commands(sub)
     cli_transfer.add_commands(sub)
     hook_p = sub.add_parser("hook", help="Client hooks (Claude Code): recall before a prompt, capture at session end.")
@@ -89,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     else:
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "repair") and v is not None}
     fix = bool(getattr(args, "repair", False))  # doctor's own flag, not a setting
+    if command == "ui":  # the dashboard alone: loopback only, its own default port
+        from milvus_memory_mcp.ui.command import DEFAULT_PORT
+
+        if overrides.get("host") not in (None, "127.0.0.1"):
+            print("milvus-memory-mcp ui: serves on 127.0.0.1 only (elsewhere: serve --transport ...).", file=sys.stderr)
+            return 2
+        overrides.update(host="127.0.0.1", transport="streamable-http", port=overrides.get("port", DEFAULT_PORT))
 
     try:
         settings = Settings.load(**overrides)
@@ -132,8 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             # imported below (~0.7 s). On one core it would delay the handshake: it waits for it.
             embedder.start()
         from milvus_memory_mcp.app import serve
+        from milvus_memory_mcp.ui.command import run_ui
 
-        anyio.run(serve, settings, embedder)
+        anyio.run(run_ui if command == "ui" else serve, settings, embedder)
     except KeyboardInterrupt:
         pass
     except MemoryServiceError as e:  # a refused set-up (e.g. no auth on a public address)

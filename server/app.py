@@ -233,7 +233,7 @@ async def serve(settings: Settings, embedder: Embedder | None = None) -> None:
             stop = anyio.Event()
             tg.start_soon(_stop_on_signals, stop.set, tg.cancel_scope.cancel)
             store.start()
-            await serve_http(server, store, settings, stop)
+            await serve_http(server, store, settings, stop, verifier)
         tg.cancel_scope.cancel()
 
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from milvus_memory_mcp.auth import StaticTokenVerifier
 from milvus_memory_mcp.errors import ConfigurationError
 from milvus_memory_mcp.sessions import SessionLimit, StatusNote
 from milvus_memory_mcp.settings import Settings
@@ -122,9 +123,17 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve_http(server: MCPServer, store: SharedStore, settings: Settings, stop: anyio.Event) -> None:
-    """Serve until `stop` is set (then finish the requests in flight, 5 s at most)."""
+async def serve_http(
+    server: MCPServer,
+    store: SharedStore,
+    settings: Settings,
+    stop: anyio.Event,
+    verifier: StaticTokenVerifier | None = None,
+) -> None:
+    """Serve until `stop` is set (then finish the requests in flight, 5 s at most); the dashboard at /ui."""
     import uvicorn
+
+    from milvus_memory_mcp.ui import WithDashboard, dashboard_app
 
     class Server(uvicorn.Server):
         @contextmanager
@@ -147,6 +156,7 @@ async def serve_http(server: MCPServer, store: SharedStore, settings: Settings, 
             max_sessions=None,  # bounded per credential instead: one caller cannot lock out the others
         )
         app = SessionLimit(app, path, settings.max_sessions_per_credential, settings.session_idle_timeout)
+    app = WithDashboard(app, dashboard_app(server, store, settings, verifier))
     config = uvicorn.Config(
         RequestLog(app),
         log_config=None,  # our stderr logging; uvicorn's default config writes access lines to stdout
@@ -157,7 +167,7 @@ async def serve_http(server: MCPServer, store: SharedStore, settings: Settings, 
     sock = _bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    logger.info("listening on http://%s:%d%s (health: /health)", shown, port, path)
+    logger.info("listening on http://%s:%d%s (health: /health, dashboard: /ui)", shown, port, path)
     http = Server(config)
 
     async def stop_when_asked() -> None:
