@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 
 from milvus_memory_mcp import filters, models
-from milvus_memory_mcp.core import scopes, stats
+from milvus_memory_mcp.core import dashboard, scopes, stats
 from milvus_memory_mcp.core.adds import VerbatimAdds
 from milvus_memory_mcp.core.cursors import decode_cursor
 from milvus_memory_mcp.core.edits import Edits
@@ -30,7 +30,7 @@ from milvus_memory_mcp.embedders import Embedder, make_embedder
 from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.history import HistoryStore, make_history
 from milvus_memory_mcp.inference import ChatModel, make_llm
-from milvus_memory_mcp.records import ANONYMOUS, Caller, MemoryRecord, Scope
+from milvus_memory_mcp.records import ANONYMOUS, Caller, MemoryRecord, Scope, now_us
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import Store, make_vector_store
 from milvus_memory_mcp.validation import check_limit, check_memory_id, check_metadata, check_scope, check_text
@@ -247,6 +247,12 @@ class MemoryService:
         """The owner's overview (the CLI's `stats`): not a tool."""
         await self._lifecycle.ready_for_reads()
         return await stats.collect(self.settings, self.history, self.embedder)
+
+    async def activity(self, scope: Scope, days: int) -> dict[str, Any]:
+        """Writes per day and live memories of the scope's memories (the dashboard's charts), as JSON: not a tool."""
+        await self._lifecycle.ready_for_reads()
+        where = None if scope.is_empty() else filters.scope_conditions(scope)
+        return dashboard.to_json(await dashboard.activity(self.history, where, days, now_us()))
 
     async def import_batch(self, lines: list[object], on_conflict: object, file_embedder: object) -> dict[str, int]:
         """Memory lines of an export file (server/core/transfer.py): not a tool."""

@@ -42,7 +42,7 @@ from mcp_types import CallToolResult, TextContent
 
 from milvus_memory_mcp.errors import MemoryServiceError, StoreUnavailable
 from milvus_memory_mcp.private import make_private_dir
-from milvus_memory_mcp.records import Caller
+from milvus_memory_mcp.records import Caller, Scope
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.wire import (
@@ -57,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 CONNECT_WINDOW = 20.0  # how long a call looks for an owner (one may be starting or taking over)
 MAX_RETRIES = 3  # calls dropped by an owner that went away
-OWNER_OPS = ("stats", "import")  # the owner's operations that are not tool calls (`run_op`)
+OWNER_OPS = ("stats", "import", "activity")  # the owner's operations that are not tool calls (`run_op`)
 SOCKET_PATH_MAX = 100  # AF_UNIX paths: 107 bytes on Linux, 103 on macOS
 
 RunTool = Callable[[str, dict[str, Any], Caller], Awaitable[CallToolResult]]
@@ -302,6 +302,8 @@ class SharedStore:
     async def _run_op(self, op: str, payload: dict[str, Any]) -> Any:
         if op == "stats":
             return await self.service.stats()
+        if op == "activity":
+            return await self.service.activity(Scope(**payload["scope"]), int(payload["days"]))
         return await self.service.import_batch(payload["lines"], payload["on_conflict"], payload["embedder"])
 
     async def status(self) -> dict[str, Any]:

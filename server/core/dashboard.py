@@ -1,20 +1,19 @@
 """The dashboard's activity charts: writes per day per scope, live memories over time, last writes.
 
-Read from the history's export pages (every memory of the scope, deleted ones included, with its
-events), so no new SQL: one pass over the scope's events, in pages of PAGE memories.
+One pass over the scope's events (`HistoryStore.scope_events`: ids, scope, event and time, no
+texts), memories deleted since included; the latest changes from `HistoryStore.latest_events`.
 """
 
 from __future__ import annotations
 
-import heapq
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from milvus_memory_mcp.filters import Node
 from milvus_memory_mcp.history import HistoryStore
 from milvus_memory_mcp.records import HistoryEntry, Scope
 
-PAGE = 2000  # memories per export page (10k memories: ~0.6 s in all)
 DAY_US = 86_400_000_000
 WRITES = ("ADD", "UPDATE", "DELETE")  # a RESTORE counts as an update: the text changed back
 
@@ -52,37 +51,27 @@ async def activity(history: HistoryStore, where: Node | None, days: int, now_us:
     writes: dict[tuple[str, str, str], dict[str, list[int]]] = {}
     live_delta: dict[tuple[str, str, str], list[int]] = {}
     live_before: dict[tuple[str, str, str], int] = {}
-    last: list[tuple[int, str, HistoryEntry]] = []
-    after: tuple[int, str] | None = None
-    while True:
-        page = await history.export_page(where, after, PAGE)
-        for record, events in page:
-            key = record.scope.key
-            counts = writes.setdefault(key, {w: [0] * days for w in WRITES})
-            delta = live_delta.setdefault(key, [0] * (days + 1))
-            alive = False
-            for e in events:
-                day = _day(e.updated_at)
-                kind = "UPDATE" if e.event == "RESTORE" else e.event
-                if day in index and kind in counts:
-                    counts[kind][index[day]] += 1
-                now_alive = alive if e.event == "NONE" else e.event != "DELETE"
-                if now_alive != alive:
-                    step = 1 if now_alive else -1
-                    if day < first:
-                        live_before[key] = live_before.get(key, 0) + step
-                    elif day in index:
-                        delta[index[day]] += step
-                    alive = now_alive
-                if e.event != "NONE":
-                    entry = (e.updated_at, e.id, e)
-                    if len(last) < latest:
-                        heapq.heappush(last, entry)
-                    else:
-                        heapq.heappushpop(last, entry)
-        if len(page) < PAGE:
-            break
-        after = (page[-1][0].created_at, page[-1][0].id)
+    memory, alive = "", False
+    for memory_id, user, agent, run, event, updated_at in await history.scope_events(where):
+        if memory_id != memory:  # the events come memory by memory, each one's in order
+            memory, alive = memory_id, False
+        key = (user, agent, run)
+        counts = writes.get(key)
+        if counts is None:
+            counts = writes[key] = {w: [0] * days for w in WRITES}
+            live_delta[key] = [0] * days
+        day = _day(updated_at)
+        kind = "UPDATE" if event == "RESTORE" else event
+        if day in index and kind in counts:
+            counts[kind][index[day]] += 1
+        now_alive = alive if event == "NONE" else event != "DELETE"
+        if now_alive != alive:
+            step = 1 if now_alive else -1
+            if day < first:
+                live_before[key] = live_before.get(key, 0) + step
+            elif day in index:
+                live_delta[key][index[day]] += step
+            alive = now_alive
     out: list[ScopeActivity] = []
     for key, counts in writes.items():
         running = live_before.get(key, 0)
@@ -94,4 +83,19 @@ async def activity(history: HistoryStore, where: Node | None, days: int, now_us:
         scope = Scope(user or None, agent or None, run or None)
         out.append(ScopeActivity(scope, labels, counts, series))
     out.sort(key=lambda a: (-a.total_writes, -(a.live[-1] if a.live else 0), a.scope.key))
-    return Activity(out, [e for _, _, e in sorted(last, key=lambda t: (t[0], t[1]), reverse=True)])
+    return Activity(out, await history.latest_events(where, latest))
+
+
+def to_json(a: Activity) -> dict[str, Any]:
+    """`a` as JSON (the owner answers another process's dashboard with it)."""
+    return {
+        "scopes": [
+            {"scope": dict(s.scope.items()), "days": s.days, "writes": s.writes, "live": s.live} for s in a.scopes
+        ],
+        "latest": [asdict(e) for e in a.latest],
+    }
+
+
+def from_json(data: dict[str, Any]) -> Activity:
+    scopes = [ScopeActivity(Scope(**s["scope"]), s["days"], s["writes"], s["live"]) for s in data["scopes"]]
+    return Activity(scopes, [HistoryEntry(**e) for e in data["latest"]])

@@ -58,6 +58,36 @@ class Transfer(RecordLog):
 
         return await self._run(run)
 
+    async def scope_events(self, where: Node | None) -> list[tuple[str, str, str, str, str, int]]:
+        """(memory_id, user_id, agent_id, run_id, event, updated_at) of every event of the memories
+        matching the filter tree (deleted ones included), each memory's in order: the dashboard's
+        activity charts, without reading texts."""
+        condition, params = _where(where)
+
+        def run(conn: sqlite3.Connection) -> list[tuple[str, str, str, str, str, int]]:
+            sub = f"SELECT id FROM memories WHERE collection = ? AND ({condition})"
+            sql = (
+                "SELECT memory_id, user_id, agent_id, run_id, event, updated_at FROM history "
+                f"WHERE collection = ? AND memory_id IN ({sub}) ORDER BY memory_id, seq"
+            )
+            return conn.execute(sql, (self._collection, self._collection, *params)).fetchall()
+
+        return await self._run(run)
+
+    async def latest_events(self, where: Node | None, limit: int) -> list[HistoryEntry]:
+        """The `limit` latest changes (NONE events left out) to memories matching the filter tree, newest first."""
+        condition, params = _where(where)
+
+        def run(conn: sqlite3.Connection) -> list[HistoryEntry]:
+            sub = f"SELECT id FROM memories WHERE collection = ? AND ({condition})"
+            sql = (
+                f"SELECT {HISTORY_COLUMNS} FROM history WHERE collection = ? AND event != 'NONE' "
+                f"AND memory_id IN ({sub}) ORDER BY updated_at DESC, id DESC LIMIT ?"
+            )
+            return [_history(r) for r in conn.execute(sql, (self._collection, self._collection, *params, limit))]
+
+        return await self._run(run)
+
     async def existing_ids(self, ids: list[str]) -> set[str]:
         def run(conn: sqlite3.Connection) -> set[str]:
             sql = "SELECT id FROM memories WHERE collection = ? AND id IN ({})"

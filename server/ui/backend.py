@@ -3,8 +3,8 @@
 Every read and write is a tool call (list_memories, search_memories, get_memory, memory_history,
 update_memory, delete_memory, restore_memory) run the way `SharedStore` runs any call: here when
 this process owns the data dir, else in the process that does. So validation, scope checks,
-read-only refusals, history and the write protocol are the tools' own. `stats` is the CLI's owner
-operation; the activity charts are read in the owning process only (server/core/dashboard.py).
+read-only refusals, history and the write protocol are the tools' own. `stats` and `activity` (the
+charts, server/core/dashboard.py) are owner operations, run where the store is owned like a call.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from typing import Any
 from mcp.server.mcpserver import MCPServer
 from mcp_types import CallToolResult
 
-from milvus_memory_mcp import filters
-from milvus_memory_mcp.core.dashboard import Activity, activity
-from milvus_memory_mcp.records import Caller, Scope, now_us
+from milvus_memory_mcp.core.dashboard import Activity, from_json
+from milvus_memory_mcp.records import Caller, Scope
 from milvus_memory_mcp.sharing import SharedStore
 
 VERBOSE = frozenset({"search_memories", "get_memory", "list_memories", "memory_history"})
@@ -59,14 +58,9 @@ class Backend:
                 stats.pop(private, None)
         return stats
 
-    async def activity(self, caller: Caller, scope: Scope, days: int) -> Activity | None:
-        """Writes per day per scope within what the caller may see (None: another process owns the store)."""
-        if not await self.store.try_own():
-            return None
-        service = self.store.service
-        await service.ready()
+    async def activity(self, caller: Caller, scope: Scope, days: int) -> Activity:
+        """Writes per day per scope within what the caller may see, from the process owning the store."""
         merged = dict(scope.items())
         if caller.bound is not None:
             merged.update(caller.bound.items())
-        where = filters.scope_conditions(Scope(**merged)) if merged else None
-        return await activity(service.history, where, days, now_us())
+        return from_json(await self.store.run_op("activity", scope=merged, days=days))

@@ -218,12 +218,8 @@ class Pages:
         scope = views.scope_args(request.query_params)
         stats = await self.backend.stats(session.caller)
         activity = await self.backend.activity(session.caller, Scope(**scope), CHART_DAYS)
-        charts = []
-        latest: list[Any] = []
-        if activity is not None:
-            charts = [(a.scope.describe(), writes_chart(a)) for a in activity.scopes[:CHARTS]]
-            latest = activity.latest
-        ctx = {"stats": stats, "charts": charts, "latest": latest, "owner": activity is not None, "scope": scope}
+        charts = [(a.scope.describe(), writes_chart(a)) for a in activity.scopes[:CHARTS]]
+        ctx = {"stats": stats, "charts": charts, "latest": activity.latest, "scope": scope}
         ctx["days"] = CHART_DAYS
         ctx["when_us"] = lambda us: views.when(iso(us))
         return self.render(request, session, "stats.html", ctx)
