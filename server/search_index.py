@@ -24,7 +24,7 @@ from array import array
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -152,6 +152,60 @@ class SearchIndex:
             if not rows:
                 del self._postings[word]
         self._words[slot] = ""
+
+    # saving and loading (server/index_file.py)
+
+    def state(self) -> tuple[dict[str, npt.NDArray[Any]], dict[str, Any]]:
+        """The index as arrays (large, for .npy files) and plain values (small, for JSON)."""
+        with self._lock:
+            n = len(self._ids)
+            words = sorted(self._postings)
+            counts = [len(self._postings[w][0]) for w in words]
+            offsets = np.zeros(len(words) + 1, dtype=np.int64)
+            offsets[1:] = np.cumsum(counts, dtype=np.int64)
+            rows = np.concatenate([np.frombuffer(self._postings[w][0], dtype=np.int32) for w in words] or [[]])
+            tfs = np.concatenate([np.frombuffer(self._postings[w][1], dtype=np.int32) for w in words] or [[]])
+            arrays: dict[str, npt.NDArray[Any]] = {
+                "vectors": self._vectors[:n],
+                "live": self._live[:n],
+                "scope_codes": self._scope_codes[:n],
+                "lengths": self._lengths[:n],
+                "offsets": offsets,
+                "rows": rows.astype(np.int32),
+                "tfs": tfs.astype(np.int32),
+            }
+            values: dict[str, Any] = {
+                "dimensions": self.dimensions,
+                "codes": self._codes,
+                "ids": ["" if i is None else i for i in self._ids],
+                "free": self._free,
+                "words": self._words,
+                "posting_words": words,
+                "total_length": self._total_length,
+            }
+            return arrays, values
+
+    @classmethod
+    def restore(cls, arrays: dict[str, npt.NDArray[Any]], values: dict[str, Any]) -> SearchIndex:
+        """The index `state()` described (`vectors` may be a copy-on-write memory map)."""
+        index = cls(int(values["dimensions"]))
+        index._vectors = arrays["vectors"]
+        index._live = np.array(arrays["live"], dtype=bool)
+        index._scope_codes = np.array(arrays["scope_codes"], dtype=np.int32)
+        index._lengths = np.array(arrays["lengths"], dtype=np.float32)
+        index._codes = dict(values["codes"])
+        ids: list[str] = list(values["ids"])
+        index._ids = [i or None for i in ids]
+        index._slots = {i: slot for slot, i in enumerate(ids) if i}
+        index._free = [int(x) for x in values["free"]]
+        index._words = list(values["words"])
+        index._total_length = int(values["total_length"])
+        offsets, rows, tfs = arrays["offsets"], arrays["rows"], arrays["tfs"]
+        index._postings = {}
+        for k, word in enumerate(values["posting_words"]):
+            start, end = int(offsets[k]), int(offsets[k + 1])
+            index._postings[word] = (array("i", rows[start:end].tobytes()), array("i", tfs[start:end].tobytes()))
+        return index
 
     # reads
 

@@ -69,6 +69,19 @@ class EmbeddingCache(Database):
 
         return await self._run(run)
 
+    async def index_mark(self, model: str) -> dict[str, object]:
+        """What a search index built from this database for `model` reflects: any write changes it
+        (every write adds a history row; a revert removes the last ones, restoring the state)."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, object]:
+            [seq] = conn.execute("SELECT MAX(seq) FROM history").fetchone()
+            live = "SELECT count(*) FROM memories WHERE collection = ? AND deleted_at IS NULL"
+            [count] = conn.execute(live, (self._collection,)).fetchone()
+            [vectors] = conn.execute("SELECT count(*) FROM embeddings WHERE model = ?", (model,)).fetchone()
+            return {"collection": self._collection, "model": model, "seq": seq or 0, "live": count, "vectors": vectors}
+
+        return await self._run(run)
+
     async def live_embeddings(self, model: str) -> list[Embedded]:
         """Every live memory with its stored embedding (None when missing)."""
 

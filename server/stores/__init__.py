@@ -108,7 +108,9 @@ def make_vector_store(settings: Settings, history: HistoryStore) -> Store:
     if Capabilities.detect(uri).lite and settings.search_index:
         from milvus_memory_mcp.stores.indexed import IndexedStore
 
-        return IndexedStore(milvus, history)
+        history_path = settings.resolved_history_path
+        saved = history_path.with_name(f"{history_path.name}.{settings.collection}.index")
+        return IndexedStore(milvus, history, saved)
     return milvus
 
 

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
+from milvus_memory_mcp.errors import BackendError
 from milvus_memory_mcp.filters import And, scope_only
 from milvus_memory_mcp.keywords import analyse
 from milvus_memory_mcp.records import MemoryRecord, Scope
@@ -64,10 +66,13 @@ class _Confined:
 
 
 class IndexedStore:
-    def __init__(self, inner: Store, history: HistoryStore) -> None:
+    def __init__(self, inner: Store, history: HistoryStore, saved: Path | None = None) -> None:
         self.inner = inner
         self._history = history
+        self._saved = saved  # where the index is saved at close and loaded at open (server/index_file.py)
         self._index: SearchIndex | None = None
+        self._model = ""
+        self._unsaved = False  # the index differs from the saved one
         self._generation = 0  # counts writes: filter answers are kept for one generation
         self._confined: dict[tuple[int, And], _Confined] = {}
         self._behind: list[_Queued] = []  # Milvus writes not made yet, in order
@@ -100,19 +105,50 @@ class IndexedStore:
 
     async def open(self, model_id: str, dimensions: int) -> None:
         await self.inner.open(model_id, dimensions)
-        if self._index is None:
+        if self._index is None and not await self._load_saved(model_id):
             self._index = await self._load(model_id, dimensions)
+            self._unsaved = True
         await self._history.prune_embeddings()
 
     async def open_reads(self, model_id: str, dimensions: int) -> bool:
-        """Build the index from the history database alone, before Milvus opens; False when some
-        embeddings must first be read from Milvus (a database written before they were stored)."""
-        if self._index is None:
+        """Load the saved index or build it from the history database alone, before Milvus opens;
+        False when some embeddings must first be read from Milvus (a database written before they
+        were stored)."""
+        if self._index is None and not await self._load_saved(model_id):
             rows = await self._history.live_embeddings(model_id)
             if any(r.vector is None for r in rows):
                 return False
             self._index = await self._load(model_id, dimensions, rows)
+            self._unsaved = True
         return True
+
+    async def _load_saved(self, model_id: str) -> bool:
+        """The index saved at the last clean close, if the history has not changed since."""
+        from milvus_memory_mcp import index_file
+
+        self._model = model_id
+        if self._saved is None:
+            return False
+        mark = await self._history.index_mark(model_id)
+        self._index = await anyio.to_thread.run_sync(index_file.load, self._saved, mark)
+        return self._index is not None
+
+    async def _save(self) -> None:
+        from milvus_memory_mcp import index_file
+
+        if self._saved is None or self._index is None or not self._unsaved:
+            return
+        try:
+            if await self._history.pending_ids():
+                # Changes recorded in SQLite but maybe not in the index (re-applied at the next start):
+                # the index may not be the database's, so the next start rebuilds it.
+                await anyio.to_thread.run_sync(index_file.remove, self._saved)
+                return
+            mark = await self._history.index_mark(self._model)
+            await anyio.to_thread.run_sync(index_file.save, self._index, self._saved, mark)
+            self._unsaved = False
+        except (OSError, BackendError) as e:  # a cache: the next start rebuilds it
+            logger.warning("could not save the search index to %s: %s", self._saved, e)
 
     async def _load(self, model_id: str, dimensions: int, rows: list[Embedded] | None = None) -> SearchIndex:
         import numpy as np
@@ -148,6 +184,7 @@ class IndexedStore:
         if self._behind:  # the flush at close failed: their pending marks re-apply them at the next start
             logger.warning("%d Milvus write(s) not applied at close; re-applied at the next start", len(self._behind))
             self._behind.clear()
+        await self._save()
         self._index = None
         await self.inner.close()
 
@@ -186,6 +223,7 @@ class IndexedStore:
 
     def _changed(self) -> None:
         self._generation += 1
+        self._unsaved = True
         self._confined.clear()
 
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
