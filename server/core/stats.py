@@ -36,6 +36,7 @@ def _version(package: str) -> str | None:
 
 async def collect(settings: Settings, history: HistoryStore, embedder: Embedder) -> dict[str, Any]:
     counts = await history.counts()
+    active = (await history.store_state()).get("active")  # the collection `reembed` switched to
     pending = await history.pending_ids()
     db = settings.resolved_history_path
     sizes = {"history": sum(_size(Path(f"{db}{suffix}")) for suffix in ("", "-wal", "-shm"))}
@@ -43,7 +44,7 @@ async def collect(settings: Settings, history: HistoryStore, embedder: Embedder)
         sizes["milvus_lite"] = _size(Path(settings.resolved_milvus_uri))
     return {
         "data_dir": str(settings.data_dir),
-        "collection": settings.collection,
+        "collection": active or settings.collection,
         "memories": sum(s["live"] for s in counts["scopes"]),
         "deleted": sum(s["deleted"] for s in counts["scopes"]),
         "scopes": counts["scopes"],
