@@ -148,4 +148,3 @@ async def test_an_unknown_embedder_is_refused(tmp_path: Path) -> None:
             await svc.reembed_step("nope", None, 10)
         assert (await svc.search("tennis", ALICE)).results
         assert await svc.history.store_state() == {}
-
