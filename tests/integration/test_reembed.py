@@ -12,7 +12,8 @@ import pytest
 from milvus_memory_mcp.errors import ConfigurationError, InvalidInput
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.service import MemoryService
-from tests.conftest import make_settings
+from milvus_memory_mcp.settings import Settings
+from tests.conftest import ENGINES, drop_collection, make_settings
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.fakes import HashEmbedder
 
@@ -46,15 +47,19 @@ async def run_to_the_end(svc: MemoryService, limit: int = 7) -> list[dict[str, o
     return steps
 
 
+@ENGINES
 async def test_reembed_switches_after_catching_up_with_writes_made_between_steps(
-    tmp_path: Path, fake: FakeOpenAI
+    settings: Settings, engine: str, request: pytest.FixtureRequest, fake: FakeOpenAI
 ) -> None:
-    settings = make_settings(tmp_path / "data")
+    new_name = f"{settings.collection}_1"
+    if engine == "server":  # the `settings` fixture drops the old collection (gone already) only
+        server = request.getfixturevalue("milvus_server")
+        request.addfinalizer(lambda: drop_collection(server, new_name))
     async with MemoryService(settings, embedder=HashEmbedder()) as svc:
         ids = await seed(svc, 30)
         first = await svc.reembed_step(NEW, 32, 10)
         assert (first["done"], first["total"], first["switched"]) == (10, 30, False)
-        assert first["collection"] == "memories_1"
+        assert first["collection"] == new_name
         # The old collection serves, and takes writes, between steps.
         assert (await svc.search("tennis", ALICE)).results
         await svc.update(ids[0], "Fact 0 (updated): plays squash on Sundays")  # already in the target
@@ -67,19 +72,19 @@ async def test_reembed_switches_after_catching_up_with_writes_made_between_steps
             "done": 30,
             "total": 30,
             "switched": True,
-            "collection": "memories_1",
+            "collection": new_name,
             "model": NEW,
             "dimensions": 32,
         }
         assert svc.embedder.model_id == NEW and svc.embedder.dimensions == 32
-        hits = (await svc.search("squash Sundays", ALICE)).results
+        hits = (await svc.search("Fact 0 (updated): plays squash on Sundays", ALICE)).results
         assert hits[0].id == ids[0]
-        assert (await svc.search("cello", ALICE)).results[0].id == ids[2]
-        assert (await svc.search("vinyl records", ALICE)).results[0].id == added
+        assert (await svc.search("Fact 2 (updated): learns the cello", ALICE)).results[0].id == ids[2]
+        assert (await svc.search("Fact 30: collects vinyl records", ALICE)).results[0].id == added
         assert ids[1] not in {h.id for h in (await svc.search("likes", ALICE, limit=100)).results}
         stored = set(await svc.vectors.ids())
         assert stored == set(await svc.history.live_ids()) and len(stored) == 30
-        assert (await svc.stats())["collection"] == "memories_1"
+        assert (await svc.stats())["collection"] == new_name
         # Writes after the switch use the new embedder and collection.
         later = (await svc.add("Fact 31: bakes sourdough bread", ALICE, infer=False)).results[0].id
         # A second run finds nothing to do.
@@ -87,17 +92,15 @@ async def test_reembed_switches_after_catching_up_with_writes_made_between_steps
         assert again["switched"] and again["total"] == 31
     new_settings = settings.model_copy(update={"embedder": NEW, "embedding_dims": 32})
     async with MemoryService(new_settings) as svc:
-        assert (await svc.search("sourdough bread", ALICE)).results[0].id == later
-        assert (await svc.search("squash Sundays", ALICE)).results[0].id == ids[0]
+        assert (await svc.search("Fact 31: bakes sourdough bread", ALICE)).results[0].id == later
+        assert (await svc.search("Fact 0 (updated): plays squash on Sundays", ALICE)).results[0].id == ids[0]
         assert await svc.stats()
     async with MemoryService(settings, embedder=HashEmbedder()) as svc:
         with pytest.raises(ConfigurationError, match="reembed --embedder NEW"):
             await svc.search("tennis", ALICE)
-    # Only the new collection is left in Milvus Lite.
-    async with MemoryService(new_settings) as svc:
-        await svc.ready()
-        collections = (tmp_path / "data" / "milvus.db" / "collections").iterdir()
-        assert sorted(p.name for p in collections) == ["memories_1"]
+    if engine == "lite":  # only the new collection is left
+        collections = (settings.data_dir / "milvus.db" / "collections").iterdir()
+        assert sorted(p.name for p in collections) == [new_name]
 
 
 async def test_a_second_reembed_moves_on_to_the_next_collection(tmp_path: Path, fake: FakeOpenAI) -> None:
