@@ -231,7 +231,7 @@ class Reembedder:
         await self._writes.flush_and_settle()  # the old collection's last writes, before it is retired
         old = state.get("active") or self._settings.collection
         await self._history.switch_collection(target, new.model_id, old, self._embedder.model_id)
-        logger.warning("reembed: switched to %r (%s, %d memories)", target, new.model_id, len(live))
+        logger.info("reembed: switched to %r (%s, %d memories)", target, new.model_id, len(live))
         self._embedder.inner = new
         self._target = None
         try:

@@ -66,7 +66,7 @@ class ReembedState(Database):
 
         def run(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
-                f"SELECT r.id FROM reembedded r LEFT JOIN memories m ON {_JOIN.replace('r.target = ? AND ', '')} "
+                "SELECT r.id FROM reembedded r LEFT JOIN memories m ON m.collection = r.collection AND m.id = r.id "
                 "WHERE r.collection = ? AND r.target = ? AND (m.id IS NULL OR m.deleted_at IS NOT NULL) LIMIT ?",
                 (self._collection, target, limit),
             )

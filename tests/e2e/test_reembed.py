@@ -5,9 +5,16 @@ OpenAI-compatible fake (64 and 32 dimensions), to keep it fast."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
 import signal
+import struct
+import subprocess
 import sys
+import termios
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -142,3 +149,57 @@ async def test_a_reembed_killed_at_any_point_leaves_a_working_store_and_a_rerun_
         assert f"Re-embedded {COUNT} memories with {NEW} (32 dims) into collection memories_1" in out, err
     assert collections(data_dir) == ["memories_1"]
     await found(data_dir, new_env(fake), memories)
+
+
+def on_a_terminal(data_dir: Path, env: dict[str, str], *args: str) -> str:
+    """Run the CLI with stderr on a pseudo-terminal (stdout a pipe); return what the terminal got."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a pty starts 0 columns wide
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the last writer closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "milvus_memory_mcp", *args],
+            env=server_env(data_dir, **env),
+            cwd=str(ROOT),
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(slave)
+        reader.join(10)
+        os.close(master)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert done.returncode == 0, (args, terminal)
+    return terminal
+
+
+async def test_export_import_and_reembed_draw_a_progress_bar_on_a_terminal_only(
+    tmp_path: Path, fake: FakeOpenAI
+) -> None:
+    data_dir = tmp_path / "data"
+    await seed(data_dir)
+    dump = tmp_path / "dump.jsonl"
+    terminal = await anyio.to_thread.run_sync(on_a_terminal, data_dir, old_env(fake), "export", "-o", str(dump))
+    assert "export: 100%|" in terminal and f"{COUNT}/{COUNT}" in terminal
+    terminal = await anyio.to_thread.run_sync(on_a_terminal, tmp_path / "copy", old_env(fake), "import", str(dump))
+    assert "import: 100%|" in terminal and f"{COUNT}/{COUNT}" in terminal
+    args = ("reembed", "--embedder", NEW, "--embedding-dims", "32", "--batch", "10")
+    terminal = await anyio.to_thread.run_sync(on_a_terminal, data_dir, old_env(fake), *args)
+    assert "reembed: 100%|" in terminal and f"{COUNT}/{COUNT}" in terminal
+    _, err = await cli(tmp_path / "copy", old_env(fake), *args)  # not a terminal: no bar
+    assert "%|" not in err and "reembed:" not in err
