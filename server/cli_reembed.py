@@ -17,6 +17,20 @@ from milvus_memory_mcp.cli_transfer import progress_bar
 from milvus_memory_mcp.errors import MemoryServiceError
 
 STEP = 500  # memories per step
+MAX_STEP = 10_000  # the owner's bound (server/core/reembed.py); the parser is built before any command runs
+
+
+def _bounded(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, got {text!r}")
+        return value
+
+    return parse
 
 
 def add_command(sub: Any) -> None:
@@ -27,8 +41,8 @@ def add_command(sub: Any) -> None:
         "then switch. Run again to resume after an interruption.",
     )
     p.add_argument("--embedder", required=True, help="The new embedder: 'local' or 'openai:<model>'.")
-    p.add_argument("--embedding-dims", type=int, help="The new embedder's dimension, if it needs one.")
-    p.add_argument("--batch", type=int, default=STEP, help=f"Memories per step (default {STEP}).")
+    p.add_argument("--embedding-dims", type=_bounded(1, 32768), help="The new embedder's dimension, if it needs one.")
+    p.add_argument("--batch", type=_bounded(1, MAX_STEP), default=STEP, help=f"Memories per step (default {STEP}).")
     p.add_argument("--json", action="store_true", help="Print the outcome as JSON (for scripts).")
     p.add_argument("--data-dir", help="The data dir [env MEMORY_DATA_DIR]; other settings: MEMORY_* variables.")
 
