@@ -157,9 +157,11 @@ class Reembedder:
         """Drop a target recorded for another embedder than the one asked for now."""
         if target := state.get("target"):
             logger.warning("abandoning the unfinished reembed into %r (%s)", target, state.get("target_model"))
-            await self._vectors.drop_collection(target)
-            await self._history.set_store_state(dict.fromkeys(TARGET_KEYS), forget_target=target)
+            # Recorded as retired first, so a kill before the drop leaves nothing unrecorded behind.
+            await self._history.set_store_state(dict.fromkeys(TARGET_KEYS) | {"retired": target}, forget_target=target)
             self._target = None
+            await self._vectors.drop_collection(target)
+            await self._history.set_store_state({"retired": None})
 
     async def _target_for(self, state: dict[str, str], new: Embedder) -> tuple[str, Store]:
         """The target collection, recorded and made on the first step, resumed on the others."""
@@ -168,22 +170,21 @@ class Reembedder:
             await self._abandon(state)
             target = None
         if not target:
-            target = self._next_name(state.get("active"))
-            values: dict[str, str | None] = {
-                "target": target,
-                "target_model": new.model_id,
-                "target_dims": str(new.dimensions),
-            }
-            await self._history.set_store_state(values, forget_target=target)
-            await self._vectors.drop_collection(target)  # left by an abandoned run: nothing of it is recorded
+            target = await self._free_name(state.get("active"))
+            values: dict[str, str | None] = {"target": target, "target_model": new.model_id}
+            await self._history.set_store_state(values | {"target_dims": str(new.dimensions)}, forget_target=target)
             logger.info("reembed: building %r with %s beside the active collection", target, new.model_id)
         if self._target is None or self._target[0] != target:
             self._target = (target, await self._vectors.sibling(target, new.model_id, new.dimensions))
         return self._target
 
-    def _next_name(self, active: str | None) -> str:
+    async def _free_name(self, active: str | None) -> str:
+        """`<collection>_<n>`, n one more than the active one's, or more: a collection this store
+        did not record is never touched (it may be another store's, on a shared Milvus server)."""
         base = self._settings.collection
         n = int(active[len(base) + 1 :]) + 1 if active and active != base else 1
+        while await self._vectors.has_collection(f"{base}_{n}"):
+            n += 1
         return f"{base}_{n}"
 
     async def _copy(self, target: str, store: Store, new: Embedder, todo: list[MemoryRecord], gone: list[str]) -> None:

@@ -28,7 +28,7 @@ Two contracts, by who needs them:
 - `reembed` (server/core/reembed.py): `use_collection(name)` picks the collection `open` opens
   (no I/O); `sibling(name, model_id, dimensions)` is a plain store of another collection on the
   same open engine, made or checked for that embedder (its `close` closes nothing shared);
-  `drop_collection(name)` drops another collection if it exists.
+  `has_collection(name)`; `drop_collection(name)` drops another collection if it exists.
 
 Failures raise BackendError subclasses with a message fit for the agent. `make_vector_store` is
 the only place that picks a concrete store (docs/ARCHITECTURE.md, "Adding a store").
@@ -92,6 +92,8 @@ class StoreMaintenance(Protocol):
     def use_collection(self, name: str) -> None: ...
 
     async def sibling(self, collection: str, model_id: str, dimensions: int) -> Store: ...
+
+    async def has_collection(self, name: str) -> bool: ...
 
     async def drop_collection(self, name: str) -> None: ...
 

@@ -162,6 +162,9 @@ class IndexedStore:
         await self.drain()
         return await self.inner.sibling(collection, model_id, dimensions)
 
+    async def has_collection(self, name: str) -> bool:
+        return await self.inner.has_collection(name)
+
     async def drop_collection(self, name: str) -> None:
         await self.inner.drop_collection(name)
 

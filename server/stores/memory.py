@@ -82,6 +82,9 @@ class InMemoryStore:
         await other.open(model_id, dimensions)
         return other
 
+    async def has_collection(self, name: str) -> bool:
+        return name in self._collections
+
     async def drop_collection(self, name: str) -> None:
         self._collections.pop(name, None)
 

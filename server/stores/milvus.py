@@ -220,6 +220,9 @@ class MilvusStore:
         await other._call(lambda: other._prepare(model_id, dimensions), "open the collection")
         return other
 
+    async def has_collection(self, name: str) -> bool:
+        return bool(await self._read(lambda: self._client.has_collection(name), "list collections"))
+
     async def drop_collection(self, name: str) -> None:
         """Drop another collection of this engine, if it exists."""
 

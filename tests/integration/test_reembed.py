@@ -125,6 +125,8 @@ async def test_a_target_for_another_embedder_is_abandoned(tmp_path: Path, fake: 
         assert (first["done"], first["collection"]) == (5, "memories_1")
         steps = await run_to_the_end(svc, 5)
         assert steps[-1]["switched"] and steps[-1]["model"] == NEW
+        assert await svc.history.store_state() == {"active": "memories_1", "active_model": NEW}
+    assert sorted(p.name for p in (settings.data_dir / "milvus.db" / "collections").iterdir()) == ["memories_1"]
 
 
 @pytest.mark.parametrize(
@@ -151,3 +153,16 @@ async def test_an_unknown_embedder_is_refused(tmp_path: Path) -> None:
             await svc.reembed_step("nope", None, 10)
         assert (await svc.search("tennis", ALICE)).results
         assert await svc.history.store_state() == {}
+
+
+async def test_a_collection_the_store_did_not_record_is_never_touched(tmp_path: Path, fake: FakeOpenAI) -> None:
+    settings = make_settings(tmp_path / "data")
+    other = settings.model_copy(update={"collection": "memories_1"})  # another store's, on the same engine
+    async with MemoryService(other, embedder=HashEmbedder()) as svc:
+        theirs = (await svc.add("Another store's memory about kayaks", ALICE, infer=False)).results[0].id
+    async with MemoryService(settings, embedder=HashEmbedder()) as svc:
+        await seed(svc, 4)
+        steps = await run_to_the_end(svc)
+        assert steps[-1]["collection"] == "memories_2"
+    async with MemoryService(other, embedder=HashEmbedder()) as svc:
+        assert (await svc.search("kayaks", ALICE)).results[0].id == theirs
