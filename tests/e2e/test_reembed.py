@@ -145,6 +145,9 @@ async def test_a_reembed_killed_at_any_point_leaves_a_working_store_and_a_rerun_
         # Killed before the switch record, the old collection serves the old embedder; after it,
         # the new one serves the new embedder.
         await found(data_dir, new_env(fake) if switched else old_env(fake), memories)
+        if point == "during":
+            out, _ = await cli(data_dir, old_env(fake), "stats")
+            assert f"reembed         into memories_1 with {NEW}: 20/{COUNT} (unfinished)" in out
         out, err = await cli(data_dir, old_env(fake), "reembed", "--embedder", NEW, "--embedding-dims", "32")
         assert f"Re-embedded {COUNT} memories with {NEW} (32 dims) into collection memories_1" in out, err
     assert collections(data_dir) == ["memories_1"]

@@ -60,6 +60,8 @@ async def test_reembed_switches_after_catching_up_with_writes_made_between_steps
         first = await svc.reembed_step(NEW, 32, 10)
         assert (first["done"], first["total"], first["switched"]) == (10, 30, False)
         assert first["collection"] == new_name
+        progress = {"collection": new_name, "model": NEW, "done": 10, "total": 30}
+        assert (await svc.stats())["reembed_in_progress"] == progress
         # The old collection serves, and takes writes, between steps.
         assert (await svc.search("tennis", ALICE)).results
         await svc.update(ids[0], "Fact 0 (updated): plays squash on Sundays")  # already in the target
@@ -84,7 +86,8 @@ async def test_reembed_switches_after_catching_up_with_writes_made_between_steps
         assert ids[1] not in {h.id for h in (await svc.search("likes", ALICE, limit=100)).results}
         stored = set(await svc.vectors.ids())
         assert stored == set(await svc.history.live_ids()) and len(stored) == 30
-        assert (await svc.stats())["collection"] == new_name
+        stats = await svc.stats()
+        assert stats["collection"] == new_name and stats["reembed_in_progress"] is None
         # Writes after the switch use the new embedder and collection.
         later = (await svc.add("Fact 31: bakes sourdough bread", ALICE, infer=False)).results[0].id
         # A second run finds nothing to do.
