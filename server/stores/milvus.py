@@ -20,7 +20,7 @@ from milvus_memory_mcp.errors import BackendError, StoreUnavailable
 from milvus_memory_mcp.keywords import analyse
 from milvus_memory_mcp.records import MemoryRecord
 from milvus_memory_mcp.stores.capabilities import Capabilities
-from milvus_memory_mcp.stores.milvus_client import Deadline, ReadWriteLock, connection_problem, refused_data, short
+from milvus_memory_mcp.stores.milvus_client import Deadline, ReadWriteLock, connection_problem, short, upsert_each_good
 from milvus_memory_mcp.stores.milvus_schema import (
     OUTPUT_FIELDS,
     PROP_DIMS,
@@ -297,7 +297,7 @@ class MilvusStore:
         if not rows:
             return
         data = [to_row(r, v, self.keyword_search) for r, v in rows]
-        refused = await self._write(lambda: self._upsert_each_good(data), "store the memory")
+        refused = await self._write(lambda: upsert_each_good(self._client, self._collection, data), "store the memory")
         for row in data:
             self.refused.pop(row["id"], None)
         for memory_id, reason in refused.items():
@@ -309,20 +309,6 @@ class MilvusStore:
             )
         self.refused.update(refused)
         self._written(row["id"] for row in data if row["id"] not in refused)
-
-    def _upsert_each_good(self, data: list[dict[str, Any]]) -> dict[str, str]:
-        """Upsert `data`; a batch the engine refuses as data is halved until each refused row is alone,
-        and every other row is stored. Returns the refused rows' ids with the reason; other failures raise."""
-        try:
-            self._client.upsert(self._collection, data)
-            return {}
-        except Exception as e:
-            if not refused_data(e):
-                raise
-            if len(data) == 1:
-                return {data[0]["id"]: str(getattr(e, "message", "") or short(e))[:300]}
-        middle = len(data) // 2
-        return self._upsert_each_good(data[:middle]) | self._upsert_each_good(data[middle:])
 
     async def delete(self, ids: list[str]) -> None:
         if ids:
