@@ -1,5 +1,6 @@
 """Command line: `milvus-memory-mcp [serve|demo|doctor] [--flags]` (flags mirror MEMORY_* variables), the
-owner's commands (list, search, show, history, delete, restore, stats: server/cli.py; export, import),
+owner's commands (list, search, show, history, delete, restore, stats: server/cli.py; export, import;
+reembed),
 and the client hooks (`hook recall|capture`: server/hooks.py)."""
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _cores() -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from milvus_memory_mcp import __version__, cli_transfer
+    from milvus_memory_mcp import __version__, cli_reembed, cli_transfer
     from milvus_memory_mcp.cli import add_commands
 
     parser = argparse.ArgumentParser(prog="milvus-memory-mcp", description="Long-term memory MCP server.")
@@ -59,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_setting_flags(ui_p)
     add_commands(sub)
     cli_transfer.add_commands(sub)
+    cli_reembed.add_command(sub)
     hook_p = sub.add_parser("hook", help="Client hooks (Claude Code): recall before a prompt, capture at session end.")
     hook_p.add_argument(
         "hook",
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "hook":
         return _hook(args)
     command = args.command or "serve"
-    if command in (*COMMANDS, "export", "import"):
+    if command in (*COMMANDS, "export", "import", "reembed"):
         overrides: dict[str, Any] = {"data_dir": args.data_dir} if args.data_dir else {}
     else:
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "repair") and v is not None}
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"milvus-memory-mcp: {e}", file=sys.stderr)
         return 2
     # The owner's commands print results: only warnings on stderr, unless MEMORY_LOG_LEVEL says otherwise.
-    quiet = command in (*COMMANDS, "export", "import") and "MEMORY_LOG_LEVEL" not in os.environ
+    quiet = command in (*COMMANDS, "export", "import", "reembed") and "MEMORY_LOG_LEVEL" not in os.environ
     logging.basicConfig(
         level="WARNING" if quiet else settings.log_level,
         stream=sys.stderr,
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         from milvus_memory_mcp.cli_transfer import export_command
 
         return anyio.run(_guarded, export_command, settings, args)
-    if command in (*COMMANDS, "import"):
+    if command in (*COMMANDS, "import", "reembed"):
         return anyio.run(_guarded, _owner_command, settings, args)
     from milvus_memory_mcp.embedders import make_embedder
 
@@ -171,12 +173,15 @@ def _hook(args: argparse.Namespace) -> int:
 
 async def _owner_command(settings: Settings, args: argparse.Namespace) -> int:
     from milvus_memory_mcp.cli import run
+    from milvus_memory_mcp.cli_reembed import reembed_command
     from milvus_memory_mcp.cli_session import session
     from milvus_memory_mcp.cli_transfer import import_command
 
     async with session(settings) as owner:
         if args.command == "import":
             return await import_command(owner, args, sys.stdout)
+        if args.command == "reembed":
+            return await reembed_command(owner, args, sys.stdout)
         return await run(owner, args, sys.stdout)
 
 

@@ -184,6 +184,8 @@ def _stats(s: dict[str, Any], args: argparse.Namespace) -> str:
         "store sizes     " + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in s["store_bytes"].items()),
         "versions        " + ", ".join(f"{k} {v}" for k, v in s["versions"].items() if v),
     ]
+    if r := s.get("reembed_in_progress"):
+        lines.append(f"reembed         into {r['collection']} with {r['model']}: {r['done']}/{r['total']} (unfinished)")
     rows = [[_scope_of(x) or "(none)", str(x["live"]), str(x["deleted"])] for x in s["scopes"]]
     return "\n".join(lines) + "\n\n" + (table(["scope", "live", "deleted"], rows, 0) if rows else "No memories.\n")
 

@@ -48,6 +48,9 @@ class Session:
         result = await self._store.run_op("import", lines=lines, on_conflict=on_conflict, embedder=embedder)
         return dict(result)
 
+    async def reembed_step(self, embedder: str, dimensions: int | None, limit: int) -> dict[str, Any]:
+        return dict(await self._store.run_op("reembed_step", embedder=embedder, dimensions=dimensions, limit=limit))
+
 
 @asynccontextmanager
 async def session(settings: Settings) -> AsyncIterator[Session]:

@@ -45,7 +45,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--data-dir", help="The data dir [env MEMORY_DATA_DIR]; other settings: MEMORY_* variables.")
 
 
-def _bar(total: int, what: str) -> Any:
+def progress_bar(total: int, what: str) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit=" memories", desc=what, disable=not sys.stderr.isatty(), file=sys.stderr)
@@ -64,7 +64,7 @@ async def export_command(settings: Settings, args: argparse.Namespace) -> int:
     await history.open()
     out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
-        with _bar(0, "export") as bar:
+        with progress_bar(0, "export") as bar:
 
             def progress(done: int, total: int) -> None:
                 bar.total = total
@@ -144,7 +144,7 @@ async def import_command(session: Session, args: argparse.Namespace, out: TextIO
         total = int((head.get("counts") or {}).get("memories") or 0)
         batch: list[dict[str, Any]] = []
         try:
-            with _bar(total, "import") as bar:
+            with progress_bar(total, "import") as bar:
                 for number, line in _lines(path):
                     try:
                         batch.append(_parse(line, remap))

@@ -22,6 +22,7 @@ from milvus_memory_mcp.core.inferred import InferredAdds
 from milvus_memory_mcp.core.lifecycle import Lifecycle
 from milvus_memory_mcp.core.messages import parse_messages
 from milvus_memory_mcp.core.past import PastSearch, parse_as_of
+from milvus_memory_mcp.core.reembed import Reembedder, SwitchableEmbedder, check_step
 from milvus_memory_mcp.core.restore import Restorer
 from milvus_memory_mcp.core.search import Searcher
 from milvus_memory_mcp.core.transfer import Importer
@@ -50,7 +51,7 @@ class MemoryService:
         llm: ChatModel | None = None,
     ) -> None:
         self._settings = settings
-        self.embedder = embedder or make_embedder(settings)
+        self.embedder = SwitchableEmbedder(embedder or make_embedder(settings))  # `reembed` switches it
         self.llm = llm or make_llm(settings)
         self.history = history or make_history(settings)
         self.vectors: Store = vectors or make_vector_store(settings, self.history)
@@ -65,6 +66,7 @@ class MemoryService:
         self._restorer = Restorer(self.history, self._writes, self.embedder)
         self._importer = Importer(self.history, self._writes, self.embedder)
         self._edits = Edits(self.history, self._writes)
+        self._reembed = Reembedder(settings, self.history, self.vectors, self.embedder, self._writes, self._lifecycle)
         self._stack: AsyncExitStack | None = None
 
     @property
@@ -81,7 +83,8 @@ class MemoryService:
 
     async def __aenter__(self) -> MemoryService:
         async with AsyncExitStack() as stack:
-            # Undone in reverse: the background tasks end, then the last flush, the stores, the model.
+            # Undone in reverse: the background tasks end, then the last flush, the stores, the models.
+            stack.push_async_callback(self._reembed.close)
             stack.push_async_callback(self._lifecycle.close)
             tg = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(tg.cancel_scope.cancel)
@@ -258,3 +261,7 @@ class MemoryService:
         """Memory lines of an export file (server/core/transfer.py): not a tool."""
         await self.ready()
         return await self._importer.import_batch(lines, on_conflict, file_embedder)
+
+    async def reembed_step(self, embedder: object, dimensions: object, limit: object) -> dict[str, Any]:
+        """One bounded step of `reembed` (server/core/reembed.py): not a tool."""
+        return await self._reembed.step(*check_step(embedder, dimensions, limit))

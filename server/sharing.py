@@ -11,6 +11,7 @@ writes must be serialised by one lock, so exactly one process may hold the store
   path it writes to `<data dir>/owner.json`.
 - `hook recall` (server/hooks.py) asks for one read-only search (op `recall`), which the owner
   runs with its own settings: the hook process reads no settings model.
+- The CLI's `stats`, `import` batches and `reembed` steps are owner operations (`run_op`).
 - Every other process answers the MCP handshake and `tools/list` itself and forwards each
   `tools/call` (tool name, arguments, and its caller: bound scope, read-only, default user) over
   a fresh connection, one length-prefixed JSON frame each way (no size limit a legal reply can
@@ -57,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 CONNECT_WINDOW = 20.0  # how long a call looks for an owner (one may be starting or taking over)
 MAX_RETRIES = 3  # calls dropped by an owner that went away
-OWNER_OPS = ("stats", "import", "activity")  # the owner's operations that are not tool calls (`run_op`)
+OWNER_OPS = ("stats", "import", "activity", "reembed_step")  # the owner's operations that are not tool calls (`run_op`)
 SOCKET_PATH_MAX = 100  # AF_UNIX paths: 107 bytes on Linux, 103 on macOS
 
 RunTool = Callable[[str, dict[str, Any], Caller], Awaitable[CallToolResult]]
@@ -283,7 +284,7 @@ class SharedStore:
 
     async def run_op(self, op: str, **payload: Any) -> Any:
         """One of the owner's operations that are not tool calls (OWNER_OPS: the CLI's `stats`, a
-        batch of an `import`), run in the process that owns the store (this one, if none does)."""
+        batch of an `import`, a step of `reembed`), run in the process that owns the store (this one, if none does)."""
         for _ in range(MAX_RETRIES + 1):
             if await self.try_own():
                 return await self._run_op(op, payload)
@@ -304,6 +305,9 @@ class SharedStore:
             return await self.service.stats()
         if op == "activity":
             return await self.service.activity(Scope(**payload["scope"]), int(payload["days"]))
+        if op == "reembed_step":
+            step = (payload.get("embedder"), payload.get("dimensions"), payload.get("limit"))
+            return await self.service.reembed_step(*step)
         return await self.service.import_batch(payload["lines"], payload["on_conflict"], payload["embedder"])
 
     async def status(self) -> dict[str, Any]:

@@ -40,6 +40,7 @@ class Lifecycle:
     is_ready: bool = field(default=False, init=False)
     _readable: bool = field(default=False, init=False)  # reads can be served (before `is_ready`, with the index)
     _warming: bool = field(default=False, init=False)
+    _selected: bool = field(default=False, init=False)  # the active collection is chosen
     _lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
     _tg: TaskGroup | None = field(default=None, init=False)
 
@@ -90,7 +91,7 @@ class Lifecycle:
         async with self._lock:
             if self.is_ready:
                 return
-            await self.history.open()
+            await self._select_collection()
             await self.embedder.open()
             await self.vectors.open(self.embedder.model_id, self.embedder.dimensions)
             if self.vectors.stale_schema:
@@ -110,12 +111,20 @@ class Lifecycle:
             return True
         async with self._lock:
             if not self._readable:
-                await self.history.open()
+                await self._select_collection()
                 await self.embedder.open()
                 self._readable = await self.vectors.open_reads(self.embedder.model_id, self.embedder.dimensions)
                 if self._readable:
                     await anyio.to_thread.run_sync(release_free_memory)  # the rows the index was built from
         return self._readable
+
+    async def _select_collection(self) -> None:
+        """Open SQLite, and have the vector store open the collection `reembed` made active, if any."""
+        await self.history.open()
+        if not self._selected:
+            if active := (await self.history.store_state()).get("active"):
+                self.vectors.use_collection(active)
+            self._selected = True
 
     async def ready_for_reads(self) -> None:
         """Open what reads need; the rest opens in the background."""

@@ -45,8 +45,16 @@ class Searcher:
             return ranking.keyword_scores(await self.vectors.search_keywords(text, where, wanted))
 
         async def dense() -> Hits:
+            model, hits = self.embedder.model_id, []
             [vector] = await self.embedder.embed([text], kind="query")
-            return await self.vectors.search(vector, where, wanted)
+            try:
+                hits = await self.vectors.search(vector, where, wanted)
+            except (MemoryServiceError, ValueError):  # ValueError: the search index's, for another dimension
+                if self.embedder.model_id == model:
+                    raise
+            if self.embedder.model_id != model:  # `reembed` switched the embedder meanwhile: once more
+                return await dense()
+            return hits
 
         if mode == "dense":
             return await dense()

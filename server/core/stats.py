@@ -36,6 +36,11 @@ def _version(package: str) -> str | None:
 
 async def collect(settings: Settings, history: HistoryStore, embedder: Embedder) -> dict[str, Any]:
     counts = await history.counts()
+    state = await history.store_state()  # the collection `reembed` switched to, or is building
+    reembed = None
+    if target := state.get("target"):
+        done, live = await history.reembed_progress(target)
+        reembed = {"collection": target, "model": state.get("target_model"), "done": done, "total": live}
     pending = await history.pending_ids()
     db = settings.resolved_history_path
     sizes = {"history": sum(_size(Path(f"{db}{suffix}")) for suffix in ("", "-wal", "-shm"))}
@@ -43,7 +48,8 @@ async def collect(settings: Settings, history: HistoryStore, embedder: Embedder)
         sizes["milvus_lite"] = _size(Path(settings.resolved_milvus_uri))
     return {
         "data_dir": str(settings.data_dir),
-        "collection": settings.collection,
+        "collection": state.get("active") or settings.collection,
+        "reembed_in_progress": reembed,
         "memories": sum(s["live"] for s in counts["scopes"]),
         "deleted": sum(s["deleted"] for s in counts["scopes"]),
         "scopes": counts["scopes"],

@@ -8,6 +8,7 @@ Contracts, one per job (the SQLite adapter in `sqlite.py` implements all of them
   re-applied at start-up when a crash left them.
 - `EmbeddingStore`: each stored text's vector, so re-applying a change or building the search
   index needs no model.
+- `ReembedStore`: the active Milvus collection and `reembed`'s progress (history/reembed.py).
 Failures raise `StoreUnavailable` with a message fit for the agent.
 """
 
@@ -94,7 +95,23 @@ class EmbeddingStore(Protocol):
     async def index_mark(self, model: str) -> dict[str, object]: ...
 
 
-class HistoryStore(RecordStore, TransferStore, PendingStore, EmbeddingStore, Protocol):
+class ReembedStore(Protocol):
+    async def store_state(self) -> dict[str, str]: ...
+
+    async def set_store_state(self, values: dict[str, str | None], *, forget_target: str | None = None) -> None: ...
+
+    async def reembed_todo(self, target: str, limit: int) -> list[MemoryRecord]: ...
+
+    async def reembed_gone(self, target: str, limit: int) -> list[str]: ...
+
+    async def reembed_progress(self, target: str) -> tuple[int, int]: ...
+
+    async def record_reembedded(self, target: str, written: list[MemoryRecord], removed: list[str]) -> None: ...
+
+    async def switch_collection(self, target: str, model: str, retired: str, old_model: str) -> None: ...
+
+
+class HistoryStore(RecordStore, TransferStore, PendingStore, EmbeddingStore, ReembedStore, Protocol):
     async def open(self) -> None: ...
 
     async def change_mark(self) -> tuple[int, int]: ...
@@ -113,6 +130,7 @@ __all__ = [
     "HistoryStore",
     "PendingStore",
     "RecordStore",
+    "ReembedStore",
     "TransferStore",
     "SQLiteHistory",
     "make_history",

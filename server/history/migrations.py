@@ -131,6 +131,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX history_user ON history (collection, user_id, memory_id, seq);
         """,
     ),
+    (
+        # `reembed`: which Milvus collection is active (and with which embedder), the one being
+        # built beside it, and each memory's state the latter holds durably (id, hash, updated_at).
+        "0005_reembed_state",
+        """
+        CREATE TABLE store_state (
+            collection TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            PRIMARY KEY (collection, key)
+        );
+        CREATE TABLE reembedded (
+            collection TEXT NOT NULL,
+            target TEXT NOT NULL,
+            id TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (collection, target, id)
+        );
+        """,
+    ),
 ]
 
 

@@ -5,6 +5,7 @@
 - `transfer.py`: export pages and verbatim imports;
 - `pending.py`: marks of changes the vector store may not hold yet;
 - `embeddings.py`: each text's stored vector;
+- `reembed.py`: the active Milvus collection and `reembed`'s progress;
 - `migrations.py`: the schema.
 """
 
@@ -12,8 +13,9 @@ from __future__ import annotations
 
 from milvus_memory_mcp.history.embeddings import EmbeddingCache
 from milvus_memory_mcp.history.pending import PendingMarks
+from milvus_memory_mcp.history.reembed import ReembedState
 from milvus_memory_mcp.history.transfer import Transfer
 
 
-class SQLiteHistory(Transfer, PendingMarks, EmbeddingCache):
+class SQLiteHistory(Transfer, PendingMarks, EmbeddingCache, ReembedState):
     """The record of every memory and every change to it (the stores' single source of truth)."""

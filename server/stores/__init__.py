@@ -25,6 +25,10 @@ Two contracts, by who needs them:
   `recreate(model_id, dimensions)` then drops it and creates it empty with the current schema,
   for the caller to refill.
 - `get(ids)`, `ids()` and `vectors_of(ids)` read back what is stored.
+- `reembed` (server/core/reembed.py): `use_collection(name)` picks the collection `open` opens
+  (no I/O); `sibling(name, model_id, dimensions)` is a plain store of another collection on the
+  same open engine, made or checked for that embedder (its `close` closes nothing shared);
+  `has_collection(name)`; `drop_collection(name)` drops another collection if it exists.
 
 Failures raise BackendError subclasses with a message fit for the agent. `make_vector_store` is
 the only place that picks a concrete store (docs/ARCHITECTURE.md, "Adding a store").
@@ -84,6 +88,14 @@ class StoreMaintenance(Protocol):
     async def ids(self) -> list[str]: ...
 
     async def vectors_of(self, ids: list[str]) -> dict[str, list[float]]: ...
+
+    def use_collection(self, name: str) -> None: ...
+
+    async def sibling(self, collection: str, model_id: str, dimensions: int) -> Store: ...
+
+    async def has_collection(self, name: str) -> bool: ...
+
+    async def drop_collection(self, name: str) -> None: ...
 
 
 class Store(VectorStore, StoreMaintenance, Protocol):

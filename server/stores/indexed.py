@@ -188,6 +188,23 @@ class IndexedStore:
         self._index = None
         await self.inner.close()
 
+    def use_collection(self, name: str) -> None:
+        """Another collection from the next `open` (the caller has flushed): the index is rebuilt then."""
+        self._behind.clear()
+        self._index = None
+        self._changed()
+        self.inner.use_collection(name)
+
+    async def sibling(self, collection: str, model_id: str, dimensions: int) -> Store:
+        await self.drain()
+        return await self.inner.sibling(collection, model_id, dimensions)
+
+    async def has_collection(self, name: str) -> bool:
+        return await self.inner.has_collection(name)
+
+    async def drop_collection(self, name: str) -> None:
+        await self.inner.drop_collection(name)
+
     async def recreate(self, model_id: str, dimensions: int) -> None:
         self._behind.clear()  # every memory is marked pending first and re-applied afterwards
         await self.inner.recreate(model_id, dimensions)

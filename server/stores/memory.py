@@ -25,11 +25,14 @@ class InMemoryStore:
         *,
         needs_flush: bool = True,
         rows: dict[str, tuple[MemoryRecord, list[float]]] | None = None,
+        collections: dict[str, dict[str, tuple[MemoryRecord, list[float]]]] | None = None,
     ) -> None:
         """`rows` shared between two instances makes the second see what the first wrote (a restart)."""
         self._history = history
         self._needs_flush = needs_flush
         self._rows = {} if rows is None else rows
+        # Every collection's rows by name (shared with siblings); the first one opened is "".
+        self._collections = {"": self._rows} if collections is None else collections
         self._unflushed: set[str] = set()
         self._durable: set[str] = set()
         self._signature: tuple[str, int] | None = None
@@ -68,6 +71,22 @@ class InMemoryStore:
     async def recreate(self, model_id: str, dimensions: int) -> None:
         self._rows.clear()
         self._signature = (model_id, dimensions)
+
+    def use_collection(self, name: str) -> None:
+        self._rows = self._collections.setdefault(name, {})
+        self._signature = None
+
+    async def sibling(self, collection: str, model_id: str, dimensions: int) -> InMemoryStore:
+        other = InMemoryStore(self._history, needs_flush=self._needs_flush, collections=self._collections)
+        other.use_collection(collection)
+        await other.open(model_id, dimensions)
+        return other
+
+    async def has_collection(self, name: str) -> bool:
+        return name in self._collections
+
+    async def drop_collection(self, name: str) -> None:
+        self._collections.pop(name, None)
 
     async def upsert(self, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
         for record, vector in rows:

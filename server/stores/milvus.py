@@ -6,6 +6,7 @@ Lite client corrupt its write-ahead log (docs/ARCHITECTURE.md, "Milvus Lite"). R
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 from collections.abc import Iterable
@@ -15,11 +16,11 @@ from typing import TYPE_CHECKING, Any, Callable, TypeVar
 import anyio
 
 from milvus_memory_mcp import filters
-from milvus_memory_mcp.errors import BackendError, ConfigurationError, StoreUnavailable
+from milvus_memory_mcp.errors import BackendError, StoreUnavailable
 from milvus_memory_mcp.keywords import analyse
 from milvus_memory_mcp.records import MemoryRecord
 from milvus_memory_mcp.stores.capabilities import Capabilities
-from milvus_memory_mcp.stores.milvus_client import Deadline, ReadWriteLock, connection_problem, refused_data, short
+from milvus_memory_mcp.stores.milvus_client import Deadline, ReadWriteLock, connection_problem, short, upsert_each_good
 from milvus_memory_mcp.stores.milvus_schema import (
     OUTPUT_FIELDS,
     PROP_DIMS,
@@ -29,7 +30,9 @@ from milvus_memory_mcp.stores.milvus_schema import (
     SCHEMA_VERSION,
     SPARSE_FIELD,
     build_schema,
+    check_signature,
     create_indexes,
+    drop_lite_indexes,
     from_row,
     to_row,
 )
@@ -66,6 +69,7 @@ class MilvusStore:
         self._num_partitions = num_partitions
         self._partition_key = partition_key
         self._client: Any = None
+        self._borrowed = False  # the connection is another store's (`sibling`): closed by that one
         self._lite: LiteServer | None = None
         self._write_lock = ReadWriteLock()
         self.capabilities = Capabilities.detect(uri)  # refined from the server's version by open()
@@ -179,7 +183,7 @@ class MilvusStore:
         name = self._collection
         if c.has_collection(name):
             described = c.describe_collection(name)
-            self._check_signature(described, model_id, dimensions)
+            check_signature(name, described, model_id, dimensions)
             self.tenancy = (described.get("properties") or {}).get(PROP_TENANCY, "scalar_index")
             fields = {f["name"] for f in described.get("fields") or []}
             self.keyword_search = SPARSE_FIELD in fields and self.capabilities.bm25
@@ -191,7 +195,7 @@ class MilvusStore:
         try:
             c.load_collection(name)
         except Exception as e:  # pymilvus raises MilvusException; only the Lite case below is handled
-            if not (self.capabilities.lite and self._drop_lite_indexes()):
+            if not (self.capabilities.lite and drop_lite_indexes(Path(self._uri).expanduser(), name)):
                 raise
             logger.warning("Milvus Lite could not load %r (%s); rebuilt its indexes from the data", name, short(e))
             c.load_collection(name)
@@ -204,34 +208,30 @@ class MilvusStore:
                 c.delete(name, ids=[SEQUENCE_MARK_ID])
                 c.flush(name)
 
-    def _drop_lite_indexes(self) -> bool:
-        """Delete the collection's Milvus Lite index files; True if there were any.
+    def use_collection(self, name: str) -> None:
+        """The collection `open` opens (the active one, server/core/reembed.py); no I/O."""
+        self._collection = name
 
-        Milvus Lite 3.2.2 writes index files in place after committing a segment, so a process
-        killed meanwhile leaves an empty or cut-off index file, and every later load fails ("No
-        data left in file"). Indexes are derived from the data files, which Lite rebuilds.
-        """
-        partitions = Path(self._uri).expanduser() / "collections" / self._collection / "partitions"
-        files = [p for p in partitions.glob("*/indexes/*") if p.is_file()]
-        for path in files:
-            path.unlink()
-        return bool(files)
+    async def sibling(self, collection: str, model_id: str, dimensions: int) -> MilvusStore:
+        """Another collection on this open connection, made or checked for this embedder and loaded."""
+        other = copy.copy(self)  # the client, its lock and the capabilities are shared
+        other._collection, other._borrowed, other._lite, other.refused = collection, True, None, {}
+        other._unflushed, other._durable = set(), set()
+        await other._call(lambda: other._prepare(model_id, dimensions), "open the collection")
+        return other
 
-    def _check_signature(self, described: dict[str, Any], model_id: str, dimensions: int) -> None:
-        props = described.get("properties") or {}
-        if PROP_EMBEDDER not in props:
-            raise ConfigurationError(
-                f"Collection {self._collection!r} exists but was not created by milvus-memory-mcp; "
-                "set MEMORY_COLLECTION to another name."
-            )
-        made_by, made_dims = props[PROP_EMBEDDER], int(props.get(PROP_DIMS, -1))
-        if made_by != model_id or made_dims != dimensions:
-            raise ConfigurationError(
-                f"Collection {self._collection!r} was created with embedder {made_by!r} ({made_dims} dims), "
-                f"but the server is configured with {model_id!r} ({dimensions} dims). Vectors of different "
-                "models cannot be mixed: switch MEMORY_EMBEDDER back, or use a new MEMORY_COLLECTION or "
-                "MEMORY_DATA_DIR for the new embedder."
-            )
+    async def has_collection(self, name: str) -> bool:
+        return bool(await self._read(lambda: self._client.has_collection(name), "list collections"))
+
+    async def drop_collection(self, name: str) -> None:
+        """Drop another collection of this engine, if it exists."""
+
+        def run() -> None:
+            with self._write_lock:
+                if self._client.has_collection(name):
+                    self._client.drop_collection(name)
+
+        await self._call(run, "drop a collection")
 
     async def recreate(self, model_id: str, dimensions: int) -> None:
         """Drop the collection and create it anew with the current schema (empty); see `stale_schema`."""
@@ -246,7 +246,10 @@ class MilvusStore:
         await self._call(run, "rebuild the collection")
 
     def _create(self, model_id: str, dimensions: int) -> None:
-        tenancy = self._choose_tenancy()
+        # user_id as partition key where the engine supports it (a search then reads one user's
+        # partition only); otherwise scope fields are filtered through a scalar index.
+        wanted = self.capabilities.partition_key if self._partition_key is None else self._partition_key
+        tenancy = "partition_key" if wanted and self._num_partitions > 0 else "scalar_index"
         properties = {
             PROP_EMBEDDER: model_id,
             PROP_DIMS: str(dimensions),
@@ -273,15 +276,9 @@ class MilvusStore:
             "on" if self.keyword_search else "off: this Milvus has no BM25",
         )
 
-    def _choose_tenancy(self) -> str:
-        """user_id as partition key where the engine supports it (a search then reads one user's
-        partition only); otherwise scope fields are filtered through a scalar index."""
-        wanted = self.capabilities.partition_key if self._partition_key is None else self._partition_key
-        return "partition_key" if wanted and self._num_partitions > 0 else "scalar_index"
-
     async def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and not self._borrowed:
             await anyio.to_thread.run_sync(client.close)
             if self.capabilities.lite:
                 await anyio.to_thread.run_sync(self._release_lite)
@@ -300,7 +297,7 @@ class MilvusStore:
         if not rows:
             return
         data = [to_row(r, v, self.keyword_search) for r, v in rows]
-        refused = await self._write(lambda: self._upsert_each_good(data), "store the memory")
+        refused = await self._write(lambda: upsert_each_good(self._client, self._collection, data), "store the memory")
         for row in data:
             self.refused.pop(row["id"], None)
         for memory_id, reason in refused.items():
@@ -312,20 +309,6 @@ class MilvusStore:
             )
         self.refused.update(refused)
         self._written(row["id"] for row in data if row["id"] not in refused)
-
-    def _upsert_each_good(self, data: list[dict[str, Any]]) -> dict[str, str]:
-        """Upsert `data`; a batch the engine refuses as data is halved until each refused row is alone,
-        and every other row is stored. Returns the refused rows' ids with the reason; other failures raise."""
-        try:
-            self._client.upsert(self._collection, data)
-            return {}
-        except Exception as e:
-            if not refused_data(e):
-                raise
-            if len(data) == 1:
-                return {data[0]["id"]: str(getattr(e, "message", "") or short(e))[:300]}
-        middle = len(data) // 2
-        return self._upsert_each_good(data[:middle]) | self._upsert_each_good(data[middle:])
 
     async def delete(self, ids: list[str]) -> None:
         if ids:
@@ -353,43 +336,35 @@ class MilvusStore:
         return durable
 
     async def search(self, vector: list[float], where: filters.And, limit: int) -> list[tuple[MemoryRecord, float]]:
-        expr = filters.to_milvus(where)
-
-        def run() -> list[tuple[MemoryRecord, float]]:
-            hits = self._client.search(
-                self._collection,
-                data=[vector],
-                anns_field="vector",
-                filter=expr,
-                limit=limit,
-                output_fields=OUTPUT_FIELDS,
-                search_params={"metric_type": "COSINE"},
-            )
-            return [(from_row(h["entity"] | {"id": h["id"]}), float(h["distance"])) for h in hits[0]]
-
-        return await self._read(run, "search")
+        return await self._search(vector, "vector", "COSINE", where, limit, "search")
 
     async def search_keywords(self, text: str, where: filters.And, limit: int) -> list[tuple[MemoryRecord, float]]:
         """BM25 full-text search (only when `keyword_search`); score higher is better, >= 0."""
-        expr = filters.to_milvus(where)
         words = analyse(text)
         if not words:
             return []  # only stop words: nothing for BM25 to match
+        return await self._search(words, SPARSE_FIELD, "BM25", where, limit, "search by keywords")
+
+    async def _search(
+        self, data: Any, field: str, metric: str, where: filters.And, limit: int, what: str
+    ) -> list[tuple[MemoryRecord, float]]:
+        expr = filters.to_milvus(where)
 
         def run() -> list[tuple[MemoryRecord, float]]:
             hits = self._client.search(
                 self._collection,
-                data=[words],
-                anns_field=SPARSE_FIELD,
+                data=[data],
+                anns_field=field,
                 filter=expr,
                 limit=limit,
                 output_fields=OUTPUT_FIELDS,
-                search_params={"metric_type": "BM25"},
+                search_params={"metric_type": metric},
             )
             # Milvus Lite reports BM25 negated (a server reports it positive); the score itself is >= 0.
-            return [(from_row(h["entity"] | {"id": h["id"]}), abs(float(h["distance"]))) for h in hits[0]]
+            score = abs if metric == "BM25" else float
+            return [(from_row(h["entity"] | {"id": h["id"]}), float(score(h["distance"]))) for h in hits[0]]
 
-        return await self._read(run, "search by keywords")
+        return await self._read(run, what)
 
     async def get(self, ids: list[str]) -> list[MemoryRecord]:
         if not ids:

@@ -128,3 +128,18 @@ def refused_data(e: BaseException) -> bool:
 def short(e: Exception) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return text[:300]
+
+
+def upsert_each_good(client: Any, collection: str, data: list[dict[str, Any]]) -> dict[str, str]:
+    """Upsert `data`; a batch the engine refuses as data is halved until each refused row is alone,
+    and every other row is stored. Returns the refused rows' ids with the reason; other failures raise."""
+    try:
+        client.upsert(collection, data)
+        return {}
+    except Exception as e:
+        if not refused_data(e):
+            raise
+        if len(data) == 1:
+            return {data[0]["id"]: str(getattr(e, "message", "") or short(e))[:300]}
+    middle = len(data) // 2
+    return upsert_each_good(client, collection, data[:middle]) | upsert_each_good(client, collection, data[middle:])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from milvus_memory_mcp.errors import ConfigurationError
 from milvus_memory_mcp.keywords import analyse
 from milvus_memory_mcp.records import SCOPE_FIELDS, MemoryRecord
 from milvus_memory_mcp.stores.capabilities import Capabilities
@@ -98,3 +100,34 @@ def create_indexes(client: Any, collection: str, capabilities: Capabilities) -> 
         scalar = client.prepare_index_params()
         scalar.add_index(field_name=field, index_type=scalar_type)
         client.create_index(collection, scalar, sync=False)
+
+
+def check_signature(collection: str, described: dict[str, Any], model_id: str, dimensions: int) -> None:
+    """Refuse a collection made by something else, or by another embedder (ConfigurationError)."""
+    props = described.get("properties") or {}
+    if PROP_EMBEDDER not in props:
+        raise ConfigurationError(
+            f"Collection {collection!r} exists but was not created by milvus-memory-mcp; "
+            "set MEMORY_COLLECTION to another name."
+        )
+    made_by, made_dims = props[PROP_EMBEDDER], int(props.get(PROP_DIMS, -1))
+    if made_by != model_id or made_dims != dimensions:
+        raise ConfigurationError(
+            f"Collection {collection!r} was created with embedder {made_by!r} ({made_dims} dims), "
+            f"but the server is configured with {model_id!r} ({dimensions} dims). Vectors of different "
+            f"models cannot be mixed: set MEMORY_EMBEDDER back to {made_by!r}, or move the stored memories to "
+            "the new one with `milvus-memory-mcp reembed --embedder NEW` (run with the old MEMORY_EMBEDDER)."
+        )
+
+
+def drop_lite_indexes(lite_dir: Path, collection: str) -> bool:
+    """Delete a collection's Milvus Lite index files; True if there were any.
+
+    Milvus Lite 3.2.2 writes index files in place after committing a segment, so a process
+    killed meanwhile leaves an empty or cut-off index file, and every later load fails ("No
+    data left in file"). Indexes are derived from the data files, which Lite rebuilds.
+    """
+    files = [p for p in (lite_dir / "collections" / collection / "partitions").glob("*/indexes/*") if p.is_file()]
+    for path in files:
+        path.unlink()
+    return bool(files)

@@ -97,7 +97,7 @@ async def test_every_owner_command_forwards_to_the_running_server(tmp_path: Path
             assert stats["memories"] == 3 and stats["deleted"] == 0
             by_scope = {(s["user_id"], s["agent_id"]): s["live"] for s in stats["scopes"]}
             assert by_scope == {("alice", None): 2, (None, "coder"): 1}
-            assert stats["embedder"]["model"] and stats["versions"]["schema"].startswith("0004")
+            assert stats["embedder"]["model"] and stats["versions"]["schema"].startswith("0005")
             assert stats["store_bytes"]["history"] > 0 and stats["pending_writes"] >= 0
             text = await cli(data, "stats")
             assert "memories        3 live" in text and "agent=coder" in text

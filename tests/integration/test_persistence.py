@@ -58,7 +58,7 @@ async def test_opening_a_collection_with_another_embedder_fails_naming_both(
             message = await error_of(client, "search_memories", query="x", user_id="u")
     assert "local:all-MiniLM-L6-v2-int8" in message and "384" in message
     assert "openai:text-embedding-3-small" in message and "64" in message
-    assert "MEMORY_COLLECTION" in message
+    assert "MEMORY_EMBEDDER back" in message and "milvus-memory-mcp reembed --embedder NEW" in message
 
 
 class FlakyMilvus(MilvusStore):

@@ -76,7 +76,7 @@ def test_a_database_of_the_previous_release_takes_restore_events_and_event_metad
             "INSERT INTO history (id, collection, memory_id, event, created_at, updated_at) "
             "VALUES ('r', 'c', 'm', 'RESTORE', 1, 3)"
         )
-    assert apply_migrations(conn) == ["0004_history_restore_events_and_metadata"]
+    assert apply_migrations(conn) == names[names.index("0004_history_restore_events_and_metadata") :]
     assert conn.execute("SELECT seq, id, new_memory, event, actor, metadata FROM history").fetchall() == [
         (1, "e", "text", "NONE", "alice", None)
     ]
@@ -90,3 +90,30 @@ def test_a_database_of_the_previous_release_takes_restore_events_and_event_metad
             "INSERT INTO history (id, collection, memory_id, event, created_at, updated_at) "
             "VALUES ('x', 'c', 'm', 'BOGUS', 1, 3)"
         )
+
+
+@pytest.mark.anyio
+async def test_a_database_of_the_previous_release_takes_the_reembed_state(tmp_path: Path) -> None:
+    from milvus_memory_mcp.history import SQLiteHistory
+
+    path = tmp_path / "h.db"
+    conn = connect(path)
+    names = [name for name, _ in MIGRATIONS]
+    apply_migrations(conn, MIGRATIONS[: names.index("0005_reembed_state")])
+    conn.execute(
+        "INSERT INTO memories (collection, id, memory, hash, created_at, updated_at) VALUES ('c', 'i', 'm', 'h', 1, 2)"
+    )
+    conn.close()
+    history = SQLiteHistory(path, "c")
+    await history.open()
+    try:
+        assert await history.store_state() == {}  # no row: the collection is `settings.collection`, as before
+        [todo] = await history.reembed_todo("c_1", 10)
+        assert (todo.id, todo.hash, todo.updated_at) == ("i", "h", 2)
+        await history.record_reembedded("c_1", [todo], [])
+        assert await history.reembed_progress("c_1") == (1, 1)
+        assert await history.reembed_todo("c_1", 10) == []
+        await history.switch_collection("c_1", "new-model", "c", "old-model")
+        assert await history.store_state() == {"active": "c_1", "active_model": "new-model", "retired": "c"}
+    finally:
+        await history.close()

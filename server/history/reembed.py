@@ -1,0 +1,119 @@
+"""`reembed`'s record: the active Milvus collection, the one being built beside it, and its progress.
+
+`store_state` holds, per history collection, a few keys: `active` (the Milvus collection searches
+use; none: `settings.collection`), `active_model`, `target`, `target_model`, `target_dims` (the
+collection being filled for another embedder) and `retired` (an old collection left to drop).
+`reembedded` lists each memory's state (hash, updated_at) the target holds durably, so a re-run
+resumes and a memory changed meanwhile is written again. The switch is one transaction
+(`switch_collection`). server/core/reembed.py drives it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from milvus_memory_mcp.history.database import Database
+from milvus_memory_mcp.history.log import MEMORY_COLUMNS, _record
+from milvus_memory_mcp.records import MemoryRecord
+
+_M_COLUMNS = ", ".join(f"m.{c}" for c in MEMORY_COLUMNS.split(", "))
+_JOIN = "r.collection = m.collection AND r.target = ? AND r.id = m.id"
+_UP_TO_DATE = "r.hash = m.hash AND r.updated_at = m.updated_at"
+
+
+def _put(conn: sqlite3.Connection, collection: str, values: dict[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            conn.execute("DELETE FROM store_state WHERE collection = ? AND key = ?", (collection, key))
+        else:
+            conn.execute("INSERT OR REPLACE INTO store_state VALUES (?, ?, ?)", (collection, key, value))
+
+
+class ReembedState(Database):
+    async def store_state(self) -> dict[str, str]:
+        def run(conn: sqlite3.Connection) -> dict[str, str]:
+            rows = conn.execute("SELECT key, value FROM store_state WHERE collection = ?", (self._collection,))
+            return dict(rows.fetchall())
+
+        return await self._run(run)
+
+    async def set_store_state(self, values: dict[str, str | None], *, forget_target: str | None = None) -> None:
+        """Set (None: remove) keys in one transaction; `forget_target`'s recorded rows go with them."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            _put(conn, self._collection, values)
+            if forget_target is not None:
+                forget = "DELETE FROM reembedded WHERE collection = ? AND target = ?"
+                conn.execute(forget, (self._collection, forget_target))
+
+        await self._transaction(run)
+
+    async def reembed_todo(self, target: str, limit: int) -> list[MemoryRecord]:
+        """Live memories whose current state `target` does not hold yet."""
+
+        def run(conn: sqlite3.Connection) -> list[MemoryRecord]:
+            rows = conn.execute(
+                f"SELECT {_M_COLUMNS} FROM memories m LEFT JOIN reembedded r ON {_JOIN} WHERE m.collection = ? "
+                f"AND m.deleted_at IS NULL AND (r.id IS NULL OR NOT ({_UP_TO_DATE})) LIMIT ?",
+                (target, self._collection, limit),
+            )
+            return [_record(r) for r in rows]
+
+        return await self._run(run)
+
+    async def reembed_gone(self, target: str, limit: int) -> list[str]:
+        """Ids `target` holds that are no longer live."""
+
+        def run(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT r.id FROM reembedded r LEFT JOIN memories m ON m.collection = r.collection AND m.id = r.id "
+                "WHERE r.collection = ? AND r.target = ? AND (m.id IS NULL OR m.deleted_at IS NOT NULL) LIMIT ?",
+                (self._collection, target, limit),
+            )
+            return [r[0] for r in rows]
+
+        return await self._run(run)
+
+    async def reembed_progress(self, target: str) -> tuple[int, int]:
+        """(live memories `target` holds up to date, live memories)."""
+
+        def run(conn: sqlite3.Connection) -> tuple[int, int]:
+            done = conn.execute(
+                f"SELECT count(*) FROM memories m JOIN reembedded r ON {_JOIN} "
+                f"WHERE m.collection = ? AND m.deleted_at IS NULL AND {_UP_TO_DATE}",
+                (target, self._collection),
+            ).fetchone()[0]
+            live = conn.execute(
+                "SELECT count(*) FROM memories WHERE collection = ? AND deleted_at IS NULL", (self._collection,)
+            ).fetchone()[0]
+            return int(done), int(live)
+
+        return await self._run(run)
+
+    async def record_reembedded(self, target: str, written: list[MemoryRecord], removed: list[str]) -> None:
+        """`target` durably holds `written` and no longer holds `removed`."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO reembedded VALUES (?, ?, ?, ?, ?)",
+                [(self._collection, target, r.id, r.hash, r.updated_at) for r in written],
+            )
+            conn.executemany(
+                "DELETE FROM reembedded WHERE collection = ? AND target = ? AND id = ?",
+                [(self._collection, target, i) for i in removed],
+            )
+
+        await self._transaction(run)
+
+    async def switch_collection(self, target: str, model: str, retired: str, old_model: str) -> None:
+        """Make `target` the active collection, in one transaction: the old one is left `retired`
+        (dropped next), the target's progress and the old model's cached embeddings are forgotten."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            keys: dict[str, str | None] = {"active": target, "active_model": model, "retired": retired}
+            _put(conn, self._collection, keys | {"target": None, "target_model": None, "target_dims": None})
+            conn.execute("DELETE FROM reembedded WHERE collection = ? AND target = ?", (self._collection, target))
+            if old_model != model:
+                conn.execute("DELETE FROM embeddings WHERE model = ?", (old_model,))
+
+        await self._transaction(run)
