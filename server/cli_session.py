@@ -38,7 +38,9 @@ class Session:
             arguments["verbose"] = True
         result = await self._client.call_tool(tool, {k: v for k, v in arguments.items() if v is not None})
         if result.is_error:
-            raise CommandFailed(" ".join(getattr(c, "text", "") for c in result.content))
+            from milvus_memory_mcp.sharing import error_text
+
+            raise CommandFailed(error_text(tool, result))
         return dict(result.structured_content or {})
 
     async def stats(self) -> dict[str, Any]:

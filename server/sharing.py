@@ -72,6 +72,12 @@ def error_result(message: str) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
 
 
+def error_text(tool: str, result: CallToolResult) -> str:
+    """A failed call's message as a person should read it (without the SDK's "Error executing tool" prefix)."""
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    return text.removeprefix(f"Error executing tool {tool}: ") or "The call failed."
+
+
 class FrameError(Exception):
     """The peer sent something that is not a frame of this protocol."""
 

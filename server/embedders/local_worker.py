@@ -13,9 +13,11 @@ the top: the server imports it for the frame helpers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import signal
 import struct
 import sys
@@ -148,5 +150,15 @@ def main(argv: list[str]) -> int:
             write_frame(answers, VECTORS, vectors)
 
 
+def run(argv: list[str]) -> int:
+    """`main`, quiet when the server went away first (its end of the pipe closed: nothing to answer)."""
+    try:
+        return main(argv)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())  # no flush error at exit
+        return 0
+
+
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(run(sys.argv[1:]))

@@ -16,7 +16,7 @@ from mcp_types import CallToolResult
 
 from milvus_memory_mcp.core.dashboard import Activity, from_json
 from milvus_memory_mcp.records import Caller, Scope
-from milvus_memory_mcp.sharing import SharedStore
+from milvus_memory_mcp.sharing import SharedStore, error_text
 
 VERBOSE = frozenset({"search_memories", "get_memory", "list_memories", "memory_history"})
 
@@ -42,8 +42,7 @@ class Backend:
 
         result = await self.store.call(tool, args, caller, run_here)
         if result.is_error:
-            text = " ".join(getattr(c, "text", "") for c in result.content)
-            raise Refused(text.removeprefix(f"Error executing tool {tool}: ") or "The call failed.")
+            raise Refused(error_text(tool, result))
         return dict(result.structured_content or {})
 
     async def stats(self, caller: Caller) -> dict[str, Any]:

@@ -114,6 +114,12 @@ async def test_without_a_server_the_cli_owns_the_data_dir_for_the_command(tmp_pa
         assert stats["memories"] == 0
         assert "No memories." in await cli(data, "list", "--user-id", "alice")
         assert not (data / "owner.json").exists()  # given up on exit
+        # a command refused at once (the model still starting) says why in one line: no SDK prefix,
+        # no traceback from the model's process
+        refused = await cli(data, "show", "not-a-uuid", code=1)
+        assert refused.strip() == (
+            "milvus-memory-mcp show: memory_id 'not-a-uuid' is not a valid memory id (expected a UUID)."
+        ), refused
 
 
 async def test_version_and_help_list_only_each_commands_own_options(tmp_path: Path) -> None:
