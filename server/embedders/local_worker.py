@@ -156,7 +156,7 @@ def run(argv: list[str]) -> int:
         return main(argv)
     except BrokenPipeError:
         with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())  # no flush error at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the closed pipe: no flush error at exit
         return 0
 
 
