@@ -44,7 +44,9 @@ def bm25_over(query: str, pool: Hits, limit: int) -> Hits:
     for record, counts in docs:
         length = sum(counts.values())
         norm = K1 * (1 - B + B * length / average)
-        score = sum(weight * idf[t] * counts[t] * (K1 + 1) / (counts[t] + norm) for t, weight in terms.items() if counts[t])
+        score = sum(
+            weight * idf[t] * counts[t] * (K1 + 1) / (counts[t] + norm) for t, weight in terms.items() if counts[t]
+        )
         if score > 0:
             out.append((record, score))
     out.sort(key=lambda h: (-h[1], h[0].id))

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import anyio
 
 from milvus_memory_mcp import ranking
-from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.core.keyword_evidence import SERVER_POOL, bm25_over
 from milvus_memory_mcp.core.query import content_query, scope_names
+from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import MemoryServiceError
 from milvus_memory_mcp.filters import And
 from milvus_memory_mcp.records import now_us

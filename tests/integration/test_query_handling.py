@@ -26,8 +26,11 @@ PERSONA = [
 ] + SEED
 
 
+QUESTIONS = ["What are Alice's hobbies?", "What are Alice's hobbies", "what are alices hobbies"]
+
+
 @ENGINES
-@pytest.mark.parametrize("question", ["What are Alice's hobbies?", "What are Alice's hobbies", "what are alices hobbies"])
+@pytest.mark.parametrize("question", QUESTIONS)
 async def test_seed_hobbies_rank_tennis_first_whatever_the_punctuation(service: MemoryService, question: str) -> None:
     for text in SEED:
         await service.add(text, Scope(user_id="alice"), infer=False)
