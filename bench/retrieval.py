@@ -22,6 +22,7 @@ of questions with at least one evidence turn in the top 10. Settings come from M
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
@@ -166,6 +167,9 @@ async def main() -> None:
     parser.add_argument("--first", type=int, default=0, help="skip the first N conversations")
     parser.add_argument("--persona", action="store_true", help="also run the persona set (bench/persona.json)")
     parser.add_argument("--verbose", action="store_true", help="list the persona set's top-1 misses")
+    parser.add_argument(
+        "--milvus-server", action="store_true", help="store in a Milvus 2.3.5 standalone (no BM25) instead of Lite"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -179,8 +183,16 @@ async def main() -> None:
     samples = samples[args.first : end]
     modes = MODES if args.mode == "all" else (args.mode,)
     report: dict[str, Any] = {"conversations": len(samples), "modes": {}}
-    with tempfile.TemporaryDirectory(prefix="retrieval-bench-") as tmp:
-        settings = Settings.load(data_dir=Path(tmp), flush_delay=0.5)
+    with tempfile.TemporaryDirectory(prefix="retrieval-bench-") as tmp, contextlib.ExitStack() as stack:
+        extra: dict[str, Any] = {}
+        if args.milvus_server:
+            from tests.support.milvus_server import MilvusStandalone
+
+            server = MilvusStandalone(Path(tmp) / "server")
+            await anyio.to_thread.run_sync(server.start)
+            stack.callback(server.stop)
+            extra = {"milvus_uri": server.uri, "milvus_token": server.token}
+        settings = Settings.load(data_dir=Path(tmp) / "data", flush_delay=0.5, **extra)
         async with MemoryService(settings) as svc:
             await svc.ready()
             if args.persona:
@@ -196,6 +208,7 @@ async def main() -> None:
             dia_of, ingest_lat = await ingest(svc, samples)
             report["memories"] = len(dia_of)
             report["embedder"] = svc.embedder.model_id
+            report["engine"] = "Milvus 2.3.5 server" if args.milvus_server else "Milvus Lite"
             print(
                 f"ingested {len(dia_of)} memories from {len(samples)} conversations ({svc.embedder.model_id}); "
                 f"add_memory {ms(ingest_lat)}"

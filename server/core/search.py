@@ -44,7 +44,9 @@ class Searcher:
 
     async def _ranked(self, text: str, where: And, limit: int) -> Hits:
         """Candidates best first, scored as `server.ranking` documents for the configured mode."""
-        query = content_query(text, scope_names(where))
+        names = scope_names(where)
+        query = content_query(text, names)  # for the keyword search
+        dense_query = content_query(text, names, possessors=False)
         mode = self.settings.search_mode
         engine_bm25 = self.vectors.keyword_search
         # Recency may reorder, so it needs more candidates than the page.
@@ -54,7 +56,7 @@ class Searcher:
             return ranking.keyword_scores(await self.vectors.search_keywords(query, where, wanted))
 
         async def dense(size: int) -> Hits:
-            [vector] = await self.embedder.embed([query], kind="query")
+            [vector] = await self.embedder.embed([dense_query], kind="query")
             return await self.vectors.search(vector, where, size)
 
         if mode == "dense":
