@@ -14,7 +14,9 @@ Scores (higher is better):
   generic shared word ("plan", "food", "call") from a telling one: without the gate, one such
   word lifted an unrelated memory over the answer. With the gate and w = 0.7 (the query's content
   words, see core/query.py): LoCoMo dev R@10 0.668 (0.665 before), the persona set's hybrid top-1
-  0.472 -> 0.639 on its tune half, 0.500 -> 0.722 on its test half (w = 0.6: 0.657, 0.639).
+  0.472 -> 0.639 on its tune half, 0.500 -> 0.694 on its test half. Replayed on the candidate
+  lists, w = 0.6 gave 0.657 and 0.639 (tune), no gate (w = 0.6) 0.664 and 0.500, a gate floor of 0 0.669
+  and 0.556.
   The sum is divided by the weight of the searches that found anything (a query no keyword of
   which is stored is ranked by the dense part alone, up to 1, not 1 - w), so it is relative: the
   best candidate gets about 1. It is then multiplied by the *level*, how well the best candidate
