@@ -23,6 +23,7 @@ PERSONA = [
     "Tore her left ACL skiing in 2023; the knee still hurts on stairs.",
     "Has a golden retriever named Biscuit.",
     "Order number ZX-4471 was shipped to Lisbon",
+    "Planning a trip to Kyoto in April.",  # shares "plan" with the workout question
 ] + SEED
 
 
