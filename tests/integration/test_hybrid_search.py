@@ -102,6 +102,9 @@ async def test_engine_without_bm25_scores_the_dense_candidates_by_keywords(
             ranked[name] = [
                 [(h.memory, h.score) for h in (await svc.search(q, Scope(user_id="u"))).results] for q in queries
             ]
+            svc.settings = svc.settings.model_copy(update={"search_mode": "keyword"})
+            keyword = (await svc.search("weekend plans", Scope(user_id="u"))).results
+            assert [(h.memory, h.score) for h in keyword] == [(FACTS[0], 1.0)]  # stemmed, on both engines
     for with_bm25, without in zip(ranked["bm25"], ranked["none"], strict=True):
         assert [m for m, _ in without] == [m for m, _ in with_bm25]
         assert [s for _, s in without] == pytest.approx([s for _, s in with_bm25], abs=1e-6)
