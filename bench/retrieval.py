@@ -1,6 +1,12 @@
-"""Retrieval quality on LoCoMo: evidence recall@k of search_memories, with ingest and search latency.
+"""Retrieval quality: LoCoMo evidence recall@k and the persona set's top-1 / top-3 of search_memories.
 
-    python bench/retrieval.py PATH/locomo10.json [--mode all|hybrid|dense|keyword] [--conversations N]
+    python bench/retrieval.py [PATH/locomo10.json] [--mode all|hybrid|dense|keyword] [--conversations N]
+                              [--first N] [--persona]
+
+Persona set (`--persona`, bench/persona.json): 36 short facts about one person stored in her scope,
+72 natural questions an assistant would ask (paraphrases sharing no stemmed word with their answer,
+with and without punctuation, some naming her), split in a "tune" and a "test" half; top-1 / top-3
+= share of questions with an accepted answer first / among the first three.
 
 Every dialogue turn is stored through the product's own core (`MemoryService`: real Milvus Lite in a
 temporary directory, the configured embedder, LLM inference off) as one memory "Speaker: text",
@@ -16,6 +22,7 @@ of questions with at least one evidence turn in the top 10. Settings come from M
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
@@ -117,25 +124,91 @@ def ms(values: list[float]) -> str:
     return f"p50 {pct(values, 0.5) * 1000:.1f} ms, p95 {pct(values, 0.95) * 1000:.1f} ms"
 
 
+PERSONA = Path(__file__).resolve().parent / "persona.json"
+
+
+async def persona(svc: MemoryService) -> dict[str, dict[str, float]]:
+    """Top-1 / top-3 accuracy per split of the persona set."""
+    data = json.loads(PERSONA.read_text())
+    scope = Scope(user_id=data["user_id"])
+    fact_of: dict[str, str] = {}
+    for key, text in data["facts"].items():
+        out = await svc.add(text, scope, None, infer=False)
+        fact_of[out.results[0].id] = key
+    sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    misses = []
+    for q in data["questions"]:
+        result = await svc.search(q["question"], scope, limit=3)
+        ranked = [fact_of.get(hit.id) for hit in result.results]
+        for name in (q["split"], "all"):
+            row = sums[name]
+            row["n"] += 1
+            row["top1"] += 1.0 if ranked[:1] and ranked[0] in q["answers"] else 0.0
+            row["top3"] += 1.0 if set(ranked[:3]) & set(q["answers"]) else 0.0
+        if not ranked or ranked[0] not in q["answers"]:
+            misses.append(f"  [{q['split']}] {q['question']!r}: {ranked} (want {q['answers']})")
+    table = {name: {m: row[m] / row["n"] for m in ("top1", "top3")} | {"n": row["n"]} for name, row in sums.items()}
+    for name in ("tune", "test", "all"):
+        r = table[name]
+        print(f"persona {name:<4}: n {int(r['n'])}, top-1 {r['top1']:.3f}, top-3 {r['top3']:.3f}")
+    if VERBOSE:
+        print("\n".join(["top-1 misses:", *misses]))
+    return table
+
+
+VERBOSE = False
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", type=Path, help="LoCoMo-format JSON file (e.g. locomo10.json)")
+    parser.add_argument("path", type=Path, nargs="?", help="LoCoMo-format JSON file (e.g. locomo10.json)")
     parser.add_argument("--mode", choices=("all", *MODES), default="all", help="search mode(s) to measure")
     parser.add_argument("--conversations", type=int, default=None, help="use only the first N conversations")
+    parser.add_argument("--first", type=int, default=0, help="skip the first N conversations")
+    parser.add_argument("--persona", action="store_true", help="also run the persona set (bench/persona.json)")
+    parser.add_argument("--verbose", action="store_true", help="list the persona set's top-1 misses")
+    parser.add_argument(
+        "--milvus-server", action="store_true", help="store in a Milvus 2.3.5 standalone (no BM25) instead of Lite"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
 
-    samples = json.loads(args.path.read_text())[: args.conversations]
+    global VERBOSE
+    VERBOSE = args.verbose
+    if args.path is None and not args.persona:
+        parser.error("give a LoCoMo file, --persona, or both")
+    samples = json.loads(args.path.read_text()) if args.path else []
+    end = args.first + args.conversations if args.conversations is not None else None
+    samples = samples[args.first : end]
     modes = MODES if args.mode == "all" else (args.mode,)
     report: dict[str, Any] = {"conversations": len(samples), "modes": {}}
-    with tempfile.TemporaryDirectory(prefix="retrieval-bench-") as tmp:
-        settings = Settings.load(data_dir=Path(tmp), flush_delay=0.5)
+    with tempfile.TemporaryDirectory(prefix="retrieval-bench-") as tmp, contextlib.ExitStack() as stack:
+        extra: dict[str, Any] = {}
+        if args.milvus_server:
+            from tests.support.milvus_server import MilvusStandalone
+
+            server = MilvusStandalone(Path(tmp) / "server")
+            await anyio.to_thread.run_sync(server.start)
+            stack.callback(server.stop)
+            extra = {"milvus_uri": server.uri, "milvus_token": server.token}
+        settings = Settings.load(data_dir=Path(tmp) / "data", flush_delay=0.5, **extra)
         async with MemoryService(settings) as svc:
             await svc.ready()
+            if args.persona:
+                for mode in modes:
+                    svc.settings = settings.model_copy(update={"search_mode": mode})
+                    print(f"{mode}:")
+                    report.setdefault("persona", {})[mode] = await persona(svc)
+                svc.settings = settings
+            if not samples:
+                if args.json:
+                    args.json.write_text(json.dumps(report, indent=2))
+                return
             dia_of, ingest_lat = await ingest(svc, samples)
             report["memories"] = len(dia_of)
             report["embedder"] = svc.embedder.model_id
+            report["engine"] = "Milvus 2.3.5 server" if args.milvus_server else "Milvus Lite"
             print(
                 f"ingested {len(dia_of)} memories from {len(samples)} conversations ({svc.embedder.model_id}); "
                 f"add_memory {ms(ingest_lat)}"

@@ -88,7 +88,7 @@ class Settings(BaseModel):
     search_mode: Literal["hybrid", "dense", "keyword"] = Field(
         "hybrid",
         description="search_memories ranking: 'hybrid' fuses embedding similarity with BM25 keyword relevance; "
-        "'dense' or 'keyword' use one alone. Without BM25 in the engine, search is dense.",
+        "'dense' or 'keyword' use one alone. Without BM25 in the engine, BM25 scores the dense candidates.",
     )
     search_index: bool = Field(
         True,
@@ -96,7 +96,7 @@ class Settings(BaseModel):
         "Milvus; false sends every search to Milvus Lite (slower: it scans rows in Python).",
     )
     keyword_weight: float = Field(
-        0.6, ge=0, le=1, description="Share of BM25 keyword relevance in the hybrid score (the rest is similarity)."
+        0.7, ge=0, le=1, description="Share of BM25 keyword relevance in the hybrid score (the rest is similarity)."
     )
     recency_weight: float = Field(
         0.0, ge=0, le=1, description="Share of recency in the search score (0 = off): newer memories rank higher."

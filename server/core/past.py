@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from milvus_memory_mcp import ranking
+from milvus_memory_mcp.core.query import content_query, scope_names
+from milvus_memory_mcp.core.search import GATE_POOL
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import BackendError, InvalidInput
 from milvus_memory_mcp.filters import And, parse_time
@@ -86,9 +88,11 @@ class PastSearch:
         standing = versions.standing(at)
         if not standing:
             return []
-        [query] = await self._embedder.embed([text], kind="query")
+        names = scope_names(where)  # the query handling of current searches (server/core/query.py)
+        [query] = await self._embedder.embed([content_query(text, names, possessors=False)], kind="query")
         s = self.settings
-        hits = await anyio.to_thread.run_sync(self._rank, versions, standing, query, text, max(limit, 20))
+        words = content_query(text, names)
+        hits = await anyio.to_thread.run_sync(self._rank, versions, standing, query, words, max(limit, 20))
         return ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, at)[:limit]
 
     async def _versions(self, where: And) -> Versions:
@@ -130,15 +134,16 @@ class PastSearch:
         index, records = versions.index, versions.records
         mode = self.settings.search_mode
         everyone = Scope()  # the scope and filters were applied by `versions`
-        found = index.search(query, everyone, wanted, among=standing) if mode != "keyword" else []
-        dense = [(records[int(i)], x) for i, x in found]
+        pool_size = wanted if mode == "dense" else max(wanted, GATE_POOL)
+        found = index.search(query, everyone, pool_size, among=standing) if mode != "keyword" else []
+        pool = [(records[int(i)], x) for i, x in found]
         found = index.search_words(analyse(text), everyone, wanted, among=standing) if mode != "dense" else []
         words = [(records[int(i)], x) for i, x in found]
         if mode == "dense":
-            return dense
+            return pool
         if mode == "keyword":
             return ranking.keyword_scores(words)
-        return ranking.fuse(dense, words, self.settings.keyword_weight)
+        return ranking.fuse(pool[:wanted], words, self.settings.keyword_weight, pool)
 
     async def _embedded(self, records: list[MemoryRecord]) -> Embedded:
         """Each text's vector (float32 array) and analysed words: stored ones, the rest computed and stored."""

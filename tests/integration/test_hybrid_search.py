@@ -84,16 +84,31 @@ class NoBM25Store(MilvusStore):
         self.capabilities = dataclasses.replace(self.capabilities, bm25=False)
 
 
-async def test_engine_without_bm25_searches_dense_only(tmp_path: Path, local_embedder: LocalEmbedder) -> None:
-    settings = make_settings(tmp_path)
-    store = NoBM25Store(settings.resolved_milvus_uri, settings.collection)
-    async with MemoryService(settings, embedder=local_embedder, vectors=store) as svc:
-        for fact in FACTS:
-            await svc.add(fact, Scope(user_id="u"), infer=False)
-        assert not store.keyword_search
-        hits = (await svc.search("tennis", Scope(user_id="u"))).results
-        assert hits[0].memory == FACTS[0]
-        assert hits[0].score < 0.99  # a cosine similarity, not a normalised hybrid score
+async def test_engine_without_bm25_scores_the_dense_candidates_by_keywords(
+    tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    """A Milvus without BM25 keeps hybrid search: the product scores the dense pool with BM25. With
+    one small scope the pool is the whole collection, so the scores equal Lite's own BM25's."""
+    queries = ["zx-4471", "tennis", "weekend plans", "which seat on a plane", "nut allergy", "exam date"]
+    ranked: dict[str, list[list[tuple[str, float]]]] = {}
+    for name, make in (("bm25", None), ("none", NoBM25Store)):
+        settings = make_settings(tmp_path / name)
+        store = make(settings.resolved_milvus_uri, settings.collection) if make else None
+        async with MemoryService(settings, embedder=local_embedder, vectors=store) as svc:
+            for fact in FACTS:
+                await svc.add(fact, Scope(user_id="u"), infer=False)
+            await svc.ready()
+            assert svc.vectors.keyword_search == (make is None)
+            ranked[name] = [
+                [(h.memory, h.score) for h in (await svc.search(q, Scope(user_id="u"))).results] for q in queries
+            ]
+            svc.settings = svc.settings.model_copy(update={"search_mode": "keyword"})
+            keyword = (await svc.search("weekend plans", Scope(user_id="u"))).results
+            assert [(h.memory, h.score) for h in keyword] == [(FACTS[0], 1.0)]  # stemmed, on both engines
+    for with_bm25, without in zip(ranked["bm25"], ranked["none"], strict=True):
+        assert [m for m, _ in without] == [m for m, _ in with_bm25]
+        assert [s for _, s in without] == pytest.approx([s for _, s in with_bm25], abs=1e-6)
+    assert ranked["none"][0][0] == (FACTS[2], 1.0)
 
 
 async def test_collection_without_keyword_field_is_rebuilt_from_history(

@@ -1,0 +1,78 @@
+"""Query handling: a question's form (punctuation, question words, the scope's own name) does not
+steer search_memories; on Milvus Lite and on a Milvus 2.3.5 server (no BM25: keyword evidence is
+computed by the product over the dense candidates)."""
+
+from __future__ import annotations
+
+import pytest
+
+from milvus_memory_mcp.core.query import content_query, scope_names
+from milvus_memory_mcp.filters import And, Cond
+from milvus_memory_mcp.records import Scope
+from milvus_memory_mcp.service import MemoryService
+
+from ..conftest import ENGINES
+
+pytestmark = [pytest.mark.anyio]
+
+SEED = ["I am working on improving my tennis skills.", "I have a linear algebra midterm exam on November 20"]
+PERSONA = [
+    "Works as a pediatric nurse at Riverside Children's Hospital.",
+    "Allergic to peanuts and shellfish.",
+    "Prefers meetings after 10am; she is not a morning person.",
+    "Tore her left ACL skiing in 2023; the knee still hurts on stairs.",
+    "Has a golden retriever named Biscuit.",
+    "Order number ZX-4471 was shipped to Lisbon",
+    "Planning a trip to Kyoto in April.",  # shares "plan" with the workout question
+] + SEED
+
+
+# (user_id, question): the scope named after her, and not ("a": only the possessive tells)
+QUESTIONS = [
+    ("alice", "What are Alice's hobbies?"),
+    ("alice", "What are Alice's hobbies"),
+    ("alice", "what are alices hobbies"),
+    ("a", "What are Alice's hobbies?"),
+    ("a", "what are alice’s hobbies"),
+]
+
+
+@ENGINES
+@pytest.mark.parametrize(("user", "question"), QUESTIONS)
+async def test_seed_hobbies_rank_tennis_first_whatever_the_punctuation(
+    service: MemoryService, user: str, question: str
+) -> None:
+    for text in SEED:
+        await service.add(text, Scope(user_id=user), infer=False)
+    hits = (await service.search(question, Scope(user_id=user))).results
+    assert [h.memory for h in hits][0] == SEED[0]
+    assert hits[0].score > hits[1].score
+
+
+@ENGINES
+async def test_short_natural_questions_find_the_memory_that_answers_them(service: MemoryService) -> None:
+    scope = Scope(user_id="maya")
+    for text in PERSONA:
+        await service.add(text, scope, infer=False)
+    expected = {
+        "Any injuries to consider for a workout plan?": PERSONA[3],
+        "Does she have any pets?": PERSONA[4],
+        "Can I schedule a call with Maya at 8am?": PERSONA[2],
+        "Any food allergies I should know about": PERSONA[1],
+        "zx-4471": PERSONA[5],  # a rare token: keyword evidence, on the server computed by the product
+    }
+    for question, answer in expected.items():
+        hits = (await service.search(question, scope, limit=3)).results
+        assert hits[0].memory == answer, (question, [h.memory for h in hits])
+
+
+def test_content_query_drops_form_and_the_scopes_own_names() -> None:
+    names = scope_names(And((Cond("user_id", "eq", "alice_smith"), Cond("agent_id", "eq", "Planner"))))
+    assert {"alice_smith", "alice", "smith", "planner", "alices"} <= names
+    assert content_query("What are Alice's hobbies?", names) == "hobbies"
+    assert content_query("what are alice’s hobbies", names) == content_query("What are Alice's hobbies?", names)
+    assert content_query("Whats Smith's job", names) == "job"
+    assert content_query("Can I call her at 8am?") == "call 8am"
+    assert content_query("What are Bob's hobbies?") == "bob hobbies"
+    assert content_query("What are Bob's hobbies?", possessors=False) == "hobbies"
+    assert content_query("Who is she?") == "Who is she?"  # nothing left: searched as written
