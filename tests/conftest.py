@@ -32,6 +32,10 @@ ENGINES = pytest.mark.parametrize("engine", ["lite", "server"], indirect=True)
 SERVER_REQUIRED = os.environ.get("MILVUS_MEMORY_TEST_SERVER") == "required"
 # Run a module's tests with the history in SQLite and in PostgreSQL: `pytestmark = [..., HISTORIES]`.
 HISTORIES = pytest.mark.parametrize("history", ["sqlite", "postgres"], indirect=True)
+# Both at once, without the pair nobody needs twice: Lite / SQLite, server / SQLite, Lite / PostgreSQL.
+ENGINES_AND_HISTORIES = pytest.mark.parametrize(
+    ("engine", "history"), [("lite", "sqlite"), ("server", "sqlite"), ("lite", "postgres")], indirect=True
+)
 # .ci/run sets this so that a PostgreSQL that cannot start fails the run instead of skipping.
 POSTGRES_REQUIRED = os.environ.get("MILVUS_MEMORY_TEST_POSTGRES") == "required"
 

@@ -20,6 +20,7 @@ from milvus_memory_mcp.history.postgres.migrations import apply_migrations
 
 if TYPE_CHECKING:
     import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,7 +54,7 @@ def redacted(url: str) -> str:
 class Conn:
     """One pooled connection with SQLite-style calls: `?` placeholders, rows as tuples."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: PoolConnectionProxy) -> None:
         self.raw = conn
 
     async def execute(self, sql: str, *args: Any) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    import asyncpg
+    from asyncpg.pool import PoolConnectionProxy
 
 LOCK_KEY = 0x6D656D6F7279  # pg_advisory_xact_lock key of the migrations ("memory")
 
@@ -90,7 +90,7 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
-async def apply_migrations(conn: asyncpg.Connection, migrations: list[tuple[str, str]] | None = None) -> list[str]:
+async def apply_migrations(conn: PoolConnectionProxy, migrations: list[tuple[str, str]] | None = None) -> list[str]:
     """Run the named migrations not yet recorded, in order; returns the names applied.
 
     Each runs in its own transaction with its record in `migrations`: one that fails is rolled

@@ -48,7 +48,10 @@ class Transfer(RecordLog):
             rows = await conn.fetch(sql + " ORDER BY created_at, id LIMIT ?", *args, limit)
             records = [_record(r) for r in rows]
             events: dict[str, list[HistoryEntry]] = {r.id: [] for r in records}
-            query = f"SELECT {HISTORY_COLUMNS} FROM history WHERE collection = ? AND memory_id = ANY(?::text[]) ORDER BY seq"
+            query = (
+                f"SELECT {HISTORY_COLUMNS} FROM history WHERE collection = ? "
+                "AND memory_id = ANY(?::text[]) ORDER BY seq"
+            )
             for row in await conn.fetch(query, self._collection, list(events)):
                 events[row[1]].append(_history(row))
             return [(r, events[r.id]) for r in records]
