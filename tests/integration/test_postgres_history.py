@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
+from milvus_memory_mcp import doctor
 from milvus_memory_mcp.app import build_server
 from milvus_memory_mcp.core.transfer import export
 from milvus_memory_mcp.embedders.local import LocalEmbedder
@@ -136,6 +137,10 @@ async def test_the_tools_and_export_import_on_postgres(
     await call(client, "delete_all_memories", user_id="a", filters={"kind": "hobby"}, confirm=True)
     assert (await call(client, "list_memories", user_id="a"))["results"] == []
     assert len((await call(client, "list_memories", user_id="b"))["results"]) == 1
+    stats = await service.stats()
+    assert (stats["memories"], stats["events"]) == (1, 7) and "history" not in stats["store_bytes"]
+    await service.flush()
+    assert (await doctor.check(service)).clean
 
     out = io.StringIO()
     memories, events_n = await export(service.history, service.embedder, None, out, with_vectors=True)
