@@ -9,6 +9,7 @@ import dataclasses
 import io
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from milvus_memory_mcp.records import Change, Scope
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 
-from ..conftest import call, error_of, make_settings
+from ..conftest import ToolFailed, call, error_of, make_settings
 from ..support.milvus_server import free_port
 from ..support.postgres_server import PostgresServer
 from .test_as_of import moment
@@ -59,6 +60,8 @@ CASES: list[dict[str, Any]] = [
     {"agent_id": {"gt": "c"}},
     {"category": {"gt": "m"}},
     {"category": {"lt": "ü"}},
+    {"category": {"lt": "Z"}},
+    {"agent_id": {"lt": "Z"}},
     {"priority": {"gt": -(2**63), "lt": 2**63 - 1}},
     {"priority": {"lt": 1e300}},
     {"priority": 3.0},
@@ -66,13 +69,15 @@ CASES: list[dict[str, Any]] = [
     {"created_at": {"gte": "2000-01-01T00:00:00Z"}},
     {"updated_at": {"lt": "2000-01-01"}},
     {"user_id": "v"},
+    {"NOT": {"category": {"gte": "Z"}}},
 ]
 
 
 async def test_the_postgres_renderer_selects_what_the_sqlite_one_selects(
     tmp_path: Path, local_embedder: LocalEmbedder, postgres_server: PostgresServer
 ) -> None:
-    url = postgres_server.new_database()
+    # A language collation ("Z" < "a" is false), so string order must come from COLLATE "C" as in SQLite.
+    url = postgres_server.new_database(icu_locale="en-US")
     on_sqlite = make_settings(tmp_path / "sqlite")
     on_postgres = make_settings(tmp_path / "postgres", history_url=url)
     async with (
@@ -211,3 +216,26 @@ async def test_an_unreachable_or_bad_url_is_a_clear_error(tmp_path: Path, local_
     for bad in ("mysql://x/y", "postgresql://", "postgresql://h:99999/db"):
         with pytest.raises(ConfigurationError, match="MEMORY_HISTORY_URL"):
             Settings.load({"MEMORY_HISTORY_URL": bad})
+
+
+async def test_a_dropped_connection_fails_one_call_clearly_and_the_next_reconnects(
+    client: Client, history: str, postgres_server: PostgresServer
+) -> None:
+    await call(client, "add_memory", messages="Has two cats", user_id="u")
+    database = history.rsplit("/", 1)[1]
+    # The server ends every connection to the database (an admin, a failover, a restart).
+    postgres_server.psql(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'")
+    outcomes = []
+    for _ in range(3):
+        try:
+            outcomes.append(len((await call(client, "list_memories", user_id="u"))["results"]))
+        except ToolFailed as e:
+            assert "history database at postgresql://postgres@127.0.0.1" in str(e), e
+            outcomes.append("failed")
+    assert outcomes[-1] == 1  # the pool replaced the dead connection
+
+
+async def test_without_the_driver_the_error_says_what_to_install(history: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "asyncpg", None)  # what `import asyncpg` meets when it is not installed
+    with pytest.raises(StoreUnavailable, match=r"pip install 'milvus-memory-mcp\[postgres\]'"):
+        await PostgresHistory(history, "memories").open()

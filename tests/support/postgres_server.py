@@ -123,10 +123,12 @@ class PostgresServer:
         )
         return out.stdout
 
-    def new_database(self) -> str:
-        """A fresh empty database's URL."""
+    def new_database(self, icu_locale: str | None = None) -> str:
+        """A fresh empty database's URL; with `icu_locale` (e.g. "en-US") its default collation is that
+        locale's, not the cluster's byte order (C.UTF-8)."""
         name = f"t_{uuid.uuid4().hex[:16]}"
-        self.psql(f"CREATE DATABASE {name}")
+        icu = f" LOCALE_PROVIDER icu ICU_LOCALE '{icu_locale}' TEMPLATE template0" if icu_locale else ""
+        self.psql(f"CREATE DATABASE {name}{icu}")
         return self.url_of(name)
 
     def stop(self) -> None:

@@ -9,6 +9,7 @@ the boundary, into `StoreUnavailable`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -78,7 +79,8 @@ class Conn:
 def _errors() -> tuple[type[BaseException], ...]:
     import asyncpg
 
-    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+    # asyncio.TimeoutError is TimeoutError from Python 3.11 on, not before
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, asyncio.TimeoutError)
 
 
 class Database:
@@ -125,7 +127,12 @@ class Database:
     async def open(self) -> None:
         if self._pool is not None:
             return
-        import asyncpg
+        try:
+            import asyncpg
+        except ImportError as e:
+            raise StoreUnavailable(
+                "MEMORY_HISTORY_URL needs the asyncpg driver: pip install 'milvus-memory-mcp[postgres]'."
+            ) from e
 
         try:
             pool = await asyncpg.create_pool(
