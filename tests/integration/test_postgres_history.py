@@ -10,9 +10,11 @@ import io
 import json
 import random
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client
 
@@ -24,6 +26,7 @@ from milvus_memory_mcp.errors import ConfigurationError, StoreUnavailable
 from milvus_memory_mcp.filters import parse
 from milvus_memory_mcp.history import make_history
 from milvus_memory_mcp.history.postgres import PostgresHistory
+from milvus_memory_mcp.history.postgres.filters import to_pg
 from milvus_memory_mcp.history.postgres.migrations import apply_migrations
 from milvus_memory_mcp.records import Change, Scope
 from milvus_memory_mcp.service import MemoryService
@@ -177,6 +180,24 @@ async def test_migrations_run_once_and_again_are_a_no_op(history: str) -> None:
         assert await conn.fetchval("SELECT count(*) FROM migrations") == 1
     finally:
         await conn.close()
+
+
+async def test_processes_starting_together_migrate_once(history: str) -> None:
+    stores = [PostgresHistory(history, "memories") for _ in range(4)]
+    async with anyio.create_task_group() as tg:
+        for store in stores:
+            tg.start_soon(store.open)
+    try:
+        assert [(await s.counts())["schema"] for s in stores] == ["0001_schema"] * 4
+    finally:
+        for store in stores:
+            await store.close()
+
+
+def test_filter_values_and_keys_reach_postgres_only_as_parameters() -> None:
+    sql, params = to_pg(parse({"OR": [{"category": HOSTILE}, {"tags": {"contains": HOSTILE}}, {"n": {"gt": 2}}]}))
+    assert HOSTILE not in sql and "category" not in sql and "tags" not in sql
+    assert HOSTILE in params and "category" in params and Decimal(2) in params
 
 
 async def test_marks_move_on_a_commit_by_another_process_and_a_failed_commit_writes_nothing(

@@ -147,9 +147,11 @@ class Database:
             async with pool.acquire() as conn:
                 for name in await apply_migrations(conn):
                     logger.info("history database migrated: %s", name)
-        except _errors() as e:
-            await pool.close()
-            raise self._failed(e) from e
+        except BaseException as e:
+            pool.terminate()  # at once, cancelled or not
+            if isinstance(e, _errors()):
+                raise self._failed(e) from e
+            raise
         self._pool = pool
 
     async def close(self) -> None:
