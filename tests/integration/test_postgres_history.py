@@ -260,3 +260,24 @@ async def test_without_the_driver_the_error_says_what_to_install(history: str, m
     monkeypatch.setitem(sys.modules, "asyncpg", None)  # what `import asyncpg` meets when it is not installed
     with pytest.raises(StoreUnavailable, match=r"pip install 'milvus-memory-mcp\[postgres\]'"):
         await PostgresHistory(history, "memories").open()
+
+
+async def test_ids_page_in_code_point_order_whatever_the_database_collation(postgres_server: PostgresServer) -> None:
+    store = PostgresHistory(postgres_server.new_database(icu_locale="en-US"), "memories")
+    await store.open()
+    try:
+        ids = ["a-b", "ab", "a_c", "B", "a"]
+
+        async def run(conn: Any) -> list[str]:
+            await conn.executemany(
+                "INSERT INTO memories (collection, id, memory, hash, created_at, updated_at) VALUES (?, ?, ?, ?, 1, 1)",
+                [("memories", i, i, i) for i in ids],
+            )
+            return []
+
+        await store._transaction(run)  # pyright: ignore[reportPrivateUsage, reportArgumentType]
+        listed = [r.id for r in await store.list_live(None, None)]
+        assert listed == sorted(ids)  # Python's order is code-point order, SQLite's too
+        assert [r.id for r in await store.list_live(None, None, after=(1, "a-b"))] == sorted(ids)[3:]
+    finally:
+        await store.close()

@@ -2,8 +2,10 @@
 
 Its own list (the SQLite file's lives in history/migrations.py): the first creates the schema the
 SQLite migrations reach, with PostgreSQL types. Append a (name, SQL) pair to change it; never edit
-one that has shipped. Each runs in one transaction with its record in `migrations`, under an
-advisory lock, so processes starting together apply it once and a re-run is a no-op.
+one that has shipped. Ids and scope fields sort by code point (COLLATE "C", as in SQLite) whatever the database's
+collation, so keyset cursors page in SQLite's order. Each runs in one transaction with its record
+in `migrations`, under an advisory lock, so processes starting together apply it once and a re-run
+is a no-op.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         """
         CREATE TABLE memories (
             collection TEXT NOT NULL,
-            id TEXT NOT NULL,
+            id TEXT COLLATE "C" NOT NULL,
             memory TEXT NOT NULL,
             hash TEXT NOT NULL,
             metadata TEXT NOT NULL DEFAULT '{}',
-            user_id TEXT NOT NULL DEFAULT '',
-            agent_id TEXT NOT NULL DEFAULT '',
-            run_id TEXT NOT NULL DEFAULT '',
+            user_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+            agent_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+            run_id TEXT COLLATE "C" NOT NULL DEFAULT '',
             created_at BIGINT NOT NULL,
             updated_at BIGINT NOT NULL,
             deleted_at BIGINT,
@@ -38,7 +40,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX memories_hash ON memories (collection, hash);
         CREATE TABLE history (
             seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-            id TEXT NOT NULL UNIQUE,
+            id TEXT COLLATE "C" NOT NULL UNIQUE,
             collection TEXT NOT NULL,
             memory_id TEXT NOT NULL,
             old_memory TEXT,
@@ -46,9 +48,9 @@ MIGRATIONS: list[tuple[str, str]] = [
             event TEXT NOT NULL CHECK (event IN ('ADD', 'UPDATE', 'DELETE', 'NONE', 'RESTORE')),
             created_at BIGINT NOT NULL,
             updated_at BIGINT NOT NULL,
-            user_id TEXT NOT NULL DEFAULT '',
-            agent_id TEXT NOT NULL DEFAULT '',
-            run_id TEXT NOT NULL DEFAULT '',
+            user_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+            agent_id TEXT COLLATE "C" NOT NULL DEFAULT '',
+            run_id TEXT COLLATE "C" NOT NULL DEFAULT '',
             actor TEXT,
             role TEXT,
             reason TEXT,
