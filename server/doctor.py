@@ -134,6 +134,8 @@ async def repair(service: MemoryService, report: Report) -> None:
 
 def _no_store(settings: Settings) -> str | None:
     """Why there is no store to check (opening one would create it empty, and find it consistent)."""
+    if settings.history_url:
+        return None  # a PostgreSQL history: its server says at open whether it is there
     history = settings.resolved_history_path
     if history.is_file():
         return None

@@ -55,6 +55,10 @@ class Settings(BaseModel):
     )
     collection: str = Field("memories", description="Milvus collection name.")
     history_path: Path | None = Field(default=None, description="SQLite history file (default <data dir>/history.db).")
+    history_url: str | None = Field(
+        default=None,
+        description="PostgreSQL history database, postgresql://user:password@host:port/db (default: the SQLite file).",
+    )
     embedder: str = Field(
         "local",
         description="'local' (offline all-MiniLM-L6-v2, 384 dims) or 'openai:<model>' "
@@ -150,6 +154,22 @@ class Settings(BaseModel):
     def _collection_name(cls, v: str) -> str:
         if not _COLLECTION_RE.match(v):
             raise ValueError("must start with a letter or '_' and hold only letters, digits and '_'")
+        return v
+
+    @field_validator("history_url")
+    @classmethod
+    def _history_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(v)
+            parts.port  # noqa: B018 (raises on a bad port)
+        except ValueError as e:
+            raise ValueError(f"not a valid URL ({e})") from None
+        if parts.scheme not in ("postgresql", "postgres") or not (parts.hostname or parts.path.strip("/")):
+            raise ValueError("must be a PostgreSQL URL such as postgresql://user:password@host:5432/dbname")
         return v
 
     @field_validator("milvus_db_name")

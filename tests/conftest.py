@@ -8,6 +8,7 @@ session, one fresh collection per test.
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,11 +23,21 @@ from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 
 from .support.milvus_server import MilvusStandalone, unavailable_reason
+from .support.postgres_server import PostgresServer
+from .support.postgres_server import unavailable_reason as postgres_unavailable
 
 # Run a module's tests on Milvus Lite and on a Milvus server: `pytestmark = [..., ENGINES]`.
 ENGINES = pytest.mark.parametrize("engine", ["lite", "server"], indirect=True)
 # .ci/run sets this so that a server that cannot start fails the run instead of skipping.
 SERVER_REQUIRED = os.environ.get("MILVUS_MEMORY_TEST_SERVER") == "required"
+# Run a module's tests with the history in SQLite and in PostgreSQL: `pytestmark = [..., HISTORIES]`.
+HISTORIES = pytest.mark.parametrize("history", ["sqlite", "postgres"], indirect=True)
+# Both at once, without the pair nobody needs twice: Lite / SQLite, server / SQLite, Lite / PostgreSQL.
+ENGINES_AND_HISTORIES = pytest.mark.parametrize(
+    ("engine", "history"), [("lite", "sqlite"), ("server", "sqlite"), ("lite", "postgres")], indirect=True
+)
+# .ci/run sets this so that a PostgreSQL that cannot start fails the run instead of skipping.
+POSTGRES_REQUIRED = os.environ.get("MILVUS_MEMORY_TEST_POSTGRES") == "required"
 
 
 class ToolFailed(Exception):
@@ -64,6 +75,32 @@ def milvus_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusSt
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on a free port, 127.0.0.1 only, in a temp dir; killed at the end."""
+    reason = postgres_unavailable()
+    if reason is not None:
+        if POSTGRES_REQUIRED:
+            pytest.fail(f"PostgreSQL tests are required but cannot run: {reason}")
+        pytest.skip(reason)
+    # Not under pytest's temp root: that is private to the test user, and the server runs as `postgres`.
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="memory-test-postgres-")))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def history(request: pytest.FixtureRequest) -> str | None:
+    """None: the SQLite file (the default); with `HISTORIES`, also a fresh PostgreSQL database's URL."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return None
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()
+
+
 @pytest.fixture
 def engine(request: pytest.FixtureRequest) -> str:
     return getattr(request, "param", "lite")
@@ -86,12 +123,13 @@ def drop_collection(server: MilvusStandalone, name: str) -> None:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, engine: str, request: pytest.FixtureRequest) -> Iterator[Settings]:
+def settings(tmp_path: Path, engine: str, history: str | None, request: pytest.FixtureRequest) -> Iterator[Settings]:
+    extra: dict[str, Any] = {"history_url": history} if history else {}
     if engine == "lite":
-        yield make_settings(tmp_path / "data")
+        yield make_settings(tmp_path / "data", **extra)
         return
     server: MilvusStandalone = request.getfixturevalue("milvus_server")
-    s = server_settings(server, tmp_path / "data")
+    s = server_settings(server, tmp_path / "data", **extra)
     yield s
     drop_collection(server, s.collection)
 

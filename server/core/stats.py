@@ -43,7 +43,9 @@ async def collect(settings: Settings, history: HistoryStore, embedder: Embedder)
         reembed = {"collection": target, "model": state.get("target_model"), "done": done, "total": live}
     pending = await history.pending_ids()
     db = settings.resolved_history_path
-    sizes = {"history": sum(_size(Path(f"{db}{suffix}")) for suffix in ("", "-wal", "-shm"))}
+    sizes: dict[str, int] = {}
+    if not settings.history_url:  # PostgreSQL's database size is its server's business
+        sizes["history"] = sum(_size(Path(f"{db}{suffix}")) for suffix in ("", "-wal", "-shm"))
     if settings.milvus_is_lite:
         sizes["milvus_lite"] = _size(Path(settings.resolved_milvus_uri))
     return {

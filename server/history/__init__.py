@@ -1,6 +1,7 @@
 """The history store: the record of every memory and every change to it (the single source of truth).
 
-Contracts, one per job (the SQLite adapter in `sqlite.py` implements all of them on one file):
+Contracts, one per job (the SQLite adapter in `sqlite.py` implements all of them on one file; the
+PostgreSQL one in `postgres/`, chosen by MEMORY_HISTORY_URL):
 - `RecordStore`: each memory's current state and its event log. `commit(changes)` writes, in one
   transaction, each memory's new state, its history row, a pending mark and the new texts'
   embeddings; `revert(changes)` undoes exactly that. Reads take filter trees, never SQL.
@@ -121,6 +122,10 @@ class HistoryStore(RecordStore, TransferStore, PendingStore, EmbeddingStore, Ree
 
 def make_history(settings: Settings) -> HistoryStore:
     """The configured history store; no I/O."""
+    if settings.history_url:
+        from milvus_memory_mcp.history.postgres import PostgresHistory
+
+        return PostgresHistory(settings.history_url, settings.collection)
     return SQLiteHistory(settings.resolved_history_path, settings.collection)
 
 

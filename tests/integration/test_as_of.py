@@ -9,12 +9,12 @@ import anyio
 import pytest
 from mcp import Client
 
-from milvus_memory_mcp.history import SQLiteHistory
+from milvus_memory_mcp.history import make_history
 from milvus_memory_mcp.service import MemoryService
 
-from ..conftest import call, error_of
+from ..conftest import HISTORIES, call, error_of
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, HISTORIES]
 
 
 async def moment() -> str:
@@ -94,7 +94,7 @@ async def test_as_of_searches_reuse_their_index_until_the_history_changes(
     ]
     # ... and so is a commit to the database by another connection (another process)
     mark = await service.history.change_mark()
-    other = SQLiteHistory(service.settings.resolved_history_path, service.settings.collection)
+    other = make_history(service.settings)  # SQLite or PostgreSQL, as the service
     await other.open()
     try:
         await other.save_embeddings("another-model", [(added["results"][0]["id"], "text", [1.0, 0.0])])

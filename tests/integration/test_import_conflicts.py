@@ -11,7 +11,9 @@ from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.service import MemoryService
 
-pytestmark = pytest.mark.anyio
+from ..conftest import HISTORIES
+
+pytestmark = [pytest.mark.anyio, HISTORIES]
 
 
 async def exported(service: MemoryService, memory_id: str) -> dict[str, object]:

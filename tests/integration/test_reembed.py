@@ -1,5 +1,6 @@
-"""`reembed` through the core, on real Milvus Lite and SQLite: the old collection serves and takes
-writes between steps, the switch catches them up, and afterwards only the new embedder opens it.
+"""`reembed` through the core, on real Milvus Lite and SQLite (the first test also on a Milvus server
+and on PostgreSQL): the old collection serves and takes writes between steps, the switch catches them
+up, and afterwards only the new embedder opens it.
 The old embedder is the hashing test embedder, the new one an OpenAI-compatible API (the fake)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from milvus_memory_mcp.errors import ConfigurationError, InvalidInput
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
-from tests.conftest import ENGINES, drop_collection, make_settings
+from tests.conftest import ENGINES_AND_HISTORIES, drop_collection, make_settings
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.fakes import HashEmbedder
 
@@ -47,7 +48,7 @@ async def run_to_the_end(svc: MemoryService, limit: int = 7) -> list[dict[str, o
     return steps
 
 
-@ENGINES
+@ENGINES_AND_HISTORIES
 async def test_reembed_switches_after_catching_up_with_writes_made_between_steps(
     settings: Settings, engine: str, request: pytest.FixtureRequest, fake: FakeOpenAI
 ) -> None:

@@ -10,9 +10,9 @@ from milvus_memory_mcp.app import build_server
 from milvus_memory_mcp.records import Caller, Scope
 from milvus_memory_mcp.service import MemoryService
 
-from ..conftest import call, error_of
+from ..conftest import HISTORIES, call, error_of
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, HISTORIES]
 
 
 async def add(client: Client, text: str, **extra: object) -> str:

@@ -1,5 +1,5 @@
 """The search index saved at a clean close and loaded at the next start (server/index_file.py),
-on real Milvus Lite + SQLite: used only while the history is unchanged, rebuilt otherwise."""
+on real Milvus Lite + SQLite (and PostgreSQL): used only while the history is unchanged, rebuilt otherwise."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores.indexed import IndexedStore
 
-from ..conftest import make_settings
+from ..conftest import HISTORIES, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -62,10 +62,11 @@ def test_an_index_restored_from_its_state_answers_and_changes_like_the_original(
     assert copy.search_words("chess", BOB, 5) == index.search_words("chess", BOB, 5)
 
 
+@HISTORIES
 async def test_a_clean_restart_loads_the_saved_index_and_answers_the_same(
-    tmp_path: Path, local_embedder: LocalEmbedder
+    tmp_path: Path, local_embedder: LocalEmbedder, history: str | None
 ) -> None:
-    settings = make_settings(tmp_path / "data")
+    settings = make_settings(tmp_path / "data", history_url=history)
     async with MemoryService(settings, embedder=local_embedder) as svc:
         assert not await started(svc)
         ids = [(await svc.add(t, ALICE, infer=False)).results[0].id for t in TEXTS]
@@ -85,10 +86,11 @@ async def test_a_clean_restart_loads_the_saved_index_and_answers_the_same(
         assert (await svc.search("tea", ALICE, limit=1)).results[0].memory == "Drinks oolong tea"
 
 
+@HISTORIES
 async def test_a_history_changed_since_the_save_rebuilds_the_index(
-    tmp_path: Path, local_embedder: LocalEmbedder
+    tmp_path: Path, local_embedder: LocalEmbedder, history: str | None
 ) -> None:
-    settings = make_settings(tmp_path / "data")
+    settings = make_settings(tmp_path / "data", history_url=history)
     async with MemoryService(settings, embedder=local_embedder) as svc:
         for t in TEXTS:
             await svc.add(t, ALICE, infer=False)

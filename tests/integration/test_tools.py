@@ -1,4 +1,4 @@
-"""Each tool's happy path through an in-memory MCP client on real Milvus Lite + SQLite."""
+"""Each tool's happy path through an in-memory MCP client on real Milvus (Lite, a server) + SQLite or PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from datetime import datetime
 import pytest
 from mcp import Client
 
-from ..conftest import ENGINES, call
+from ..conftest import ENGINES_AND_HISTORIES, call
 
-pytestmark = [pytest.mark.anyio, ENGINES]
+pytestmark = [pytest.mark.anyio, ENGINES_AND_HISTORIES]
 
 EXPECTED_TOOLS = {
     "add_memory",

@@ -1,0 +1,19 @@
+"""PostgreSQL adapter of the history store (MEMORY_HISTORY_URL), part for part the SQLite one's twin.
+
+- `database.py`: the asyncpg pool, the change counter, error translation;
+- `log.py`: each memory's state and its event log; `filters.py`: filter trees as SQL;
+- `transfer.py`: export pages and verbatim imports;
+- `pending.py`, `embeddings.py`, `reembed.py`: marks, stored vectors, `reembed`'s record;
+- `migrations.py`: the schema, its own named migrations.
+"""
+
+from __future__ import annotations
+
+from milvus_memory_mcp.history.postgres.embeddings import EmbeddingCache
+from milvus_memory_mcp.history.postgres.pending import PendingMarks
+from milvus_memory_mcp.history.postgres.reembed import ReembedState
+from milvus_memory_mcp.history.postgres.transfer import Transfer
+
+
+class PostgresHistory(Transfer, PendingMarks, EmbeddingCache, ReembedState):
+    """The record of every memory and every change to it, in a PostgreSQL database."""
