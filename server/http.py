@@ -123,6 +123,22 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def serve_until(http: Any, sock: socket.socket, stop: anyio.Event) -> None:
+    """Run the uvicorn server `http` on `sock` until `stop` is set (a graceful shutdown), then close `sock`."""
+
+    async def stop_when_asked() -> None:
+        await stop.wait()
+        http.should_exit = True
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(stop_when_asked)
+            await http.serve(sockets=[sock])
+            tg.cancel_scope.cancel()
+    finally:
+        sock.close()
+
+
 async def serve_http(
     server: MCPServer,
     store: SharedStore,
@@ -168,16 +184,4 @@ async def serve_http(
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     logger.info("listening on http://%s:%d%s (health: /health, dashboard: /ui)", shown, port, path)
-    http = Server(config)
-
-    async def stop_when_asked() -> None:
-        await stop.wait()
-        http.should_exit = True
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_when_asked)
-            await http.serve(sockets=[sock])
-            tg.cancel_scope.cancel()
-    finally:
-        sock.close()
+    await serve_until(Server(config), sock, stop)

@@ -56,7 +56,7 @@ async def run_ui(settings: Settings, embedder: Embedder) -> None:
 async def _serve(app: Any, settings: Settings, stop: anyio.Event) -> None:
     import uvicorn
 
-    from milvus_memory_mcp.http import RequestLog, _bind
+    from milvus_memory_mcp.http import RequestLog, _bind, serve_until
 
     class Server(uvicorn.Server):
         @contextmanager
@@ -69,16 +69,4 @@ async def _serve(app: Any, settings: Settings, stop: anyio.Event) -> None:
     sock = _bind("127.0.0.1", settings.port)
     port = sock.getsockname()[1]
     print(f"dashboard on http://127.0.0.1:{port}/ui/", file=sys.stderr, flush=True)  # whatever the log level
-    http = Server(config)
-
-    async def stop_when_asked() -> None:
-        await stop.wait()
-        http.should_exit = True
-
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(stop_when_asked)
-            await http.serve(sockets=[sock])
-            tg.cancel_scope.cancel()
-    finally:
-        sock.close()
+    await serve_until(Server(config), sock, stop)

@@ -13,14 +13,13 @@ import glob
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from .milvus_server import free_port
+from .milvus_server import free_port, kill_group
 
 
 def _bin_dir() -> Path | None:
@@ -135,9 +134,5 @@ class PostgresServer:
         proc, self._proc = self._proc, None
         if proc is None:
             return
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(timeout=30)
+        kill_group(proc)
         shutil.rmtree(self.base_dir, ignore_errors=True)

@@ -14,7 +14,10 @@ from milvus_memory_mcp.history.log import (
     HISTORY_COLUMNS,
     MEMORY_COLUMNS,
     PAST_COLUMNS,
+    PAST_STATES,
+    VERSIONS,
     _history,
+    _paged,
     _past,
     _record,
     _scope_part,
@@ -35,35 +38,6 @@ FIND_LIVE_BY_HASH = (
     f"SELECT {MEMORY_COLUMNS} FROM memories WHERE collection = ? AND hash = ? "
     "AND user_id = ? AND agent_id = ? AND run_id = ? AND deleted_at IS NULL ORDER BY created_at LIMIT 1"
 )
-VERSIONS = (
-    "SELECT v.id AS id, v.memory AS memory, COALESCE(v.metadata, m.metadata) AS metadata, v.user_id AS user_id, "
-    "v.agent_id AS agent_id, v.run_id AS run_id, m.created_at AS created_at, v.updated_at AS updated_at, "
-    "v.ended AS ended FROM ("
-    "SELECT memory_id AS id, new_memory AS memory, event, metadata, user_id, agent_id, run_id, updated_at, "
-    "LEAD(updated_at) OVER (PARTITION BY memory_id ORDER BY seq) AS ended FROM history "
-    "WHERE collection = ? AND event IN ('ADD', 'UPDATE', 'DELETE', 'RESTORE') AND ({scope})"
-    ") v JOIN memories m ON m.collection = ? AND m.id = v.id WHERE v.event != 'DELETE'"
-)
-PAST_STATES = (
-    "SELECT v.id AS id, v.memory AS memory, COALESCE(v.metadata, m.metadata) AS metadata, v.user_id AS user_id, "
-    "v.agent_id AS agent_id, v.run_id AS run_id, m.created_at AS created_at, v.updated_at AS updated_at FROM ("
-    "SELECT memory_id AS id, new_memory AS memory, event, metadata, user_id, agent_id, run_id, updated_at, "
-    "ROW_NUMBER() OVER (PARTITION BY memory_id ORDER BY seq DESC) AS newest FROM history "
-    "WHERE collection = ? AND event IN ('ADD', 'UPDATE', 'DELETE', 'RESTORE') AND updated_at <= ? AND ({scope})"
-    ") v JOIN memories m ON m.collection = ? AND m.id = v.id WHERE v.newest = 1 AND v.event != 'DELETE'"
-)
-
-
-def paged(sql: str, args: list[Any], after: tuple[int, str] | None, limit: int | None) -> tuple[str, list[Any]]:
-    """`sql` (rows with created_at and id) from just after a keyset cursor, oldest first, `limit` rows."""
-    if after is not None:
-        sql += " AND (created_at > ? OR (created_at = ? AND id > ?))"
-        args = [*args, after[0], after[0], after[1]]
-    sql += " ORDER BY created_at, id"
-    if limit is not None:
-        sql += " LIMIT ?"
-        args = [*args, limit]
-    return sql, args
 
 
 def _where(tree: Node | None) -> tuple[str, list[Any]]:
@@ -102,7 +76,7 @@ class RecordLog(Database):
 
         async def run(conn: Conn) -> list[MemoryRecord]:
             sql = f"SELECT {MEMORY_COLUMNS} FROM memories WHERE collection = ? AND deleted_at IS NULL AND ({condition})"
-            sql, args = paged(sql, [self._collection, *params], after, limit)
+            sql, args = _paged(sql, [self._collection, *params], after, limit)
             return [_record(r) for r in await conn.fetch(sql, *args)]
 
         return await self._run(run)
@@ -211,7 +185,7 @@ class RecordLog(Database):
             states = PAST_STATES.format(scope=scope)
             sql = f"SELECT {PAST_COLUMNS} FROM ({states}) AS past WHERE ({condition})"
             args: list[Any] = [self._collection, at, *scope_params, self._collection, *params]
-            sql, args = paged(sql, args, after, limit)
+            sql, args = _paged(sql, args, after, limit)
             return [_past(r) for r in await conn.fetch(sql, *args)]
 
         return await self._run(run)
