@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 from tests.support.fake_openai import FakeOpenAI
 
-from .transfer import MEASURE, ROOT
+from .transfer import run
 
 OLD = {"MEMORY_EMBEDDER": "openai:model-a", "MEMORY_EMBEDDING_DIMS": "384", "OPENAI_API_KEY": "bench"}
 
@@ -50,20 +49,6 @@ async def seed(data_dir: Path, count: int) -> None:
             await svc.add(msgs, Scope(user_id=f"user-{start // 1000 % 10}"), infer=False)
 
 
-def run(args: list[str], data_dir: Path, base_url: str) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MB, its largest process) and output of `milvus-memory-mcp ARGS`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
-    env.update(MEMORY_DATA_DIR=str(data_dir), MEMORY_LOG_LEVEL="WARNING", OPENAI_BASE_URL=base_url, **OLD)
-    t0 = time.perf_counter()
-    command = [sys.executable, "-c", MEASURE, sys.executable, "-m", "milvus_memory_mcp", *args]
-    done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    elapsed = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"{args} failed")
-    lines = done.stdout.splitlines()
-    return elapsed, int(lines[-1]) / 1024, lines[0]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--memories", type=int, default=10_000)
@@ -82,7 +67,8 @@ def main() -> None:
         ):
             copy = work / label.split()[-1]
             shutil.copytree(source, copy)
-            secs, mb, line = run(["reembed", *args], copy, fake.base_url)
+            secs, mb, out = run(["reembed", *args], copy, OPENAI_BASE_URL=fake.base_url, **OLD)
+            line = out.splitlines()[0]
             rows.append((label, secs, mb))
             print(line, file=sys.stderr)
     shutil.rmtree(work, ignore_errors=True)

@@ -106,17 +106,19 @@ MEASURE = (
 )
 
 
-def run(args: list[str], data_dir: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB, its largest process) of `milvus-memory-mcp ARGS` on `data_dir`."""
+def run(args: list[str], data_dir: Path, **env_extra: str) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB, its largest process) and stdout of `milvus-memory-mcp ARGS` on
+    `data_dir` (environment: ours without MEMORY_*, plus `env_extra`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEMORY_")}
-    env.update(MEMORY_DATA_DIR=str(data_dir), MEMORY_LOG_LEVEL="WARNING")
+    env.update(MEMORY_DATA_DIR=str(data_dir), MEMORY_LOG_LEVEL="WARNING", **env_extra)
     t0 = time.perf_counter()
     command = [sys.executable, "-c", MEASURE, sys.executable, "-m", "milvus_memory_mcp", *args]
     done = subprocess.run(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     elapsed = time.perf_counter() - t0
     if done.returncode != 0:
         raise SystemExit(f"{args} failed")
-    return elapsed, int(done.stdout.splitlines()[-1]) / 1024
+    lines = done.stdout.splitlines()
+    return elapsed, int(lines[-1]) / 1024, "\n".join(lines[:-1])
 
 
 def main() -> None:
@@ -132,9 +134,9 @@ def main() -> None:
     rows = []
     for name, extra in (("with vectors", ["--with-vectors"]), ("texts only", [])):
         dump = work / f"dump-{len(extra)}.jsonl"
-        secs, mb = run(["export", "--output", str(dump), *extra], source)
+        secs, mb, _ = run(["export", "--output", str(dump), *extra], source)
         rows.append((f"export ({name})", secs, mb, dump.stat().st_size / 1e6))
-        secs, mb = run(["import", str(dump)], work / f"target-{len(extra)}")
+        secs, mb, _ = run(["import", str(dump)], work / f"target-{len(extra)}")
         rows.append((f"import ({name})", secs, mb, dump.stat().st_size / 1e6))
     print(f"\n{n} memories ({n // 10} with two versions)")
     print(f"{'command':<26} {'seconds':>8} {'peak RSS MB':>12} {'file MB':>8}")
