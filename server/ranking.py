@@ -87,6 +87,18 @@ def fuse(dense: Hits, keyword: Hits, keyword_weight: float, pool: Hits | None = 
     return [(records[i], min(1.0, s * level)) for i, s in ranked]
 
 
+def mean_of(rankings: list[Hits]) -> Hits:
+    """One ranking from several searches' (a memory missing from one scores 0 there), best first."""
+    records: dict[str, MemoryRecord] = {}
+    totals: dict[str, float] = {}
+    for hits in rankings:
+        for r, s in hits:
+            records.setdefault(r.id, r)
+            totals[r.id] = totals.get(r.id, 0.0) + s
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(records[i], s / len(rankings)) for i, s in ranked]
+
+
 def with_recency(hits: Hits, weight: float, half_life_days: float, now_us: int) -> Hits:
     """Blend each score with 0.5 ** (age / half-life), age measured from the last update."""
     if weight <= 0:

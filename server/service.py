@@ -24,6 +24,7 @@ from milvus_memory_mcp.core.messages import parse_messages
 from milvus_memory_mcp.core.past import PastSearch, parse_as_of
 from milvus_memory_mcp.core.reembed import Reembedder, SwitchableEmbedder, check_step
 from milvus_memory_mcp.core.restore import Restorer
+from milvus_memory_mcp.core.rewrite import make_rewriter
 from milvus_memory_mcp.core.search import Searcher
 from milvus_memory_mcp.core.transfer import Importer
 from milvus_memory_mcp.core.writes import WriteProtocol
@@ -61,7 +62,7 @@ class MemoryService:
         self._verbatim = VerbatimAdds(settings, self.history, self.vectors, self._writes)
         parts = (self.embedder, self.history, self.vectors, self._writes, self._verbatim)
         self._inferred = InferredAdds(settings, self.llm, *parts) if self.llm is not None else None
-        self._searcher = Searcher(settings, self.vectors, self.embedder)
+        self._searcher = Searcher(settings, self.vectors, self.embedder, make_rewriter(settings, self.llm))
         self._past = PastSearch(settings, self.history, self.embedder)
         self._restorer = Restorer(self.history, self._writes, self.embedder)
         self._importer = Importer(self.history, self._writes, self.embedder)

@@ -77,6 +77,14 @@ class Settings(BaseModel):
     llm_max_retries: int = Field(
         2, ge=0, le=10, description="Retries (with backoff) of an LLM call on 429, 5xx, timeouts."
     )
+    query_rewrite: bool = Field(
+        False,
+        description="With MEMORY_LLM: search_memories also searches up to 3 short facts the LLM words from the "
+        "query, as memories are worded (one LLM call per new query; off by default).",
+    )
+    query_rewrite_timeout: float = Field(
+        3.0, gt=0, le=60, description="Seconds a query rewrite may take; past them the search uses the query alone."
+    )
     dedup_threshold: float = Field(
         0.95,
         ge=0,
@@ -183,6 +191,12 @@ class Settings(BaseModel):
     def _db_name_needs_server(self) -> Settings:
         if self.milvus_db_name and self.milvus_is_lite:
             raise ValueError("MEMORY_MILVUS_DB_NAME applies to a Milvus server only, not to a Milvus Lite file")
+        return self
+
+    @model_validator(mode="after")
+    def _rewrite_needs_llm(self) -> Settings:
+        if self.query_rewrite and not self.llm:
+            raise ValueError("MEMORY_QUERY_REWRITE needs an LLM: set MEMORY_LLM (e.g. openai:gpt-4.1-mini)")
         return self
 
     @field_validator("allowed_hosts", "allowed_origins", mode="before")

@@ -5,6 +5,8 @@ decides which searches run for the configured mode and runs them concurrently. B
 query's content words (`core/query.py`). The dense search fetches a pool wider than the page: its
 cosines gate the keyword evidence, and on an engine without BM25 (a Milvus server before 2.5)
 the pool's texts are scored by BM25 here (`core/keyword_evidence.py`), so hybrid search holds.
+With MEMORY_QUERY_REWRITE, the LLM's rewrites of the query (`core/rewrite.py`) are searched like
+the query, and each memory's score is its mean over the query and the rewrites.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import anyio
 from milvus_memory_mcp import ranking
 from milvus_memory_mcp.core.keyword_evidence import SERVER_POOL, bm25_over
 from milvus_memory_mcp.core.query import content_query, scope_names
+from milvus_memory_mcp.core.rewrite import QueryRewriter
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import MemoryServiceError
 from milvus_memory_mcp.filters import And
@@ -35,6 +38,7 @@ class Searcher:
     settings: Settings
     vectors: VectorStore
     embedder: Embedder
+    rewriter: QueryRewriter | None = None
 
     async def search(self, text: str, where: And, limit: int) -> Hits:
         """The best `limit` memories for `text` within `where`, best first, with recency applied."""
@@ -45,6 +49,12 @@ class Searcher:
     async def _ranked(self, text: str, where: And, limit: int) -> Hits:
         """Candidates best first, scored as `server.ranking` documents for the configured mode."""
         names = scope_names(where)
+        rewrites = await self.rewriter.rewrites(text) if self.rewriter else []
+        if not rewrites:
+            return await self._ranked_one(text, names, where, limit)
+        return ranking.mean_of([await self._ranked_one(t, names, where, limit) for t in [text, *rewrites]])
+
+    async def _ranked_one(self, text: str, names: frozenset[str], where: And, limit: int) -> Hits:
         query = content_query(text, names)  # for the keyword search
         dense_query = content_query(text, names, possessors=False)
         mode = self.settings.search_mode

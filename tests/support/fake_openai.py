@@ -67,7 +67,7 @@ def completion(
 
 
 def chat_step(body: dict[str, Any]) -> str:
-    """Which inference step a chat request is: "facts" or "decisions"."""
+    """Which inference step a chat request is: "facts", "decisions" or "queries" (a query rewrite)."""
     fmt = body.get("response_format") or {}
     name = (fmt.get("json_schema") or {}).get("name")
     if name:
@@ -116,6 +116,8 @@ class FakeOpenAI:
 
     def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
         data = chat_input(body)
+        if chat_step(body) == "queries":  # a query rewrite: none unless scripted
+            return completion({"queries": []})
         if chat_step(body) == "facts":
             return completion({"facts": [m["content"] for m in data["messages"] if m["role"] == "user"]})
         known = {m["text"]: m["id"] for m in data["memories"]}
