@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup
 
 from milvus_memory_mcp.core.writes import WriteProtocol
 from milvus_memory_mcp.embedders import Embedder
-from milvus_memory_mcp.errors import BackendError, MemoryServiceError
+from milvus_memory_mcp.errors import BackendError, ConfigurationError, MemoryServiceError
 from milvus_memory_mcp.heap import release_free_memory
 from milvus_memory_mcp.history import HistoryStore
 from milvus_memory_mcp.settings import Settings
@@ -120,8 +120,20 @@ class Lifecycle:
                     await self.writes.reconcile(pending)
                     await self.writes.flush_and_settle()
             self.is_ready = self._readable = True
+            if self.settings.history_url:
+                self.writes.lock.guard = self._same_embedder
             await anyio.to_thread.run_sync(release_free_memory)
             logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
+
+    async def _same_embedder(self) -> None:
+        """On a shared history, refuse a write once another process (a replica) has switched the
+        store to another embedder with `reembed`: this one still writes the old collection's vectors."""
+        active = (await self.history.store_state()).get("active_model")
+        if self.is_ready and active and active != self.embedder.model_id:
+            raise ConfigurationError(
+                f"Another server process switched this memory store to the embedder {active!r} (reembed); "
+                f"nothing was changed. Restart this server with MEMORY_EMBEDDER={active}."
+            )
 
     async def _open_reads(self) -> bool:
         """Open what reads need; False when the vector store needs `ready()` before searching."""

@@ -16,6 +16,7 @@ re-applies the marks a dead replica left.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
@@ -41,6 +42,7 @@ class WriteLock:
         self._local = anyio.Lock()
         self._history = history
         self._held: AbstractAsyncContextManager[None] | None = None
+        self.guard: Callable[[], Awaitable[None]] | None = None  # checked once the lock is held; may refuse
 
     async def __aenter__(self) -> None:
         await self._local.acquire()
@@ -51,6 +53,12 @@ class WriteLock:
             self._local.release()
             raise
         self._held = cluster
+        if self.guard is not None:
+            try:
+                await self.guard()
+            except BaseException as e:
+                await self.__aexit__(type(e), e, e.__traceback__)
+                raise
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

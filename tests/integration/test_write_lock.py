@@ -1,20 +1,27 @@
 """The cluster-wide write lock on a real PostgreSQL (history/postgres/lock.py): two holders of one
 collection serialise, other collections do not wait, a holder killed with SIGKILL frees it at once,
-and a lock connection lost while held fails the write cleanly (nothing committed) and is replaced."""
+and a lock connection lost while held fails the write cleanly (nothing committed) and is replaced.
+Under it, a replica left on the old embedder by another replica's `reembed` refuses to write."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import anyio
 import pytest
 
-from milvus_memory_mcp.errors import StoreUnavailable
+from milvus_memory_mcp.errors import ConfigurationError, StoreUnavailable
 from milvus_memory_mcp.history.postgres import PostgresHistory
 from milvus_memory_mcp.records import Change, MemoryRecord, Scope
+from milvus_memory_mcp.service import MemoryService
 
+from ..conftest import drop_collection, server_settings
+from ..support.fake_openai import FakeOpenAI
+from ..support.fakes import HashEmbedder
+from ..support.milvus_server import MilvusStandalone
 from ..support.postgres_server import PostgresServer
 
 pytestmark = pytest.mark.anyio
@@ -114,3 +121,33 @@ async def test_a_lock_connection_lost_while_held_fails_the_commit_and_is_replace
         assert await history.pending_ids() == [record.id]
     finally:
         await history.close()
+
+
+async def test_a_replica_left_on_the_old_embedder_by_a_reembed_elsewhere_refuses_to_write(
+    tmp_path: Path, postgres_server: PostgresServer, milvus_server: MilvusStandalone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres_server.new_database()
+    first = server_settings(milvus_server, tmp_path / "a", history_url=url)
+    second = first.model_copy(update={"data_dir": tmp_path / "b"})
+    alice = Scope("alice")
+    with FakeOpenAI(dims=32).running() as fake:
+        monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        try:
+            async with (
+                MemoryService(first, embedder=HashEmbedder()) as a,
+                MemoryService(second, embedder=HashEmbedder()) as b,
+            ):
+                kept = (await b.add("Plays the cello", alice, infer=False)).results[0].id
+                await a.add("Likes green tea", alice, infer=False)
+                while not (await a.reembed_step("openai:model-b", 32, 10))["switched"]:
+                    pass
+                with pytest.raises(ConfigurationError, match="MEMORY_EMBEDDER=openai:model-b"):
+                    await b.add("Reads science fiction", alice, infer=False)
+                with pytest.raises(ConfigurationError, match="switched this memory store"):
+                    await b.delete(kept)
+                assert len((await a.list(alice)).results) == 2  # nothing changed
+                assert (await a.add("Reads science fiction", alice, infer=False)).results[0].event == "ADD"
+        finally:
+            drop_collection(milvus_server, f"{first.collection}_1")
+            drop_collection(milvus_server, first.collection)
