@@ -63,10 +63,10 @@ def cluster(
             drop_collection(milvus_server, collection)
 
 
-def doctor(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def doctor(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`doctor` from another machine's data dir with the replicas' settings."""
     return subprocess.run(
-        [sys.executable, "-m", "milvus_memory_mcp", "doctor"],
+        [sys.executable, "-m", "milvus_memory_mcp", "doctor", *args],
         env=server_env(tmp_path / "doctor", **env),
         cwd=str(ROOT),
         capture_output=True,
@@ -138,6 +138,18 @@ async def test_concurrent_writers_through_three_replicas_lose_and_duplicate_noth
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "The stores agree." in checked.stdout
     assert f"{len(expected)} live memories; vector store: {len(expected)} rows" in checked.stdout
+
+    # Milvus lost (or restored without a backup): rebuilt from the history by doctor --repair
+    stop_replicas(replicas)
+    client = _milvus(env)
+    try:
+        client.drop_collection(env["MEMORY_COLLECTION"])
+    finally:
+        client.close()
+    repaired = doctor(tmp_path, env, "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert f"{len(expected)} missing from the vector store" in repaired.stdout
+    assert f"{len(expected)} live memories; vector store: {len(expected)} rows" in doctor(tmp_path, env).stdout
 
 
 async def _writes_until_killed(client: Client, texts: list[str], acked: dict[str, str]) -> None:
