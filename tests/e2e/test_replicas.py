@@ -89,6 +89,8 @@ async def test_concurrent_writers_through_three_replicas_lose_and_duplicate_noth
 ) -> None:
     replicas, env = cluster
     async with connect_all(replicas) as clients:
+        for client in clients:
+            await live(client)  # opens the stores
         # read-your-writes across replicas, from the history: get and list through the others
         first = await add(clients[0], "The team lunch is on Fridays")
         assert (await call(clients[1], "get_memory", memory_id=first))["memory"] == "The team lunch is on Fridays"
@@ -152,18 +154,20 @@ async def test_concurrent_writers_through_three_replicas_lose_and_duplicate_noth
     assert f"{len(expected)} live memories; vector store: {len(expected)} rows" in doctor(tmp_path, env).stdout
 
 
-async def _writes_until_killed(client: Client, texts: list[str], acked: dict[str, str]) -> None:
+async def _writes(client: Client, texts: list[str], acked: dict[str, str]) -> None:
     for text in texts:
-        with anyio.move_on_after(10):
-            acked[text] = await add(client, text)
-            continue
-        return  # no answer: the replica is gone
+        acked[text] = await add(client, text)
 
 
 async def _burst_on_victim(victim: Replica, acked: dict[str, str], texts: list[str]) -> None:
     try:
         async with connect(victim) as client:
-            await _writes_until_killed(client, texts, acked)
+            await live(client)  # opens the stores
+            for text in texts:
+                with anyio.move_on_after(20):
+                    acked[text] = await add(client, text)
+                    continue
+                return  # no answer: the replica is gone
     except Exception:  # noqa: BLE001 (the replica was killed: its unanswered calls are not acknowledged)
         pass
 
@@ -175,10 +179,12 @@ async def test_a_replica_killed_mid_burst_loses_no_acknowledged_write_and_one_su
     victim, survivors = replicas[0], replicas[1:]
     acked: dict[str, str] = {}
     async with connect_all(survivors) as clients:
+        for client in clients:
+            await live(client)  # opens the stores
         async with anyio.create_task_group() as tg:
             tg.start_soon(_burst_on_victim, victim, acked, [f"Victim fact {i}" for i in range(200)])
             for w, client in enumerate(clients):
-                tg.start_soon(_writes_until_killed, client, [f"Survivor {w} fact {i}" for i in range(30)], acked)
+                tg.start_soon(_writes, client, [f"Survivor {w} fact {i}" for i in range(30)], acked)
             with anyio.fail_after(60):
                 while sum(t.startswith("Victim") for t in acked) < 15:
                     await anyio.sleep(0.01)

@@ -96,7 +96,7 @@ async def test_a_holder_killed_with_sigkill_frees_the_lock(postgres_server: Post
         await waiting.close()
 
 
-async def test_a_lock_connection_lost_while_held_fails_the_commit_and_is_replaced(
+async def test_a_lock_connection_lost_fails_the_commit_while_held_and_is_replaced(
     postgres_server: PostgresServer,
 ) -> None:
     url = postgres_server.new_database()
@@ -116,6 +116,12 @@ async def test_a_lock_connection_lost_while_held_fails_the_commit_and_is_replace
         assert await history.get(record.id) is None  # nothing half-written
         assert await history.pending_ids() == []
         async with history.write_lock():  # a new lock connection
+            pass
+        postgres_server.psql(  # lost while idle: replaced by the next write
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'milvus-memory-mcp lock'",
+            database,
+        )
+        async with history.write_lock():
             await history.commit([Change.of("ADD", None, record, "t", [0.1, 0.2])], "m")
         assert (await history.get(record.id)) is not None
         assert await history.pending_ids() == [record.id]

@@ -56,14 +56,30 @@ class ClusterLock(Database):
         if conn is not None:
             conn.terminate()
 
+    async def _lock(self) -> asyncpg.Connection:
+        """The lock connection, holding the lock; a kept connection found dead is replaced once."""
+        import asyncpg
+
+        reused = self._lock_conn is not None
+        conn = await self._lock_connection()
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", lock_key(self._collection), timeout=LOCK_WAIT + TIMEOUT)
+        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
+            if not reused:
+                raise
+            logger.info("the write lock's connection was lost while idle; reconnecting")
+            self._drop_lock_connection()
+            conn = await self._lock_connection()
+            await conn.execute("SELECT pg_advisory_lock($1)", lock_key(self._collection), timeout=LOCK_WAIT + TIMEOUT)
+        return conn
+
     @asynccontextmanager
     async def write_lock(self) -> AsyncIterator[None]:
         """Hold the collection's write lock; history calls of this task run on the lock's connection."""
         if self._pool is None:
             raise StoreUnavailable("The history database is not open.")
         try:
-            conn = await self._lock_connection()
-            await conn.execute("SELECT pg_advisory_lock($1)", lock_key(self._collection), timeout=LOCK_WAIT + TIMEOUT)
+            conn = await self._lock()
         except BaseException as e:
             self._drop_lock_connection()  # granted or not, a cancelled or failed wait leaves nothing held
             if isinstance(e, _errors()):
