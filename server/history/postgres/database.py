@@ -80,8 +80,16 @@ class Conn:
 def _errors() -> tuple[type[BaseException], ...]:
     import asyncpg
 
-    # asyncio.TimeoutError is TimeoutError from Python 3.11 on, not before
-    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, asyncio.TimeoutError)
+    # asyncio.TimeoutError is TimeoutError from Python 3.11 on, not before; InternalClientError: a
+    # connection the server ended while it was idle ("another operation is in progress")
+    return (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+        asyncio.TimeoutError,
+    )
 
 
 # The connection holding the cluster write lock, while the current task holds it (postgres/lock.py):

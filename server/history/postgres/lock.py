@@ -58,14 +58,12 @@ class ClusterLock(Database):
 
     async def _lock(self) -> asyncpg.Connection:
         """The lock connection, holding the lock; a kept connection found dead is replaced once."""
-        import asyncpg
-
         reused = self._lock_conn is not None
         conn = await self._lock_connection()
         try:
             await conn.execute("SELECT pg_advisory_lock($1)", lock_key(self._collection), timeout=LOCK_WAIT + TIMEOUT)
-        except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError):
-            if not reused:
+        except _errors() as e:
+            if not reused or type(e).__name__ == "LockNotAvailableError":
                 raise
             logger.info("the write lock's connection was lost while idle; reconnecting")
             self._drop_lock_connection()
