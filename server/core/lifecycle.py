@@ -109,9 +109,10 @@ class Lifecycle:
                 return
             await self._select_collection()
             await self.embedder.open()
-            await self.vectors.open(self.embedder.model_id, self.embedder.dimensions)
-            # Under the write lock: on a shared history another replica's write may be in flight.
+            # Under the write lock: on a shared history another replica may be creating the collection
+            # (Milvus refuses a second index on one being loaded) or have a write in flight.
             async with self.writes.lock:
+                await self.vectors.open(self.embedder.model_id, self.embedder.dimensions)
                 if self.vectors.stale_schema:
                     await self._rebuild_collection()
                 pending = await self.history.pending_ids()

@@ -1,7 +1,8 @@
 """Three stateless replicas (real `serve --transport streamable-http` processes, each with its own data
 dir) on one PostgreSQL history and one Milvus 2.3.5 collection, real MCP HTTP clients round-robin
 over them: concurrent writers on one scope lose and duplicate nothing, histories are complete and
-ordered, a replica killed with SIGKILL mid-burst loses no acknowledged write, a dead replica's
+ordered, replicas starting together create the collection once, a replica killed with SIGKILL
+mid-burst loses no acknowledged write, a dead replica's
 pending marks are replayed by exactly one survivor, reads see writes made through another replica,
 and `doctor` run from elsewhere finds the stores agreeing.
 
@@ -89,8 +90,9 @@ async def test_concurrent_writers_through_three_replicas_lose_and_duplicate_noth
 ) -> None:
     replicas, env = cluster
     async with connect_all(replicas) as clients:
-        for client in clients:
-            await live(client)  # opens the stores
+        async with anyio.create_task_group() as tg:  # three first opens of a new collection at once
+            for client in clients:
+                tg.start_soon(live, client)
         # read-your-writes across replicas, from the history: get and list through the others
         first = await add(clients[0], "The team lunch is on Fridays")
         assert (await call(clients[1], "get_memory", memory_id=first))["memory"] == "The team lunch is on Fridays"

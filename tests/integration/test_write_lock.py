@@ -1,7 +1,8 @@
 """The cluster-wide write lock on a real PostgreSQL (history/postgres/lock.py): two holders of one
 collection serialise, other collections do not wait, a holder killed with SIGKILL frees it at once,
 and a lock connection lost while held fails the write cleanly (nothing committed) and is replaced.
-Under it, a replica left on the old embedder by another replica's `reembed` refuses to write."""
+Under it, a replica left on the old embedder by another replica's `reembed` refuses to write, and
+replicas starting together on a new Milvus collection create it once."""
 
 from __future__ import annotations
 
@@ -157,3 +158,27 @@ async def test_a_replica_left_on_the_old_embedder_by_a_reembed_elsewhere_refuses
         finally:
             drop_collection(milvus_server, f"{first.collection}_1")
             drop_collection(milvus_server, first.collection)
+
+
+async def test_replicas_opening_a_new_collection_together_create_it_once(
+    tmp_path: Path, postgres_server: PostgresServer, milvus_server: MilvusStandalone
+) -> None:
+    # Unserialised, Milvus 2.3.5 refused the second creator's index ("can't change the index for
+    # loaded collection") in 4 runs of 5.
+    first = server_settings(milvus_server, tmp_path / "a", history_url=postgres_server.new_database())
+    settings = [first.model_copy(update={"data_dir": tmp_path / name}) for name in "abc"]
+    try:
+        async with (
+            MemoryService(settings[0], embedder=HashEmbedder()) as a,
+            MemoryService(settings[1], embedder=HashEmbedder()) as b,
+            MemoryService(settings[2], embedder=HashEmbedder()) as c,
+        ):
+            async with anyio.create_task_group() as tg:
+                for service in (a, b, c):
+                    tg.start_soon(service.ready)
+            added = (await a.add("Plays the cello", Scope("u"), infer=False)).results[0].id
+            with anyio.fail_after(2):  # the other replica's search sees it (polled: consistency is not this test's)
+                while [h.id for h in (await c.search("cello", Scope("u"))).results] != [added]:
+                    await anyio.sleep(0.05)
+    finally:
+        drop_collection(milvus_server, first.collection)
