@@ -4,7 +4,8 @@ SQLite is the record (docs/ARCHITECTURE.md, "The write protocol"): every live me
 the vector store with the same text hash, scope, metadata and update time, and the vector store
 must hold nothing else. `--repair` upserts what is missing or stale (with the stored embeddings,
 else re-embedded) and deletes the extras, through the same `MemoryService` reconciliation the
-write protocol uses.
+write protocol uses. On a shared PostgreSQL history it runs from any machine with the replicas'
+settings while they serve: what differs is read again, and repaired, under the cluster write lock.
 """
 
 from __future__ import annotations
@@ -108,11 +109,35 @@ async def check(service: MemoryService) -> Report:
     await service.ready(apply_pending=False)
     await service.flush()  # settles this process's own recent writes; pending marks of a past run stay
     records = {r.id: r for r in await service.history.list_live(None, None)}
-    row_ids = await service.vectors.ids()
-    report = Report(records=len(records), rows=len(row_ids), pending=sorted(await service.history.pending_ids()))
+    rows = await _rows(service, await service.vectors.ids())
+    report = _compare(service, records, rows, await service.history.pending_ids())
+    if suspects := sorted({*report.missing, *report.extra, *report.differing, *report.pending}):
+        # Other processes (replicas on a shared history) may have written between the reads above:
+        # read these ids again under the write lock, when no write is in flight anywhere.
+        async with service.write_lock:
+            now = await service.history.get_many(suspects)
+            again = await _rows(service, suspects)
+            pending = await service.history.pending_ids()
+        for memory_id in suspects:
+            records.pop(memory_id, None)
+            rows.pop(memory_id, None)
+        records.update((i, r) for i, r in now.items() if r.deleted_at is None)
+        rows.update(again)
+        report = _compare(service, records, rows, pending)
+    return report
+
+
+async def _rows(service: MemoryService, ids: list[str]) -> dict[str, MemoryRecord]:
     rows: dict[str, MemoryRecord] = {}
-    for start in range(0, len(row_ids), READ_CHUNK):
-        rows.update((r.id, r) for r in await service.vectors.get(row_ids[start : start + READ_CHUNK]))
+    for start in range(0, len(ids), READ_CHUNK):
+        rows.update((r.id, r) for r in await service.vectors.get(ids[start : start + READ_CHUNK]))
+    return rows
+
+
+def _compare(
+    service: MemoryService, records: dict[str, MemoryRecord], rows: dict[str, MemoryRecord], pending: list[str]
+) -> Report:
+    report = Report(records=len(records), rows=len(rows), pending=sorted(pending))
     report.missing = sorted(records.keys() - rows.keys())
     report.extra = sorted(rows.keys() - records.keys())
     for memory_id in records.keys() & rows.keys():

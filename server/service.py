@@ -27,7 +27,7 @@ from milvus_memory_mcp.core.restore import Restorer
 from milvus_memory_mcp.core.rewrite import make_rewriter
 from milvus_memory_mcp.core.search import Searcher
 from milvus_memory_mcp.core.transfer import Importer
-from milvus_memory_mcp.core.writes import WriteProtocol
+from milvus_memory_mcp.core.writes import WriteLock, WriteProtocol
 from milvus_memory_mcp.embedders import Embedder, make_embedder
 from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.history import HistoryStore, make_history
@@ -116,6 +116,11 @@ class MemoryService:
 
     async def flush(self) -> None:
         await self._writes.flush()
+
+    @property
+    def write_lock(self) -> WriteLock:
+        """Held by every write (cluster-wide on a PostgreSQL history): `doctor` re-reads under it."""
+        return self._writes.lock
 
     async def resync(self, ids: list[str]) -> None:
         """Make the vector store match SQLite's record for `ids` (used by `doctor --repair`)."""

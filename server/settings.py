@@ -155,6 +155,12 @@ class Settings(BaseModel):
     max_memory_bytes: int = Field(8192, ge=16, le=65535, description="Largest memory text, in UTF-8 bytes.")
     max_messages: int = Field(100, ge=1, le=10000, description="Most messages accepted by one add_memory.")
     flush_delay: float = Field(0.5, ge=0, le=60, description="Seconds to wait before flushing a burst (Lite).")
+    pending_sweep: float = Field(
+        10.0,
+        ge=0.05,
+        le=3600,
+        description="Seconds between replays of writes a dead replica left pending (PostgreSQL history).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level (stderr).")
 
     @field_validator("collection")

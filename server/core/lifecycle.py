@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup
 
 from milvus_memory_mcp.core.writes import WriteProtocol
 from milvus_memory_mcp.embedders import Embedder
-from milvus_memory_mcp.errors import BackendError, MemoryServiceError
+from milvus_memory_mcp.errors import BackendError, ConfigurationError, MemoryServiceError
 from milvus_memory_mcp.heap import release_free_memory
 from milvus_memory_mcp.history import HistoryStore
 from milvus_memory_mcp.settings import Settings
@@ -40,6 +40,7 @@ class Lifecycle:
     is_ready: bool = field(default=False, init=False)
     _readable: bool = field(default=False, init=False)  # reads can be served (before `is_ready`, with the index)
     _warming: bool = field(default=False, init=False)
+    _sweeping: bool = field(default=False, init=False)
     _selected: bool = field(default=False, init=False)  # the active collection is chosen
     _lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
     _tg: TaskGroup | None = field(default=None, init=False)
@@ -67,10 +68,25 @@ class Lifecycle:
 
     def warm_up(self) -> None:
         """Open the stores and the model in the background (after the MCP handshake)."""
+        if self._tg is not None and self.settings.history_url and not self._sweeping:
+            self._sweeping = True  # a served process on a shared history: replay what dead replicas left
+            self._tg.start_soon(self._sweep)
         if self._tg is not None and not self.is_ready and not self._warming:
             self._warming = True
             self.embedder.start()
             self._tg.start_soon(self._warm_up)
+
+    async def _sweep(self) -> None:
+        """Every `pending_sweep` seconds, once the stores are open: re-apply the marks of writes a
+        process that died left pending (under the cluster lock, so one replica replays each)."""
+        while True:
+            await anyio.sleep(self.settings.pending_sweep)
+            if not self.is_ready or self.vectors.needs_flush:  # Milvus Lite is one process's file
+                continue
+            try:
+                await self.writes.replay_orphans()
+            except MemoryServiceError as e:
+                logger.warning("pending sweep failed: %s", e)
 
     async def _warm_up(self) -> None:
         try:
@@ -93,17 +109,32 @@ class Lifecycle:
                 return
             await self._select_collection()
             await self.embedder.open()
-            await self.vectors.open(self.embedder.model_id, self.embedder.dimensions)
-            if self.vectors.stale_schema:
-                await self._rebuild_collection()
-            pending = await self.history.pending_ids()
-            if pending and apply_pending:
-                logger.warning("re-applying %d change(s) left unfinished by an earlier run", len(pending))
-                await self.writes.reconcile(pending)
-                await self.writes.flush_and_settle()
+            # Under the write lock: on a shared history another replica may be creating the collection
+            # (Milvus refuses a second index on one being loaded) or have a write in flight.
+            async with self.writes.lock:
+                await self.vectors.open(self.embedder.model_id, self.embedder.dimensions)
+                if self.vectors.stale_schema:
+                    await self._rebuild_collection()
+                pending = await self.history.pending_ids()
+                if pending and apply_pending:
+                    logger.warning("re-applying %d change(s) left unfinished by an earlier run", len(pending))
+                    await self.writes.reconcile(pending)
+                    await self.writes.flush_and_settle()
             self.is_ready = self._readable = True
+            if self.settings.history_url:
+                self.writes.lock.guard = self._same_embedder
             await anyio.to_thread.run_sync(release_free_memory)
             logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
+
+    async def _same_embedder(self) -> None:
+        """On a shared history, refuse a write once another process (a replica) has switched the
+        store to another embedder with `reembed`: this one still writes the old collection's vectors."""
+        active = (await self.history.store_state()).get("active_model")
+        if self.is_ready and active and active != self.embedder.model_id:
+            raise ConfigurationError(
+                f"Another server process switched this memory store to the embedder {active!r} (reembed); "
+                f"nothing was changed. Restart this server with MEMORY_EMBEDDER={active}."
+            )
 
     async def _open_reads(self) -> bool:
         """Open what reads need; False when the vector store needs `ready()` before searching."""

@@ -7,13 +7,18 @@ docs/ARCHITECTURE.md ("The write protocol") tells the whole story; in short:
 3. The pending mark is cleared once the vector store has made the change durable: at once, or
    (stores whose `needs_flush`) after the debounced `flush`, by the ids `take_durable` reports.
 If the vector store fails, SQLite is reverted and the memory reconciled; marks left by a crash
-are re-applied at the next start (`reconcile`, from server/core/startup.py), ids this process
-could not settle at the next write.
+are re-applied at the next start (`reconcile`, from server/core/lifecycle.py), ids this process
+could not settle at the next write. With a shared history (PostgreSQL, several replicas) `lock` is
+also the history's cluster-wide write lock, and `replay_orphans` (run by each replica's sweep)
+re-applies the marks a dead replica left.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 
 import anyio
 
@@ -29,13 +34,51 @@ logger = logging.getLogger(__name__)
 APPLY_CHUNK = 500  # changes per vector store call
 
 
+class WriteLock:
+    """The process's lock, then the history's cluster-wide write lock (a no-op on SQLite):
+    `async with writes.lock` serialises a write against every other writer of the collection."""
+
+    def __init__(self, history: HistoryStore) -> None:
+        self._local = anyio.Lock()
+        self._history = history
+        self._held: AbstractAsyncContextManager[None] | None = None
+        self.guard: Callable[[], Awaitable[None]] | None = None  # checked once the lock is held; may refuse
+
+    async def __aenter__(self) -> None:
+        await self._local.acquire()
+        try:
+            cluster = self._history.write_lock()
+            await cluster.__aenter__()
+        except BaseException:
+            self._local.release()
+            raise
+        self._held = cluster
+        if self.guard is not None:
+            try:
+                await self.guard()
+            except BaseException as e:
+                await self.__aexit__(type(e), e, e.__traceback__)
+                raise
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        cluster, self._held = self._held, None
+        try:
+            if cluster is not None:
+                with anyio.CancelScope(shield=True):
+                    await cluster.__aexit__(kind, exc, tb)
+        finally:
+            self._local.release()
+
+
 class WriteProtocol:
     def __init__(self, settings: Settings, history: HistoryStore, vectors: VectorStore, embedder: Embedder) -> None:
         self.settings = settings
         self._history = history
         self._vectors = vectors
         self._embedder = embedder
-        self.lock = anyio.Lock()  # held by every write, from reading the old state to `apply`
+        self.lock = WriteLock(history)  # held by every write, from reading the old state to `apply`
         self._unsettled: set[str] = set()  # ids whose marks could not be settled; retried on the next write
         self._flush_send, self._flush_recv = anyio.create_memory_object_stream[None](1)
 
@@ -172,6 +215,20 @@ class WriteProtocol:
             except BackendError:
                 logger.warning("could not store %d embedding(s); they are computed again when needed", len(computed))
         return [stored[r.hash] for r in records]
+
+    async def replay_orphans(self) -> int:
+        """Re-apply the pending marks no write in flight explains (a shared history's sweep): under
+        the cluster lock no other write is in flight, so each mark seen there was left by a process
+        that died (or could not settle it). How many were re-applied."""
+        if not self._unsettled and not await self._history.pending_ids():
+            return 0  # the common case, without taking the lock
+        async with self.lock:
+            await self._settle()
+            ids = [i for i in await self._history.pending_ids() if i not in self._vectors.refused]
+            if ids:
+                logger.warning("re-applying %d change(s) left pending by another process", len(ids))
+                await self.reconcile(ids)
+            return len(ids)
 
     async def resync(self, ids: list[str]) -> None:
         """Make the vector store match SQLite's record for `ids` (`doctor --repair`); stores open."""

@@ -10,11 +10,14 @@ PostgreSQL one in `postgres/`, chosen by MEMORY_HISTORY_URL):
 - `EmbeddingStore`: each stored text's vector, so re-applying a change or building the search
   index needs no model.
 - `ReembedStore`: the active Milvus collection and `reembed`'s progress (history/reembed.py).
+- `write_lock()`: held around every write (core/writes.py): a no-op on SQLite (one owner process),
+  a cluster-wide advisory lock on PostgreSQL, shared by replicas (postgres/lock.py).
 Failures raise `StoreUnavailable` with a message fit for the agent.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from milvus_memory_mcp.history.embeddings import Embedded
@@ -116,6 +119,8 @@ class HistoryStore(RecordStore, TransferStore, PendingStore, EmbeddingStore, Ree
     async def open(self) -> None: ...
 
     async def change_mark(self) -> tuple[int, int]: ...
+
+    def write_lock(self) -> AbstractAsyncContextManager[None]: ...
 
     async def close(self) -> None: ...
 

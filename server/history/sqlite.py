@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager, nullcontext
+
 from milvus_memory_mcp.history.embeddings import EmbeddingCache
 from milvus_memory_mcp.history.pending import PendingMarks
 from milvus_memory_mcp.history.reembed import ReembedState
@@ -19,3 +21,7 @@ from milvus_memory_mcp.history.transfer import Transfer
 
 class SQLiteHistory(Transfer, PendingMarks, EmbeddingCache, ReembedState):
     """The record of every memory and every change to it (the stores' single source of truth)."""
+
+    def write_lock(self) -> AbstractAsyncContextManager[None]:
+        """Nothing to take: one process owns a data dir's SQLite file (server/sharing.py)."""
+        return nullcontext()

@@ -81,8 +81,9 @@ def chat_input(body: dict[str, Any]) -> dict[str, Any]:
 
 
 class FakeOpenAI:
-    def __init__(self, dims: int = 64) -> None:
+    def __init__(self, dims: int = 64, delay: float = 0.0) -> None:
         self.dims = dims
+        self.delay = delay  # seconds before each default reply (a remote API's fixed latency)
         self.requests: list[tuple[str, dict[str, Any], dict[str, str]]] = []
         self._scripts: dict[str, deque[Reply]] = defaultdict(deque)
         self.handlers: dict[str, Handler] = {"/v1/embeddings": self._embeddings, CHAT: self._chat}
@@ -135,7 +136,7 @@ class FakeOpenAI:
         handler = self.handlers.get(path)
         if handler is None:
             return Reply(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
-        return Reply(200, handler(body))
+        return Reply(200, handler(body), delay=self.delay)
 
     @contextmanager
     def running(self) -> Iterator[FakeOpenAI]:

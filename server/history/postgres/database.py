@@ -13,6 +13,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,9 +54,9 @@ def redacted(url: str) -> str:
 
 
 class Conn:
-    """One pooled connection with SQLite-style calls: `?` placeholders, rows as tuples."""
+    """One connection with SQLite-style calls: `?` placeholders, rows as tuples."""
 
-    def __init__(self, conn: PoolConnectionProxy) -> None:
+    def __init__(self, conn: PoolConnectionProxy | asyncpg.Connection) -> None:
         self.raw = conn
 
     async def execute(self, sql: str, *args: Any) -> None:
@@ -79,8 +80,21 @@ class Conn:
 def _errors() -> tuple[type[BaseException], ...]:
     import asyncpg
 
-    # asyncio.TimeoutError is TimeoutError from Python 3.11 on, not before
-    return (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError, asyncio.TimeoutError)
+    # asyncio.TimeoutError is TimeoutError from Python 3.11 on, not before; InternalClientError: a
+    # connection the server ended while it was idle ("another operation is in progress")
+    return (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,
+        OSError,
+        TimeoutError,
+        asyncio.TimeoutError,
+    )
+
+
+# The connection holding the cluster write lock, while the current task holds it (postgres/lock.py):
+# every call of that task then runs on it, so a write commits only while the lock is still held.
+held: ContextVar[Conn | None] = ContextVar("held", default=None)
 
 
 class Database:
@@ -101,6 +115,8 @@ class Database:
         if pool is None:
             raise StoreUnavailable("The history database is not open.")
         try:
+            if (conn := held.get()) is not None:
+                return await fn(conn)
             async with pool.acquire(timeout=TIMEOUT) as conn:
                 return await fn(Conn(conn))
         except _errors() as e:
