@@ -57,19 +57,22 @@ async def test_two_holders_serialise_and_other_collections_do_not_wait(postgres_
         await h.open()
     try:
         order: list[str] = []
+        a_in = anyio.Event()
 
         async def hold(h: PostgresHistory, name: str) -> None:
             async with h.write_lock():
                 order.append(f"{name} in")
-                await anyio.sleep(0.3)
+                if name == "a":
+                    a_in.set()
+                    await anyio.sleep(1.0)  # long enough for b to queue and `other` to get in, even under load
                 order.append(f"{name} out")
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(hold, a, "a")
-            await anyio.sleep(0.1)
+            await a_in.wait()
             tg.start_soon(hold, b, "b")
-            await anyio.sleep(0.05)
-            assert await _entered(other, 0.1)  # another collection's lock is another lock
+            assert await _entered(other, 0.8)  # another collection's lock is another lock
+            assert order == ["a in"]  # b waits while a holds it
         assert order == ["a in", "a out", "b in", "b out"]
         assert await _entered(a, 1) and await _entered(b, 1)  # released, and reusable
     finally:
