@@ -109,6 +109,7 @@ def make_vector_store(settings: Settings, history: HistoryStore) -> Store:
     from milvus_memory_mcp.stores.milvus import MilvusStore
 
     uri = settings.resolved_milvus_uri
+    indexed = Capabilities.detect(uri).lite and settings.search_index
     milvus = MilvusStore(
         uri,
         settings.collection,
@@ -116,8 +117,9 @@ def make_vector_store(settings: Settings, history: HistoryStore) -> Store:
         db_name=settings.milvus_db_name,
         timeout=settings.milvus_timeout,
         num_partitions=settings.milvus_num_partitions,
+        park=indexed,
     )
-    if Capabilities.detect(uri).lite and settings.search_index:
+    if indexed:
         from milvus_memory_mcp.stores.indexed import IndexedStore
 
         history_path = settings.resolved_history_path

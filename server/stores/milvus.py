@@ -59,8 +59,11 @@ class MilvusStore:
         timeout: float = 10.0,
         num_partitions: int = 16,
         partition_key: bool | None = None,
+        park: bool = False,
     ) -> None:
-        """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported."""
+        """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported;
+        `park` (Lite, when the search index answers reads): the collection is not loaded at open, and
+        its memory is given back after each flush (`LiteServer.park`); a read loads it again."""
         self._uri = uri
         self._collection = collection
         self._token = token
@@ -68,6 +71,8 @@ class MilvusStore:
         self._timeout = timeout
         self._num_partitions = num_partitions
         self._partition_key = partition_key
+        self._parks = park
+        self._loaded = False  # with `park`: the collection is loaded (reads load it first)
         self._client: Any = None
         self._borrowed = False  # the connection is another store's (`sibling`): closed by that one
         self._lite: LiteServer | None = None
@@ -109,9 +114,27 @@ class MilvusStore:
         except MilvusException as e:
             if e.code != COLLECTION_NOT_LOADED and "not loaded" not in str(e.message):
                 raise
-        logger.warning("collection %r is not loaded (the server restarted?); loading it again", self._collection)
-        self._client.load_collection(self._collection)
+        if not self._parks:
+            logger.warning("collection %r is not loaded (the server restarted?); loading it again", self._collection)
+        with self._write_lock:
+            self._load(self._collection)
         return fn()
+
+    def _load(self, name: str) -> None:
+        try:
+            self._client.load_collection(name)
+        except Exception as e:  # pymilvus raises MilvusException; only the Lite case below is handled
+            if not (self.capabilities.lite and drop_lite_indexes(Path(self._uri).expanduser(), name)):
+                raise
+            logger.warning("Milvus Lite could not load %r (%s); rebuilt its indexes from the data", name, short(e))
+            self._client.load_collection(name)
+        self._loaded = True
+
+    def _park(self) -> None:
+        """Give back the memory of the collection Lite read (caller holds the write lock)."""
+        if self._parks and self._lite is not None:
+            self._lite.park(self._collection)
+            self._loaded = False
 
     async def _write(self, fn: Callable[[], T], what: str) -> T:
         def locked() -> T:
@@ -127,8 +150,14 @@ class MilvusStore:
             return await self._call(fn, what)
 
         def shared() -> T:
-            with self._write_lock.shared():
-                return fn()
+            while True:
+                if self._parks and not self._loaded:
+                    with self._write_lock:
+                        if not self._loaded:
+                            self._load(self._collection)
+                with self._write_lock.shared():
+                    if self._loaded or not self._parks:  # a flush may have parked it before this lock
+                        return fn()
 
         return await self._call(shared, what)
 
@@ -192,13 +221,8 @@ class MilvusStore:
                 logger.info("collection %r: this Milvus has no BM25 full-text search; search is dense only", name)
         else:
             self._create(model_id, dimensions)
-        try:
-            c.load_collection(name)
-        except Exception as e:  # pymilvus raises MilvusException; only the Lite case below is handled
-            if not (self.capabilities.lite and drop_lite_indexes(Path(self._uri).expanduser(), name)):
-                raise
-            logger.warning("Milvus Lite could not load %r (%s); rebuilt its indexes from the data", name, short(e))
-            c.load_collection(name)
+        if not self._parks:  # else the first read loads it (`_reloading`)
+            self._load(name)
         if self.capabilities.flush_after_writes:
             with self._write_lock:
                 # A Lite process killed between saving a flush and deleting its write-ahead log leaves
@@ -207,6 +231,7 @@ class MilvusStore:
                 # memory has takes the next sequence number, past them, so the flush goes through.
                 c.delete(name, ids=[SEQUENCE_MARK_ID])
                 c.flush(name)
+                self._park()
 
     def use_collection(self, name: str) -> None:
         """The collection `open` opens (the active one, server/core/reembed.py); no I/O."""
@@ -328,7 +353,12 @@ class MilvusStore:
         after a failure those writes are not durable: their pending marks stay and the write
         protocol re-applies them from SQLite."""
         written, self._unflushed = self._unflushed, set()
-        await self._write(lambda: self._client.flush(self._collection), "flush")
+
+        def run() -> None:
+            self._client.flush(self._collection)
+            self._park()
+
+        await self._write(run, "flush")
         self._durable |= written
 
     def take_durable(self) -> set[str]:
