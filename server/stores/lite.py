@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from concurrent import futures
 from pathlib import Path
@@ -47,6 +48,23 @@ class LiteServer:
     @classmethod
     def start(cls, path: Path) -> LiteServer:
         """Open the Lite data dir `path` (the `.db`) and serve it; blocking (run it in a thread)."""
+        folder = path.expanduser().absolute().parent
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreUnavailable(
+                f"Cannot use {folder} for the Milvus Lite file: {e.strerror or e}. "
+                "Set MEMORY_DATA_DIR or MEMORY_MILVUS_URI to a writable directory."
+            ) from e
+        # Lite 3.2.2 imports faiss (31 MB of RSS) for HNSW / IVF indexes only, and falls back to numpy
+        # when it is absent; on Lite the store uses FLAT (its HNSW loses results under a scope
+        # filter), so the import is blocked unless something else loaded faiss already.
+        sys.modules.setdefault("faiss", None)  # type: ignore[assignment]
+        # pyarrow's allocator (mimalloc, where Lite's tables live) hands freed pages back at once, not
+        # after a delay: measured at 100k memories, reading the collection peaks at 380 MB instead of
+        # 610 MB, and 30 MB less stays after it is parked. Read when pyarrow is first imported.
+        for option in ("MIMALLOC_PURGE_DELAY", "MIMALLOC_ARENA_EAGER_COMMIT"):
+            os.environ.setdefault(option, "0")
         import grpc
         from milvus_lite import DataDirLockedError, MilvusLite
         from milvus_lite.adapter.grpc.servicer import MilvusServicer
@@ -91,6 +109,12 @@ class LiteServer:
             raise StoreUnavailable(f"Could not serve the Milvus Lite file {path} on {socket_path}: {e}") from e
         logger.debug("Milvus Lite %s served on %s", path, socket_path)
         return cls(db, server, socket_path, tmpdir)
+
+    def holds(self, collection: str) -> bool:
+        """Whether Lite has this collection's data in memory (for tests and diagnostics)."""
+        from milvus_lite.db import DEFAULT_DATABASE_NAME
+
+        return (DEFAULT_DATABASE_NAME, collection) in getattr(self._db, "_collections", {})
 
     def park(self, collection: str) -> None:
         """Drop a collection's in-memory state (its data files and indexes) and give the memory

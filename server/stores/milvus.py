@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
@@ -20,7 +19,15 @@ from milvus_memory_mcp.errors import BackendError, StoreUnavailable
 from milvus_memory_mcp.keywords import analyse
 from milvus_memory_mcp.records import MemoryRecord
 from milvus_memory_mcp.stores.capabilities import Capabilities
-from milvus_memory_mcp.stores.milvus_client import Deadline, ReadWriteLock, connection_problem, short, upsert_each_good
+from milvus_memory_mcp.stores.milvus_client import (
+    Deadline,
+    ReadWriteLock,
+    all_ids,
+    connection_problem,
+    load_collection,
+    short,
+    upsert_each_good,
+)
 from milvus_memory_mcp.stores.milvus_schema import (
     OUTPUT_FIELDS,
     PROP_DIMS,
@@ -32,7 +39,6 @@ from milvus_memory_mcp.stores.milvus_schema import (
     build_schema,
     check_signature,
     create_indexes,
-    drop_lite_indexes,
     from_row,
     to_row,
 )
@@ -43,7 +49,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-QUERY_BATCH = 1000
 SEQUENCE_MARK_ID = "milvus-memory-mcp:sequence"  # never a memory id (those are UUIDs)
 COLLECTION_NOT_LOADED = 101  # Milvus error code
 
@@ -121,13 +126,7 @@ class MilvusStore:
         return fn()
 
     def _load(self, name: str) -> None:
-        try:
-            self._client.load_collection(name)
-        except Exception as e:  # pymilvus raises MilvusException; only the Lite case below is handled
-            if not (self.capabilities.lite and drop_lite_indexes(Path(self._uri).expanduser(), name)):
-                raise
-            logger.warning("Milvus Lite could not load %r (%s); rebuilt its indexes from the data", name, short(e))
-            self._client.load_collection(name)
+        load_collection(self._client, name, Path(self._uri).expanduser() if self.capabilities.lite else None)
         self._loaded = True
 
     def _park(self) -> None:
@@ -171,29 +170,16 @@ class MilvusStore:
 
     def _connect(self) -> None:
         lite = self.capabilities.lite
-        if lite:
-            # Milvus Lite 3.2.2 imports faiss (31 MB of RSS) for HNSW / IVF indexes only, and falls back
-            # to numpy when it is absent; on Lite this store uses FLAT (its HNSW loses results under a
-            # scope filter), so the import is blocked unless something else loaded faiss already.
-            sys.modules.setdefault("faiss", None)  # type: ignore[assignment]
-        from pymilvus import MilvusClient
-
         uri = self._uri
         if lite:
-            folder = Path(self._uri).expanduser().parent
-            try:
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            except OSError as e:
-                raise StoreUnavailable(
-                    f"Cannot use {folder} for the Milvus Lite file: {e.strerror or e}. "
-                    "Set MEMORY_DATA_DIR or MEMORY_MILVUS_URI to a writable directory."
-                ) from e
             from milvus_memory_mcp.stores.lite import LiteServer
 
             # Lite's own server manager would listen on a TCP port of 127.0.0.1 that every local
             # account can reach; this one is a Unix socket private to the owner (stores/lite.py).
             self._lite = LiteServer.start(Path(self._uri))
             uri = self._lite.uri
+        from pymilvus import MilvusClient
+
         options: dict[str, Any] = {} if lite else {"dedicated": True, "db_name": self._db_name or ""}
         try:
             client = MilvusClient(uri=uri, token=self._token or "", timeout=self._timeout, **options)
@@ -242,6 +228,7 @@ class MilvusStore:
         other = copy.copy(self)  # the client, its lock and the capabilities are shared
         other._collection, other._borrowed, other._lite, other.refused = collection, True, None, {}
         other._unflushed, other._durable = set(), set()
+        other._parks = False  # loaded, as it has no Lite server of its own to park it
         await other._call(lambda: other._prepare(model_id, dimensions), "open the collection")
         return other
 
@@ -414,14 +401,4 @@ class MilvusStore:
         return {r["id"]: [float(x) for x in r["vector"]] for r in rows}
 
     async def ids(self) -> list[str]:
-        def run() -> list[str]:
-            out: list[str] = []
-            it = self._client.query_iterator(self._collection, batch_size=QUERY_BATCH, filter="", output_fields=["id"])
-            try:
-                while batch := it.next():
-                    out.extend(r["id"] for r in batch)
-            finally:
-                it.close()
-            return out
-
-        return await self._read(run, "list ids")
+        return await self._read(lambda: all_ids(self._client, self._collection), "list ids")
