@@ -185,6 +185,10 @@ class WriteProtocol:
         """The background task that flushes `flush_delay` seconds after a write asked for it."""
         async for _ in self._flush_recv:
             await anyio.sleep(self.settings.flush_delay)
+            try:
+                await self._vectors.prepare_flush()  # not under `lock`: writes go on meanwhile
+            except BackendError as e:
+                logger.warning("could not prepare the flush: %s", e)
             # Shielded: a flush cut short at shutdown would leave the marks of what it made durable
             # (re-applied, needlessly, at the next start).
             with anyio.CancelScope(shield=True):

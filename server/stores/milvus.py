@@ -67,8 +67,7 @@ class MilvusStore:
         park: bool = False,
     ) -> None:
         """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported;
-        `park` (Lite, when the search index answers reads): the collection is not loaded at open, and
-        its memory is given back after each flush (`LiteServer.park`); a read loads it again."""
+        `park` (Lite behind the search index): not loaded at open, and given back after each flush."""
         self._uri = uri
         self._collection = collection
         self._token = token
@@ -129,8 +128,7 @@ class MilvusStore:
         load_collection(self._client, name, Path(self._uri).expanduser() if self.capabilities.lite else None)
         self._loaded = True
 
-    def _park(self) -> None:
-        """Give back the memory of the collection Lite read (caller holds the write lock)."""
+    def _park(self) -> None:  # the caller holds the write lock
         if self._parks and self._lite is not None:
             self._lite.park(self._collection)
             self._loaded = False
@@ -207,7 +205,7 @@ class MilvusStore:
                 logger.info("collection %r: this Milvus has no BM25 full-text search; search is dense only", name)
         else:
             self._create(model_id, dimensions)
-        if not self._parks:  # else the first read loads it (`_reloading`)
+        if not self._parks:  # else a read loads it first (`_read`)
             self._load(name)
         if self.capabilities.flush_after_writes:
             with self._write_lock:
@@ -347,6 +345,10 @@ class MilvusStore:
 
         await self._write(run, "flush")
         self._durable |= written
+
+    async def prepare_flush(self) -> None:
+        if self._parks and self._lite is not None and not self._lite.holds(self._collection):
+            await self._write(lambda: self._client.describe_collection(self._collection), "read the collection")
 
     def take_durable(self) -> set[str]:
         durable, self._durable = self._durable, set()

@@ -98,3 +98,21 @@ async def test_the_service_on_lite_gives_the_collection_back_after_its_flush(
         assert [r.memory for r in (await service.search("tennis", Scope("alice"))).results] == [added.memory]
         assert not held(inner)  # searches are the index's
         assert await service.history.pending_ids() == []
+
+
+async def test_prepare_flush_reads_a_parked_collection_back_only_when_writes_are_queued(
+    tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    settings = make_settings(tmp_path).model_copy(update={"flush_delay": 60})  # no flush but ours
+    async with MemoryService(settings, embedder=local_embedder) as service:
+        await service.ready()
+        store = service.vectors
+        assert isinstance(store, IndexedStore) and isinstance(store.inner, MilvusStore)
+        await store.prepare_flush()
+        assert not held(store.inner)  # nothing queued: nothing to read
+        await service.add("I play tennis on Sundays", Scope("alice"), infer=False)  # queued behind the index
+        await store.prepare_flush()  # what the flusher does before it takes the write lock
+        assert held(store.inner)
+        await service.flush()
+        assert not held(store.inner)
+        assert await service.history.pending_ids() == []
