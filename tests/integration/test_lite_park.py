@@ -87,7 +87,8 @@ async def test_reads_racing_flushes_that_park_the_collection_all_succeed(tmp_pat
 async def test_the_service_on_lite_gives_the_collection_back_after_its_flush(
     tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:
-    async with MemoryService(make_settings(tmp_path), embedder=local_embedder) as service:
+    settings = make_settings(tmp_path).model_copy(update={"flush_delay": 60})  # no flush but ours
+    async with MemoryService(settings, embedder=local_embedder) as service:
         await service.ready()
         assert isinstance(service.vectors, IndexedStore) and isinstance(service.vectors.inner, MilvusStore)
         inner = service.vectors.inner
