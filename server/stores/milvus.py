@@ -174,7 +174,7 @@ class MilvusStore:
 
             # Lite's own server manager would listen on a TCP port of 127.0.0.1 that every local
             # account can reach; this one is a Unix socket private to the owner (stores/lite.py).
-            self._lite = LiteServer.start(Path(self._uri))
+            self._lite = LiteServer.start(Path(self._uri), parking=self._parks)
             uri = self._lite.uri
         from pymilvus import MilvusClient
 
