@@ -213,6 +213,10 @@ class IndexedStore:
         if self._behind:
             await self.inner.prepare_flush()
 
+    async def idle(self) -> None:
+        if not self._behind:
+            await self.inner.idle()
+
     async def flush(self) -> None:
         await self.drain()
         await self.inner.flush()

@@ -105,6 +105,9 @@ class InMemoryStore:
     async def prepare_flush(self) -> None:
         pass
 
+    async def idle(self) -> None:
+        pass
+
     async def flush(self) -> None:
         self._durable |= self._unflushed
         self._unflushed = set()

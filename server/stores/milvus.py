@@ -339,16 +339,16 @@ class MilvusStore:
         protocol re-applies them from SQLite."""
         written, self._unflushed = self._unflushed, set()
 
-        def run() -> None:
-            self._client.flush(self._collection)
-            self._park()
-
-        await self._write(run, "flush")
+        await self._write(lambda: self._client.flush(self._collection), "flush")
         self._durable |= written
 
     async def prepare_flush(self) -> None:
         if self._parks and self._lite is not None and not self._lite.holds(self._collection):
             await self._write(lambda: self._client.describe_collection(self._collection), "read the collection")
+
+    async def idle(self) -> None:
+        if self._parks and self._lite is not None:
+            await self._write(self._park, "give back the collection's memory")
 
     def take_durable(self) -> set[str]:
         durable, self._durable = self._durable, set()

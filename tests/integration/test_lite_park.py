@@ -1,8 +1,10 @@
-"""Milvus Lite behind the search index: its collection's memory is given back after each flush.
+"""Milvus Lite behind the search index gives its collection's memory back when writes pause.
 
 Lite 3.2.2 holds every data file of a collection in memory once a call names it (430 MB at 100k
 memories). With `park` the store does not load the collection at open, drops it from Lite's memory
-after each flush, and loads it again before a read that needs Lite (doctor, export, reembed).
+at open and when the write protocol reports no flush for a while (`idle`), reads it back before
+the next flush (`prepare_flush`, outside the write lock) and loads it before a read that needs
+Lite itself (doctor).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from milvus_memory_mcp.core import writes
 from milvus_memory_mcp.embedders.local import LocalEmbedder
 from milvus_memory_mcp.records import MemoryRecord, Scope
 from milvus_memory_mcp.service import MemoryService
@@ -40,13 +43,17 @@ async def test_a_parked_collection_takes_writes_and_answers_reads_after_loading_
     first = [record(f"Fact {i}") for i in range(3)]
     await store.upsert(first)  # Lite reads the collection again to take the write
     await store.flush()
+    assert held(store)  # kept for the next flush
+    await store.idle()
     assert not held(store)
     assert {r.id for r in await store.get([r.id for r, _ in first])} == {r.id for r, _ in first}  # loaded first
     assert held(store)
+    await store.idle()
     await store.delete([first[0][0].id])
     later = record("A later fact")
     await store.upsert([later])
     await store.flush()
+    await store.idle()
     assert not held(store)
     assert sorted(await store.ids()) == sorted([first[1][0].id, first[2][0].id, later[0].id])
     await store.close()
@@ -57,7 +64,7 @@ async def test_a_parked_collection_takes_writes_and_answers_reads_after_loading_
     await reopened.close()
 
 
-async def test_reads_racing_flushes_that_park_the_collection_all_succeed(tmp_path: Path) -> None:
+async def test_reads_racing_parking_all_succeed(tmp_path: Path) -> None:
     store = MilvusStore(str(tmp_path / "milvus.db"), "memories", park=True)
     await store.open("test-model", 4)
     written: list[str] = []
@@ -68,7 +75,8 @@ async def test_reads_racing_flushes_that_park_the_collection_all_succeed(tmp_pat
             row = record(f"Fact {i}")
             await store.upsert([row])
             written.append(row[0].id)
-            await store.flush()  # parks the collection
+            await store.flush()
+            await store.idle()  # parks the collection
 
     async def reader() -> None:
         for _ in range(30):
@@ -84,21 +92,21 @@ async def test_reads_racing_flushes_that_park_the_collection_all_succeed(tmp_pat
     await store.close()
 
 
-async def test_the_service_on_lite_gives_the_collection_back_after_its_flush(
-    tmp_path: Path, local_embedder: LocalEmbedder
+async def test_the_service_gives_the_collection_back_once_writes_pause(
+    tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = make_settings(tmp_path).model_copy(update={"flush_delay": 60})  # no flush but ours
-    async with MemoryService(settings, embedder=local_embedder) as service:
+    monkeypatch.setattr(writes, "IDLE_AFTER", 0.3)
+    async with MemoryService(make_settings(tmp_path), embedder=local_embedder) as service:
         await service.ready()
         assert isinstance(service.vectors, IndexedStore) and isinstance(service.vectors.inner, MilvusStore)
         inner = service.vectors.inner
         assert not held(inner)
         added = (await service.add("I play tennis on Sundays", Scope("alice"), infer=False)).results[0]
-        await service.flush()
-        assert not held(inner)
+        with anyio.fail_after(10):
+            while await service.history.pending_ids() or held(inner):  # flushed, then given back
+                await anyio.sleep(0.05)
         assert [r.memory for r in (await service.search("tennis", Scope("alice"))).results] == [added.memory]
         assert not held(inner)  # searches are the index's
-        assert await service.history.pending_ids() == []
 
 
 async def test_prepare_flush_reads_a_parked_collection_back_only_when_writes_are_queued(
@@ -115,5 +123,6 @@ async def test_prepare_flush_reads_a_parked_collection_back_only_when_writes_are
         await store.prepare_flush()  # what the flusher does before it takes the write lock
         assert held(store.inner)
         await service.flush()
-        assert not held(store.inner)
         assert await service.history.pending_ids() == []
+        await store.idle()
+        assert not held(store.inner)
