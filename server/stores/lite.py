@@ -9,7 +9,7 @@ on its directory, both private to the owner (0600 socket, 0700 data dir).
 
 Lite 3.2.2 reads a collection's every data file into memory when a call first names it (about
 430 MB at 100k memories, its indexes another 160 MB once loaded) and keeps it until the data dir
-closes. Where the search index answers reads, `park` gives that memory back after each flush;
+closes. Where the search index answers reads, `park` gives that memory back when writes pause;
 the next call naming the collection reads it again (about 1 s at 100k memories).
 """
 

@@ -67,7 +67,7 @@ class MilvusStore:
         park: bool = False,
     ) -> None:
         """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported;
-        `park` (Lite behind the search index): not loaded at open, and given back after each flush."""
+        `park` (Lite behind the search index): not loaded at open, given back at open and when `idle`."""
         self._uri = uri
         self._collection = collection
         self._token = token
