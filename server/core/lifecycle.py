@@ -102,6 +102,7 @@ class Lifecycle:
                 await self.writes.reconcile(pending)
                 await self.writes.flush_and_settle()
             self.is_ready = self._readable = True
+            self.writes.request_flush()  # so that the store hears `idle` if no write comes
             await anyio.to_thread.run_sync(release_free_memory)
             logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
 

@@ -239,6 +239,11 @@ class WriteProtocol:
         ):  # an unsettled id's mark covers a later, unapplied change
             await self._clear(sorted(settled))
 
+    def request_flush(self) -> None:
+        """A flush soon, then `idle` once no write has come for IDLE_AFTER seconds (after opening)."""
+        if self._vectors.needs_flush:
+            self._request_flush()
+
     def _request_flush(self) -> None:
         try:
             self._flush_send.send_nowait(None)

@@ -67,7 +67,7 @@ class MilvusStore:
         park: bool = False,
     ) -> None:
         """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported;
-        `park` (Lite behind the search index): not loaded at open, given back at open and when `idle`."""
+        `park` (Lite behind the search index): not loaded at open, and given back when `idle`."""
         self._uri = uri
         self._collection = collection
         self._token = token
@@ -215,7 +215,6 @@ class MilvusStore:
                 # memory has takes the next sequence number, past them, so the flush goes through.
                 c.delete(name, ids=[SEQUENCE_MARK_ID])
                 c.flush(name)
-                self._park()
 
     def use_collection(self, name: str) -> None:
         """The collection `open` opens (the active one, server/core/reembed.py); no I/O."""

@@ -2,7 +2,7 @@
 
 Lite 3.2.2 holds every data file of a collection in memory once a call names it (430 MB at 100k
 memories). With `park` the store does not load the collection at open, drops it from Lite's memory
-at open and when the write protocol reports no flush for a while (`idle`), reads it back before
+when the write protocol reports no flush for a while (`idle`, also after opening), reads it back before
 the next flush (`prepare_flush`, outside the write lock) and loads it before a read that needs
 Lite itself (doctor).
 """
@@ -39,7 +39,9 @@ async def test_a_parked_collection_takes_writes_and_answers_reads_after_loading_
     uri = str(tmp_path / "milvus.db")
     store = MilvusStore(uri, "memories", park=True)
     await store.open("test-model", 4)
-    assert not held(store)  # opened, checked, and given back
+    assert held(store)  # read to check it, not loaded
+    await store.idle()
+    assert not held(store)
     first = [record(f"Fact {i}") for i in range(3)]
     await store.upsert(first)  # Lite reads the collection again to take the write
     await store.flush()
@@ -100,7 +102,9 @@ async def test_the_service_gives_the_collection_back_once_writes_pause(
         await service.ready()
         assert isinstance(service.vectors, IndexedStore) and isinstance(service.vectors.inner, MilvusStore)
         inner = service.vectors.inner
-        assert not held(inner)
+        with anyio.fail_after(10):
+            while held(inner):  # opening asked for a flush, then `idle`
+                await anyio.sleep(0.05)
         added = (await service.add("I play tennis on Sundays", Scope("alice"), infer=False)).results[0]
         with anyio.fail_after(10):
             while await service.history.pending_ids() or held(inner):  # flushed, then given back
@@ -117,6 +121,7 @@ async def test_prepare_flush_reads_a_parked_collection_back_only_when_writes_are
         await service.ready()
         store = service.vectors
         assert isinstance(store, IndexedStore) and isinstance(store.inner, MilvusStore)
+        await store.idle()
         await store.prepare_flush()
         assert not held(store.inner)  # nothing queued: nothing to read
         await service.add("I play tennis on Sundays", Scope("alice"), infer=False)  # queued behind the index
