@@ -144,10 +144,12 @@ def main(argv: list[str] | None = None) -> int:
             # The local model loads in its own process, on another core, while the MCP SDK is
             # imported below (~0.7 s). On one core it would delay the handshake: it waits for it.
             embedder.start()
-        from milvus_memory_mcp.app import serve
-        from milvus_memory_mcp.ui.command import run_ui
+        if command == "ui":
+            from milvus_memory_mcp.ui.command import run_ui as run
+        else:  # not the dashboard's Jinja2 (~15 ms) before the handshake: `serve` imports it for HTTP only
+            from milvus_memory_mcp.app import serve as run
 
-        anyio.run(run_ui if command == "ui" else serve, settings, embedder)
+        anyio.run(run, settings, embedder)
     except KeyboardInterrupt:
         pass
     except MemoryServiceError as e:  # a refused set-up (e.g. no auth on a public address)

@@ -123,6 +123,7 @@ class Lifecycle:
             self.is_ready = self._readable = True
             if self.settings.history_url:
                 self.writes.lock.guard = self._same_embedder
+            self.writes.request_flush()  # so that the store hears `idle` if no write comes
             await anyio.to_thread.run_sync(release_free_memory)
             logger.info("memory store ready (%s)", self.settings.resolved_milvus_uri)
 

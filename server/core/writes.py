@@ -32,6 +32,9 @@ from milvus_memory_mcp.stores import VectorStore
 logger = logging.getLogger(__name__)
 
 APPLY_CHUNK = 500  # changes per vector store call
+# Seconds without a flush after which the store may give back memory that writes use (on Lite the
+# collection, read again by the next flush: not between the batches of an import).
+IDLE_AFTER = 2.0
 
 
 class WriteLock:
@@ -239,16 +242,37 @@ class WriteProtocol:
     # flushing (stores whose writes are durable only after a flush: Milvus Lite)
 
     async def run_flusher(self) -> None:
-        """The background task that flushes `flush_delay` seconds after a write asked for it."""
+        """The background task that flushes `flush_delay` seconds after a write asked for it, and
+        tells the store when IDLE_AFTER seconds have passed since without another (`idle`)."""
         async for _ in self._flush_recv:
-            await anyio.sleep(self.settings.flush_delay)
-            # Shielded: a flush cut short at shutdown would leave the marks of what it made durable
-            # (re-applied, needlessly, at the next start).
-            with anyio.CancelScope(shield=True):
-                try:
-                    await self.flush()
-                except BackendError as e:
-                    logger.warning("flush failed: %s", e)
+            more = True
+            while more:
+                await anyio.sleep(self.settings.flush_delay)
+                await self._flush_in_background()
+                more = False
+                with anyio.move_on_after(IDLE_AFTER):
+                    try:
+                        await self._flush_recv.receive()
+                    except anyio.EndOfStream:
+                        return
+                    more = True
+            try:
+                await self._vectors.idle()
+            except BackendError as e:
+                logger.warning("could not release the vector store's memory: %s", e)
+
+    async def _flush_in_background(self) -> None:
+        try:
+            await self._vectors.prepare_flush()  # not under `lock`: writes go on meanwhile
+        except BackendError as e:
+            logger.warning("could not prepare the flush: %s", e)
+        # Shielded: a flush cut short at shutdown would leave the marks of what it made durable
+        # (re-applied, needlessly, at the next start).
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.flush()
+            except BackendError as e:
+                logger.warning("flush failed: %s", e)
 
     async def flush(self) -> None:
         """Flush the vector store and clear the pending marks of the writes it made durable."""
@@ -271,6 +295,11 @@ class WriteProtocol:
             settled := self._vectors.take_durable() - self._unsettled
         ):  # an unsettled id's mark covers a later, unapplied change
             await self._clear(sorted(settled))
+
+    def request_flush(self) -> None:
+        """A flush soon, then `idle` once no write has come for IDLE_AFTER seconds (after opening)."""
+        if self._vectors.needs_flush:
+            self._request_flush()
 
     def _request_flush(self) -> None:
         try:

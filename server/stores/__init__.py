@@ -70,6 +70,15 @@ class VectorStore(Protocol):
 
     async def flush(self) -> None: ...
 
+    async def prepare_flush(self) -> None:
+        """Before a `flush`, outside the write lock: read back what the flush needs (a parked Lite
+        collection), so that writes do not wait for it."""
+        ...
+
+    async def idle(self) -> None:
+        """No write for a while: give back memory kept for writes (a Lite collection, `park`)."""
+        ...
+
     def take_durable(self) -> set[str]: ...
 
     async def search(self, vector: list[float], where: And, limit: int) -> Hits: ...
@@ -109,6 +118,7 @@ def make_vector_store(settings: Settings, history: HistoryStore) -> Store:
     from milvus_memory_mcp.stores.milvus import MilvusStore
 
     uri = settings.resolved_milvus_uri
+    indexed = Capabilities.detect(uri).lite and settings.search_index
     milvus = MilvusStore(
         uri,
         settings.collection,
@@ -116,8 +126,9 @@ def make_vector_store(settings: Settings, history: HistoryStore) -> Store:
         db_name=settings.milvus_db_name,
         timeout=settings.milvus_timeout,
         num_partitions=settings.milvus_num_partitions,
+        park=indexed,
     )
-    if Capabilities.detect(uri).lite and settings.search_index:
+    if indexed:
         from milvus_memory_mcp.stores.indexed import IndexedStore
 
         history_path = settings.resolved_history_path

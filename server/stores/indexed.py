@@ -209,6 +209,14 @@ class IndexedStore:
         self._behind.clear()  # every memory is marked pending first and re-applied afterwards
         await self.inner.recreate(model_id, dimensions)
 
+    async def prepare_flush(self) -> None:
+        if self._behind:
+            await self.inner.prepare_flush()
+
+    async def idle(self) -> None:
+        if not self._behind:
+            await self.inner.idle()
+
     async def flush(self) -> None:
         await self.drain()
         await self.inner.flush()

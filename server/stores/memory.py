@@ -102,6 +102,12 @@ class InMemoryStore:
         if self._needs_flush:
             self._unflushed.add(memory_id)
 
+    async def prepare_flush(self) -> None:
+        pass
+
+    async def idle(self) -> None:
+        pass
+
     async def flush(self) -> None:
         self._durable |= self._unflushed
         self._unflushed = set()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
@@ -20,7 +19,15 @@ from milvus_memory_mcp.errors import BackendError, StoreUnavailable
 from milvus_memory_mcp.keywords import analyse
 from milvus_memory_mcp.records import MemoryRecord
 from milvus_memory_mcp.stores.capabilities import Capabilities
-from milvus_memory_mcp.stores.milvus_client import Deadline, ReadWriteLock, connection_problem, short, upsert_each_good
+from milvus_memory_mcp.stores.milvus_client import (
+    Deadline,
+    ReadWriteLock,
+    all_ids,
+    connection_problem,
+    load_collection,
+    short,
+    upsert_each_good,
+)
 from milvus_memory_mcp.stores.milvus_schema import (
     OUTPUT_FIELDS,
     PROP_DIMS,
@@ -32,7 +39,6 @@ from milvus_memory_mcp.stores.milvus_schema import (
     build_schema,
     check_signature,
     create_indexes,
-    drop_lite_indexes,
     from_row,
     to_row,
 )
@@ -43,7 +49,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-QUERY_BATCH = 1000
 SEQUENCE_MARK_ID = "milvus-memory-mcp:sequence"  # never a memory id (those are UUIDs)
 COLLECTION_NOT_LOADED = 101  # Milvus error code
 
@@ -59,8 +64,10 @@ class MilvusStore:
         timeout: float = 10.0,
         num_partitions: int = 16,
         partition_key: bool | None = None,
+        park: bool = False,
     ) -> None:
-        """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported."""
+        """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported;
+        `park` (Lite behind the search index): not loaded at open, and given back when `idle`."""
         self._uri = uri
         self._collection = collection
         self._token = token
@@ -68,6 +75,8 @@ class MilvusStore:
         self._timeout = timeout
         self._num_partitions = num_partitions
         self._partition_key = partition_key
+        self._parks = park
+        self._loaded = False  # with `park`: the collection is loaded (reads load it first)
         self._client: Any = None
         self._borrowed = False  # the connection is another store's (`sibling`): closed by that one
         self._lite: LiteServer | None = None
@@ -109,9 +118,20 @@ class MilvusStore:
         except MilvusException as e:
             if e.code != COLLECTION_NOT_LOADED and "not loaded" not in str(e.message):
                 raise
-        logger.warning("collection %r is not loaded (the server restarted?); loading it again", self._collection)
-        self._client.load_collection(self._collection)
+        if not self._parks:
+            logger.warning("collection %r is not loaded (the server restarted?); loading it again", self._collection)
+        with self._write_lock:
+            self._load(self._collection)
         return fn()
+
+    def _load(self, name: str) -> None:
+        load_collection(self._client, name, Path(self._uri).expanduser() if self.capabilities.lite else None)
+        self._loaded = True
+
+    def _park(self) -> None:  # the caller holds the write lock
+        if self._parks and self._lite is not None:
+            self._lite.park(self._collection)
+            self._loaded = False
 
     async def _write(self, fn: Callable[[], T], what: str) -> T:
         def locked() -> T:
@@ -127,8 +147,14 @@ class MilvusStore:
             return await self._call(fn, what)
 
         def shared() -> T:
-            with self._write_lock.shared():
-                return fn()
+            while True:
+                if self._parks and not self._loaded:
+                    with self._write_lock:
+                        if not self._loaded:
+                            self._load(self._collection)
+                with self._write_lock.shared():
+                    if self._loaded or not self._parks:  # a flush may have parked it before this lock
+                        return fn()
 
         return await self._call(shared, what)
 
@@ -142,29 +168,16 @@ class MilvusStore:
 
     def _connect(self) -> None:
         lite = self.capabilities.lite
-        if lite:
-            # Milvus Lite 3.2.2 imports faiss (31 MB of RSS) for HNSW / IVF indexes only, and falls back
-            # to numpy when it is absent; on Lite this store uses FLAT (its HNSW loses results under a
-            # scope filter), so the import is blocked unless something else loaded faiss already.
-            sys.modules.setdefault("faiss", None)  # type: ignore[assignment]
-        from pymilvus import MilvusClient
-
         uri = self._uri
         if lite:
-            folder = Path(self._uri).expanduser().parent
-            try:
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            except OSError as e:
-                raise StoreUnavailable(
-                    f"Cannot use {folder} for the Milvus Lite file: {e.strerror or e}. "
-                    "Set MEMORY_DATA_DIR or MEMORY_MILVUS_URI to a writable directory."
-                ) from e
             from milvus_memory_mcp.stores.lite import LiteServer
 
             # Lite's own server manager would listen on a TCP port of 127.0.0.1 that every local
             # account can reach; this one is a Unix socket private to the owner (stores/lite.py).
-            self._lite = LiteServer.start(Path(self._uri))
+            self._lite = LiteServer.start(Path(self._uri), parking=self._parks)
             uri = self._lite.uri
+        from pymilvus import MilvusClient
+
         options: dict[str, Any] = {} if lite else {"dedicated": True, "db_name": self._db_name or ""}
         try:
             client = MilvusClient(uri=uri, token=self._token or "", timeout=self._timeout, **options)
@@ -192,13 +205,8 @@ class MilvusStore:
                 logger.info("collection %r: this Milvus has no BM25 full-text search; search is dense only", name)
         else:
             self._create(model_id, dimensions)
-        try:
-            c.load_collection(name)
-        except Exception as e:  # pymilvus raises MilvusException; only the Lite case below is handled
-            if not (self.capabilities.lite and drop_lite_indexes(Path(self._uri).expanduser(), name)):
-                raise
-            logger.warning("Milvus Lite could not load %r (%s); rebuilt its indexes from the data", name, short(e))
-            c.load_collection(name)
+        if not self._parks:  # else a read loads it first (`_read`)
+            self._load(name)
         if self.capabilities.flush_after_writes:
             with self._write_lock:
                 # A Lite process killed between saving a flush and deleting its write-ahead log leaves
@@ -217,6 +225,7 @@ class MilvusStore:
         other = copy.copy(self)  # the client, its lock and the capabilities are shared
         other._collection, other._borrowed, other._lite, other.refused = collection, True, None, {}
         other._unflushed, other._durable = set(), set()
+        other._parks = False  # loaded, as it has no Lite server of its own to park it
         await other._call(lambda: other._prepare(model_id, dimensions), "open the collection")
         return other
 
@@ -328,8 +337,17 @@ class MilvusStore:
         after a failure those writes are not durable: their pending marks stay and the write
         protocol re-applies them from SQLite."""
         written, self._unflushed = self._unflushed, set()
+
         await self._write(lambda: self._client.flush(self._collection), "flush")
         self._durable |= written
+
+    async def prepare_flush(self) -> None:
+        if self._parks and self._lite is not None and not self._lite.holds(self._collection):
+            await self._write(lambda: self._client.describe_collection(self._collection), "read the collection")
+
+    async def idle(self) -> None:
+        if self._parks and self._lite is not None:
+            await self._write(self._park, "give back the collection's memory")
 
     def take_durable(self) -> set[str]:
         durable, self._durable = self._durable, set()
@@ -384,14 +402,4 @@ class MilvusStore:
         return {r["id"]: [float(x) for x in r["vector"]] for r in rows}
 
     async def ids(self) -> list[str]:
-        def run() -> list[str]:
-            out: list[str] = []
-            it = self._client.query_iterator(self._collection, batch_size=QUERY_BATCH, filter="", output_fields=["id"])
-            try:
-                while batch := it.next():
-                    out.extend(r["id"] for r in batch)
-            finally:
-                it.close()
-            return out
-
-        return await self._read(run, "list ids")
+        return await self._read(lambda: all_ids(self._client, self._collection), "list ids")

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+from milvus_memory_mcp.stores.milvus_schema import drop_lite_indexes
+
+logger = logging.getLogger(__name__)
+
+QUERY_BATCH = 1000
 
 
 class Deadline:
@@ -143,3 +151,27 @@ def upsert_each_good(client: Any, collection: str, data: list[dict[str, Any]]) -
             return {data[0]["id"]: str(getattr(e, "message", "") or short(e))[:300]}
     middle = len(data) // 2
     return upsert_each_good(client, collection, data[:middle]) | upsert_each_good(client, collection, data[middle:])
+
+
+def load_collection(client: Any, name: str, lite_dir: Path | None) -> None:
+    """Load a collection; on Lite (`lite_dir`), one whose index files a kill left broken is loaded
+    again from its data files (`drop_lite_indexes`)."""
+    try:
+        client.load_collection(name)
+    except Exception as e:  # pymilvus raises MilvusException; only the Lite case below is handled
+        if lite_dir is None or not drop_lite_indexes(lite_dir, name):
+            raise
+        logger.warning("Milvus Lite could not load %r (%s); rebuilt its indexes from the data", name, short(e))
+        client.load_collection(name)
+
+
+def all_ids(client: Any, collection: str) -> list[str]:
+    """Every id in the collection, in pages."""
+    out: list[str] = []
+    it = client.query_iterator(collection, batch_size=QUERY_BATCH, filter="", output_fields=["id"])
+    try:
+        while batch := it.next():
+            out.extend(r["id"] for r in batch)
+    finally:
+        it.close()
+    return out
