@@ -235,6 +235,7 @@ async def test_failure_to_clear_the_pending_mark_keeps_the_success_and_is_settle
     async with backend.open(make_settings(tmp_path)) as svc:
         history, _ = faults(svc)
         kept = (await svc.add("Keeps bees", Scope("u"))).results[0]
+        await svc.flush()  # the add's own marks cleared now, so the injected failure meets the write's
         history.fail.add("clear_pending")
         await write(svc, operation, kept.id)  # both stores hold the change: the call succeeds
         await svc.flush()  # Lite: marks are cleared once the write is flushed; this clear fails
