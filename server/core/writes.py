@@ -4,7 +4,9 @@ docs/ARCHITECTURE.md ("The write protocol") tells the whole story; in short:
 1. Under `lock`, the new state, its history row, a pending mark and the new texts' embeddings are
    committed to SQLite in one transaction (`apply`).
 2. The change is applied to the vector store, idempotently by id, shielded from cancellation.
-3. The pending mark is cleared once the vector store has made the change durable: at once, or
+3. On a Milvus server, the store's timestamp after the write (`write_ts`) is recorded in the history
+   store, where every process's searches read it (read-your-writes; stores/milvus_client.py).
+4. The pending mark is cleared once the vector store has made the change durable: at once, or
    (stores whose `needs_flush`) after the debounced `flush`, by the ids `take_durable` reports.
 If the vector store fails, SQLite is reverted and the memory reconciled; marks left by a crash
 are re-applied at the next start (`reconcile`, from server/core/startup.py), ids this process
