@@ -4,7 +4,9 @@ docs/ARCHITECTURE.md ("The write protocol") tells the whole story; in short:
 1. Under `lock`, the new state, its history row, a pending mark and the new texts' embeddings are
    committed to SQLite in one transaction (`apply`).
 2. The change is applied to the vector store, idempotently by id, shielded from cancellation.
-3. The pending mark is cleared once the vector store has made the change durable: at once, or
+3. On a Milvus server, the store's timestamp after the write (`write_ts`) is recorded in the history
+   store, where every process's searches read it (read-your-writes; stores/milvus_client.py).
+4. The pending mark is cleared once the vector store has made the change durable: at once, or
    (stores whose `needs_flush`) after the debounced `flush`, by the ids `take_durable` reports.
 If the vector store fails, SQLite is reverted and the memory reconciled; marks left by a crash
 are re-applied at the next start (`reconcile`, from server/core/lifecycle.py), ids this process
@@ -83,6 +85,7 @@ class WriteProtocol:
         self._embedder = embedder
         self.lock = WriteLock(history)  # held by every write, from reading the old state to `apply`
         self._unsettled: set[str] = set()  # ids whose marks could not be settled; retried on the next write
+        self._noted_ts = 0  # the vector store's `write_ts` last recorded in the history store
         self._flush_send, self._flush_recv = anyio.create_memory_object_stream[None](1)
 
     # applying changes
@@ -162,11 +165,23 @@ class WriteProtocol:
         raise BackendError(f"{cause} Nothing was changed; try again.") from cause
 
     async def _applied(self, ids: list[str]) -> None:
-        """The vector store holds these changes: clear their marks now, or after the next flush."""
+        """The vector store holds these changes: record its timestamp for every process's searches
+        (read-your-writes on a Milvus server), and clear their marks now, or after the next flush."""
+        await self._note_ts()
         if self._vectors.needs_flush:
             self._request_flush()
         else:
             await self._clear(ids)
+
+    async def _note_ts(self) -> None:
+        if (ts := self._vectors.write_ts) <= self._noted_ts:
+            return
+        try:
+            await self._history.note_vector_ts(ts)
+            self._noted_ts = ts
+        except BackendError:
+            # This process still searches after its own writes; others may miss them until the next write.
+            logger.warning("could not record the vector store's timestamp; it is recorded at the next write")
 
     async def _clear(self, ids: list[str]) -> None:
         # Rows the vector store refused (logged there) keep their marks: retried at start, reported by doctor.

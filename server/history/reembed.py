@@ -2,7 +2,8 @@
 
 `store_state` holds, per history collection, a few keys: `active` (the Milvus collection searches
 use; none: `settings.collection`), `active_model`, `target`, `target_model`, `target_dims` (the
-collection being filled for another embedder) and `retired` (an old collection left to drop).
+collection being filled for another embedder) and `retired` (an old collection left to drop); also
+`vector_ts`, the latest write's Milvus server timestamp (`note_vector_ts`), which is not reembed's.
 `reembedded` lists each memory's state (hash, updated_at) the target holds durably, so a re-run
 resumes and a memory changed meanwhile is written again. The switch is one transaction
 (`switch_collection`). server/core/reembed.py drives it.
@@ -19,6 +20,12 @@ from milvus_memory_mcp.records import MemoryRecord
 _M_COLUMNS = ", ".join(f"m.{c}" for c in MEMORY_COLUMNS.split(", "))
 _JOIN = "r.collection = m.collection AND r.target = ? AND r.id = m.id"
 _UP_TO_DATE = "r.hash = m.hash AND r.updated_at = m.updated_at"
+# `vector_ts` (server/stores/milvus_client.py `WriteClock`): the key is not one of reembed's.
+_NOTE_TS = (
+    "INSERT INTO store_state VALUES (?, 'vector_ts', ?) ON CONFLICT (collection, key) "
+    "DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))"
+)
+_READ_TS = "SELECT value FROM store_state WHERE collection = ? AND key = 'vector_ts'"
 
 
 def _put(conn: sqlite3.Connection, collection: str, values: dict[str, str | None]) -> None:
@@ -47,6 +54,23 @@ class ReembedState(Database):
                 conn.execute(forget, (self._collection, forget_target))
 
         await self._transaction(run)
+
+    async def note_vector_ts(self, ts: int) -> None:
+        """Record a Milvus server timestamp later than a write (kept: the largest); see `vector_ts`."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute(_NOTE_TS, (self._collection, str(ts)))
+
+        await self._run(run)  # one statement: atomic, and no change to what the memories hold
+
+    async def vector_ts(self) -> int:
+        """The latest write's timestamp any process recorded (0: none); a server's searches wait for it."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            row = conn.execute(_READ_TS, (self._collection,)).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._run(run)
 
     async def reembed_todo(self, target: str, limit: int) -> list[MemoryRecord]:
         """Live memories whose current state `target` does not hold yet."""

@@ -15,6 +15,10 @@ Two contracts, by who needs them:
   does nothing). `take_durable()` returns, and forgets, the ids of the writes made durable since
   it was last called; a failed flush makes none durable. The write protocol clears pending marks
   by what it returns.
+- `write_ts`: a Milvus server's timestamp later than every write of this process so far (0 where
+  there is none: Lite, the in-process store); the write protocol records it in the history store,
+  and a server's searches wait until the server has applied the latest one recorded (read-your-writes
+  across processes, `stores/milvus_client.py` `WriteClock`).
 - `search(vector, where, limit)` returns (record, cosine similarity) best first;
   `where` is a filter tree built by `server.filters` (never raw user text).
 - `search_keywords(text, where, limit)` is BM25 full-text search, (record, score >= 0) best first;
@@ -57,6 +61,9 @@ class VectorStore(Protocol):
 
     @property
     def refused(self) -> dict[str, str]: ...
+
+    @property
+    def write_ts(self) -> int: ...
 
     async def open(self, model_id: str, dimensions: int) -> None: ...
 
@@ -127,6 +134,7 @@ def make_vector_store(settings: Settings, history: HistoryStore) -> Store:
         timeout=settings.milvus_timeout,
         num_partitions=settings.milvus_num_partitions,
         park=indexed,
+        recorded_write=history.vector_ts,
     )
     if indexed:
         from milvus_memory_mcp.stores.indexed import IndexedStore

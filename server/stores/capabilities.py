@@ -17,7 +17,10 @@ class Capabilities:
     lite: bool
     version: tuple[int, int, int] | None = None
     index_type: str = "AUTOINDEX"  # FLAT on Lite: its HNSW with a scope filter loses results (docs/ARCHITECTURE.md)
-    consistency: str = "Strong"  # a server defaults to Bounded: a new row would be invisible for ~0.3 s
+    consistency: str = "Strong"  # the collection's default (reads by id); a server's own default, Bounded, lags ~0.3 s
+    # Searches wait only for the latest write's timestamp, recorded in the history store (read-your-writes
+    # across processes), not for the server's clock as Strong does: a server, not Lite (one process).
+    write_timestamps: bool = False
     flush_after_writes: bool = False  # Lite converts unflushed rows on every search; a server seals by itself
     inverted_index: bool = True  # INVERTED scalar indexes: Milvus 2.4+, Lite
     filter_params: bool = True  # filter templates: Milvus 2.5+; Lite 3.2.2 rejects them
@@ -40,6 +43,7 @@ class Capabilities:
         return cls(
             lite=False,
             version=version,
+            write_timestamps=True,
             inverted_index=at_least(2, 4),
             filter_params=at_least(2, 5),
             bm25=at_least(2, 5),

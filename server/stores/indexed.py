@@ -97,6 +97,10 @@ class IndexedStore:
     def refused(self) -> dict[str, str]:
         return self.inner.refused
 
+    @property
+    def write_ts(self) -> int:
+        return self.inner.write_ts
+
     async def vectors_of(self, ids: list[str]) -> dict[str, list[float]]:
         await self.drain()
         return await self.inner.vectors_of(ids)

@@ -51,6 +51,10 @@ class InMemoryStore:
         return {}
 
     @property
+    def write_ts(self) -> int:
+        return 0
+
+    @property
     def stale_schema(self) -> bool:
         return False
 

@@ -10,7 +10,7 @@ import copy
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
 import anyio
 
@@ -22,6 +22,7 @@ from milvus_memory_mcp.stores.capabilities import Capabilities
 from milvus_memory_mcp.stores.milvus_client import (
     Deadline,
     ReadWriteLock,
+    WriteClock,
     all_ids,
     connection_problem,
     load_collection,
@@ -30,15 +31,10 @@ from milvus_memory_mcp.stores.milvus_client import (
 )
 from milvus_memory_mcp.stores.milvus_schema import (
     OUTPUT_FIELDS,
-    PROP_DIMS,
-    PROP_EMBEDDER,
-    PROP_SCHEMA,
     PROP_TENANCY,
-    SCHEMA_VERSION,
     SPARSE_FIELD,
-    build_schema,
     check_signature,
-    create_indexes,
+    create_collection,
     from_row,
     to_row,
 )
@@ -65,9 +61,11 @@ class MilvusStore:
         num_partitions: int = 16,
         partition_key: bool | None = None,
         park: bool = False,
+        recorded_write: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported;
-        `park` (Lite behind the search index): not loaded at open, and given back when `idle`."""
+        `park` (Lite behind the search index): not loaded at open, and given back when `idle`; `recorded_write`
+        reads the latest write's timestamp any process recorded (a server's searches wait for it)."""
         self._uri = uri
         self._collection = collection
         self._token = token
@@ -81,6 +79,7 @@ class MilvusStore:
         self._borrowed = False  # the connection is another store's (`sibling`): closed by that one
         self._lite: LiteServer | None = None
         self._write_lock = ReadWriteLock()
+        self._clock = WriteClock(recorded_write)
         self.capabilities = Capabilities.detect(uri)  # refined from the server's version by open()
         self.tenancy: str | None = None  # recorded with the collection; known after open()
         # Set by open(): whether the collection has the BM25 field, and whether it was made before
@@ -95,6 +94,17 @@ class MilvusStore:
     @property
     def needs_flush(self) -> bool:
         return self.capabilities.flush_after_writes
+
+    @property
+    def write_ts(self) -> int:
+        """A server timestamp later than every write of this process so far (0 on Lite); see `WriteClock`."""
+        return self._clock.latest
+
+    def _stamped(self, result: T) -> T:
+        """In a write's worker thread, after it returned: the clock moves past it."""
+        if self.capabilities.write_timestamps:
+            self._clock.mark(self._client, self._timeout)
+        return result
 
     async def _call(self, fn: Callable[[], T], what: str) -> T:
         try:
@@ -215,6 +225,7 @@ class MilvusStore:
                 # memory has takes the next sequence number, past them, so the flush goes through.
                 c.delete(name, ids=[SEQUENCE_MARK_ID])
                 c.flush(name)
+        self._stamped(None)  # covers every write made before this process opened the collection
 
     def use_collection(self, name: str) -> None:
         """The collection `open` opens (the active one, server/core/reembed.py); no I/O."""
@@ -259,31 +270,11 @@ class MilvusStore:
         # partition only); otherwise scope fields are filtered through a scalar index.
         wanted = self.capabilities.partition_key if self._partition_key is None else self._partition_key
         tenancy = "partition_key" if wanted and self._num_partitions > 0 else "scalar_index"
-        properties = {
-            PROP_EMBEDDER: model_id,
-            PROP_DIMS: str(dimensions),
-            PROP_SCHEMA: str(SCHEMA_VERSION),
-            PROP_TENANCY: tenancy,
-        }
-        partitions = {"num_partitions": self._num_partitions} if tenancy == "partition_key" else {}
-        self._client.create_collection(
-            self._collection,
-            schema=build_schema(dimensions, tenancy, self.capabilities.bm25),
-            consistency_level=self.capabilities.consistency,
-            properties=properties,
-            **partitions,
+        create_collection(
+            self._client, self._collection, self.capabilities, (model_id, dimensions), tenancy, self._num_partitions
         )
         self.tenancy = tenancy
-        create_indexes(self._client, self._collection, self.capabilities)
         self.keyword_search = self.capabilities.bm25
-        logger.info(
-            "created collection %r (%s, %d dims, %s, keyword search %s)",
-            self._collection,
-            model_id,
-            dimensions,
-            tenancy,
-            "on" if self.keyword_search else "off: this Milvus has no BM25",
-        )
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -306,7 +297,9 @@ class MilvusStore:
         if not rows:
             return
         data = [to_row(r, v, self.keyword_search) for r, v in rows]
-        refused = await self._write(lambda: upsert_each_good(self._client, self._collection, data), "store the memory")
+        refused = await self._write(
+            lambda: self._stamped(upsert_each_good(self._client, self._collection, data)), "store the memory"
+        )
         for row in data:
             self.refused.pop(row["id"], None)
         for memory_id, reason in refused.items():
@@ -321,7 +314,8 @@ class MilvusStore:
 
     async def delete(self, ids: list[str]) -> None:
         if ids:
-            await self._write(lambda: self._client.delete(self._collection, ids=ids), "delete the memory")
+            delete = self._client.delete
+            await self._write(lambda: self._stamped(delete(self._collection, ids=ids)), "delete the memory")
             for memory_id in ids:
                 self.refused.pop(memory_id, None)
             self._written(ids)
@@ -367,6 +361,7 @@ class MilvusStore:
         self, data: Any, field: str, metric: str, where: filters.And, limit: int, what: str
     ) -> list[tuple[MemoryRecord, float]]:
         expr = filters.to_milvus(where)
+        consistency = await self._clock.search_args() if self.capabilities.write_timestamps else {}
 
         def run() -> list[tuple[MemoryRecord, float]]:
             hits = self._client.search(
@@ -377,6 +372,7 @@ class MilvusStore:
                 limit=limit,
                 output_fields=OUTPUT_FIELDS,
                 search_params={"metric_type": metric},
+                **consistency,
             )
             # Milvus Lite reports BM25 negated (a server reports it positive); the score itself is >= 0.
             score = abs if metric == "BM25" else float

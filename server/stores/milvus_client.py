@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from milvus_memory_mcp.errors import BackendError
 from milvus_memory_mcp.stores.milvus_schema import drop_lite_indexes
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ class Deadline:
     it, its retries on transient errors (UNAVAILABLE, rate limits) stop when the deadline passes.
     """
 
-    _NO_DEADLINE = frozenset({"prepare_index_params", "create_schema", "close", "get_server_type"})
+    _NO_DEADLINE = frozenset({"prepare_index_params", "create_schema", "close", "get_server_type", "_get_connection"})
     # Collection set-up waits for the server (loading takes seconds on a server): a longer deadline.
     _ADMIN = frozenset({"create_collection", "create_index", "load_collection", "flush", "drop_collection"})
     ADMIN_TIMEOUT = 120.0
@@ -44,6 +45,35 @@ class Deadline:
             return attr(*args, **kwargs)
 
         return call
+
+
+class WriteClock:
+    """Read-your-writes on a Milvus server without Strong consistency's wait for the server's clock.
+
+    After each write (and at open) `mark` takes a fresh timestamp from the server's oracle: later
+    than every write that has returned. (A write's own timestamp will not do: Milvus 2.3.5 answers a
+    delete with 0, which is why pymilvus's Session consistency still finds a memory just deleted.)
+    The write protocol records `latest` in the history store, where every process reads it
+    (`recorded`); a search then waits only until the server has applied the latest recorded write
+    (README, "Deploying beyond one machine"). Shared by a store and its siblings (one oracle).
+    """
+
+    def __init__(self, recorded: Callable[[], Awaitable[int]] | None) -> None:
+        self.latest = 0
+        self._recorded = recorded
+
+    def mark(self, client: Any, timeout: float) -> None:
+        """In the write's worker thread, once the write has returned."""
+        self.latest = max(self.latest, int(client._get_connection().alloc_timestamp(timeout=timeout)))
+
+    async def search_args(self) -> dict[str, Any]:
+        """The consistency a search asks for: the latest write by any process (or this one's if later)."""
+        try:
+            recorded = await self._recorded() if self._recorded else 0
+        except BackendError as e:  # still read-your-writes: Strong waits for the server's clock
+            logger.warning("searching with Strong consistency: the latest write's timestamp is unknown (%s)", e)
+            return {"consistency_level": "Strong"}
+        return {"consistency_level": "Customized", "guarantee_timestamp": max(self.latest, recorded, 1)}
 
 
 def connection_problem(e: BaseException, uri: str, timeout: float) -> str | None:

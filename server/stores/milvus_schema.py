@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,8 @@ from milvus_memory_mcp.errors import ConfigurationError
 from milvus_memory_mcp.keywords import analyse
 from milvus_memory_mcp.records import SCOPE_FIELDS, MemoryRecord
 from milvus_memory_mcp.stores.capabilities import Capabilities
+
+logger = logging.getLogger(__name__)
 
 # 2: adds `keywords` (analysed text) and `sparse` (its BM25 vector, made by Milvus) for keyword search.
 SCHEMA_VERSION = 2
@@ -100,6 +103,36 @@ def create_indexes(client: Any, collection: str, capabilities: Capabilities) -> 
         scalar = client.prepare_index_params()
         scalar.add_index(field_name=field, index_type=scalar_type)
         client.create_index(collection, scalar, sync=False)
+
+
+def create_collection(
+    client: Any, name: str, capabilities: Capabilities, model: tuple[str, int], tenancy: str, num_partitions: int
+) -> None:
+    """Create the collection for this embedder (`model`: its id and dimensions) and its indexes."""
+    model_id, dimensions = model
+    properties = {
+        PROP_EMBEDDER: model_id,
+        PROP_DIMS: str(dimensions),
+        PROP_SCHEMA: str(SCHEMA_VERSION),
+        PROP_TENANCY: tenancy,
+    }
+    partitions = {"num_partitions": num_partitions} if tenancy == "partition_key" else {}
+    client.create_collection(
+        name,
+        schema=build_schema(dimensions, tenancy, capabilities.bm25),
+        consistency_level=capabilities.consistency,
+        properties=properties,
+        **partitions,
+    )
+    create_indexes(client, name, capabilities)
+    logger.info(
+        "created collection %r (%s, %d dims, %s, keyword search %s)",
+        name,
+        model_id,
+        dimensions,
+        tenancy,
+        "on" if capabilities.bm25 else "off: this Milvus has no BM25",
+    )
 
 
 def check_signature(collection: str, described: dict[str, Any], model_id: str, dimensions: int) -> None:

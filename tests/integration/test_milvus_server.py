@@ -59,7 +59,8 @@ pytestmark = pytest.mark.anyio
 )
 def test_capabilities_follow_engine_and_version(uri: str, version: str, expected: dict[str, object]) -> None:
     caps = Capabilities.detect(uri, version)
-    assert caps.consistency == "Strong"
+    assert caps.consistency == "Strong"  # the collection's default, for reads by id
+    assert caps.write_timestamps is not caps.lite  # a server's searches wait for the latest recorded write
     assert {k: getattr(caps, k) for k in expected} == expected
 
 

@@ -9,6 +9,11 @@ from milvus_memory_mcp.records import MemoryRecord
 _M_COLUMNS = ", ".join(f"m.{c}" for c in MEMORY_COLUMNS.split(", "))
 _JOIN = "r.collection = m.collection AND r.target = ? AND r.id = m.id"
 _UP_TO_DATE = "r.hash = m.hash AND r.updated_at = m.updated_at"
+_NOTE_TS = (
+    "INSERT INTO store_state VALUES (?, 'vector_ts', ?) ON CONFLICT (collection, key) "
+    "DO UPDATE SET value = GREATEST(store_state.value::bigint, EXCLUDED.value::bigint)::text"
+)
+_READ_TS = "SELECT value FROM store_state WHERE collection = ? AND key = 'vector_ts'"
 _PUT_STATE = (
     "INSERT INTO store_state VALUES (?, ?, ?) ON CONFLICT (collection, key) DO UPDATE SET value = EXCLUDED.value"
 )
@@ -40,6 +45,23 @@ class ReembedState(Database):
                 await conn.execute(forget, self._collection, forget_target)
 
         await self._transaction(run)
+
+    async def note_vector_ts(self, ts: int) -> None:
+        """Record a Milvus server timestamp later than a write (kept: the largest); see `vector_ts`."""
+
+        async def run(conn: Conn) -> None:
+            await conn.execute(_NOTE_TS, self._collection, str(ts))
+
+        await self._run(run)  # one statement: atomic; not a change to the memories (no counter bump)
+
+    async def vector_ts(self) -> int:
+        """The latest write's timestamp any replica recorded (0: none); a server's searches wait for it."""
+
+        async def run(conn: Conn) -> int:
+            value = await conn.fetchval(_READ_TS, self._collection)
+            return int(value) if value is not None else 0
+
+        return await self._run(run)
 
     async def reembed_todo(self, target: str, limit: int) -> list[MemoryRecord]:
         """Live memories whose current state `target` does not hold yet."""
