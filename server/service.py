@@ -35,7 +35,7 @@ from milvus_memory_mcp.inference import ChatModel, make_llm
 from milvus_memory_mcp.records import ANONYMOUS, Caller, MemoryRecord, Scope, now_us
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import Store, make_vector_store
-from milvus_memory_mcp.validation import check_limit, check_memory_id, check_metadata, check_scope, check_text
+from milvus_memory_mcp.validation import check_limit, check_memory_id, check_metadata, check_text, check_threshold
 
 MAX_SEARCH_LIMIT = 100
 MAX_LIST_LIMIT = 1000
@@ -166,8 +166,7 @@ class MemoryService:
         text = check_text(query, self.settings.max_memory_bytes, "query")
         scope = self._scope_for(scopes.from_filters(scope, filters_), caller)
         limit = check_limit(limit, 1, MAX_SEARCH_LIMIT)
-        if threshold is not None and not -1.0 <= threshold <= 1.0:
-            raise InvalidInput(f"threshold must be from -1 to 1 (scores are -1..1, higher is better), got {threshold}.")
+        check_threshold(threshold)
         where = filters.within(scope, filters_)
         at = parse_as_of(as_of)
         await self._lifecycle.ready_for_reads()
@@ -227,13 +226,7 @@ class MemoryService:
     async def delete_all(
         self, scope: Scope, confirm: bool, filters_: object = None, caller: Caller = ANONYMOUS
     ) -> models.DeleteAllResult:
-        scopes.check_writable(caller)
-        scope = scopes.from_filters(check_scope(scope.user_id, scope.agent_id, scope.run_id), filters_)
-        if scope.is_empty() and caller.bound is None:
-            raise InvalidInput("delete_all_memories needs a scope: name user_id, agent_id or run_id.")
-        scope = self._scope_for(scope, caller, use_default=False)
-        if confirm is not True:
-            raise InvalidInput(f"This would delete every memory of {scope.describe()}; call again with confirm=true.")
+        scope = scopes.for_delete_all(scope, filters_, confirm, caller, self.settings.user_id)
         where = filters.within(scope, filters_)
         await self.ready()
         count = await self._edits.delete_all(where, caller)

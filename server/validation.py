@@ -96,6 +96,11 @@ def check_memory_id(memory_id: object) -> str:
     return str(parsed)
 
 
+def check_threshold(threshold: float | None) -> None:
+    if threshold is not None and not -1.0 <= threshold <= 1.0:
+        raise InvalidInput(f"threshold must be from -1 to 1 (scores are -1..1, higher is better), got {threshold}.")
+
+
 def check_limit(limit: object, low: int, high: int, name: str = "limit") -> int:
     if isinstance(limit, bool) or not isinstance(limit, int):
         raise InvalidInput(f"{name} must be an integer from {low} to {high}.")

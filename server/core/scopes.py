@@ -68,6 +68,21 @@ def resolve(explicit: Scope, caller: Caller, default_user: str | None, *, use_de
     raise InvalidInput(NO_SCOPE)
 
 
+def for_delete_all(
+    explicit: Scope, filters: object, confirm: object, caller: Caller, default_user: str | None
+) -> Scope:
+    """The scope `delete_all_memories` acts on: named (or the caller's bound one, never the default
+    user alone), writable, and confirmed."""
+    check_writable(caller)
+    scope = from_filters(check_scope(explicit.user_id, explicit.agent_id, explicit.run_id), filters)
+    if scope.is_empty() and caller.bound is None:
+        raise InvalidInput("delete_all_memories needs a scope: name user_id, agent_id or run_id.")
+    scope = resolve(scope, caller, default_user, use_default=False)
+    if confirm is not True:
+        raise InvalidInput(f"This would delete every memory of {scope.describe()}; call again with confirm=true.")
+    return scope
+
+
 def check_writable(caller: Caller) -> None:
     if caller.read_only:
         raise PermissionDenied("This credential is read-only; it cannot change memories.")
