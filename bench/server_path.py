@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -257,7 +258,8 @@ async def main() -> None:
     parser.add_argument("--budget-min", type=float, default=60.0, help="stop the growth curve after this")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        postgres = PostgresServer(Path(tempfile.mkdtemp(prefix="bench-postgres-")))
+        postgres_dir = Path(tempfile.mkdtemp(prefix="bench-postgres-"))  # not private: the server runs as `postgres`
+        postgres = PostgresServer(postgres_dir)
         server = MilvusStandalone(Path(tmp) / "server")
         await anyio.to_thread.run_sync(postgres.start)
         await anyio.to_thread.run_sync(server.start)
@@ -274,6 +276,7 @@ async def main() -> None:
             await history.close()
             server.stop()
             postgres.stop()
+            shutil.rmtree(postgres_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
