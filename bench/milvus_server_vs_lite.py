@@ -27,11 +27,15 @@ from milvus_memory_mcp.stores.milvus import MilvusStore
 from tests.support.milvus_server import MilvusStandalone
 
 
-def _rows(n: int, dims: int, users: int, rng: np.random.Generator) -> list[tuple[MemoryRecord, list[float]]]:
+def synthetic_rows(
+    n: int, dims: int, users: int, rng: np.random.Generator, start: int = 0
+) -> list[tuple[MemoryRecord, list[float]]]:
+    """`n` memories numbered from `start` over `users` users, with random unit vectors."""
     vectors = rng.standard_normal((n, dims)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     out = []
-    for i in range(n):
+    for k in range(n):
+        i = start + k
         text = f"memory number {i} about topic {i % 97}"
         ts = now_us()
         record = MemoryRecord(
@@ -45,7 +49,7 @@ def _rows(n: int, dims: int, users: int, rng: np.random.Generator) -> list[tuple
             created_at=ts,
             updated_at=ts,
         )
-        out.append((record, vectors[i].tolist()))
+        out.append((record, vectors[k].tolist()))
     return out
 
 
@@ -57,12 +61,12 @@ def _pct(xs: list[float]) -> str:
 async def measure(store: MilvusStore, rows: int, users: int, samples: int, dims: int) -> dict[str, str]:
     rng = np.random.default_rng(7)
     await store.open("bench", dims)
-    data = _rows(rows, dims, users, rng)
+    data = synthetic_rows(rows, dims, users, rng)
     for start in range(0, rows, 1000):
         await store.upsert(data[start : start + 1000])
     await store.flush()
     adds, searches = [], []
-    extra = _rows(samples, dims, users, rng)
+    extra = synthetic_rows(samples, dims, users, rng)
     for row in extra:
         t = time.perf_counter()
         await store.upsert([row])

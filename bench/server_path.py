@@ -31,37 +31,20 @@ import numpy as np
 
 from milvus_memory_mcp import filters
 from milvus_memory_mcp.history import HistoryStore, make_history
-from milvus_memory_mcp.records import MemoryRecord, Scope, now_us, text_hash
+from milvus_memory_mcp.records import MemoryRecord, Scope
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores.milvus import MilvusStore
 from tests.support.milvus_server import MilvusStandalone
 from tests.support.postgres_server import PostgresServer
+
+from .milvus_server_vs_lite import synthetic_rows
 
 DIMS = 384
 BATCH = 1000
 
 
 def _batch(start: int, n: int, users: int, rng: np.random.Generator) -> list[tuple[MemoryRecord, list[float]]]:
-    vectors = rng.standard_normal((n, DIMS)).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    out = []
-    for k in range(n):
-        i = start + k
-        text = f"memory number {i} about topic {i % 97}"
-        ts = now_us()
-        record = MemoryRecord(
-            id=str(uuid.uuid4()),
-            memory=text,
-            hash=text_hash(text),
-            metadata={"i": i},
-            user_id=f"u{i % users}",
-            agent_id=None,
-            run_id=None,
-            created_at=ts,
-            updated_at=ts,
-        )
-        out.append((record, vectors[k].tolist()))
-    return out
+    return synthetic_rows(n, DIMS, users, rng, start)
 
 
 def _query(rng: np.random.Generator) -> list[float]:
