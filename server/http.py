@@ -170,8 +170,10 @@ async def serve_http(
             host=settings.host,
             session_idle_timeout=settings.session_idle_timeout,
             max_sessions=None,  # bounded per credential instead: one caller cannot lock out the others
+            stateless_http=settings.stateless_http,
         )
-        app = SessionLimit(app, path, settings.max_sessions_per_credential, settings.session_idle_timeout)
+        if not settings.stateless_http:
+            app = SessionLimit(app, path, settings.max_sessions_per_credential, settings.session_idle_timeout)
     app = WithDashboard(app, dashboard_app(server, store, settings, verifier))
     config = uvicorn.Config(
         RequestLog(app),

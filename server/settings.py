@@ -145,6 +145,11 @@ class Settings(BaseModel):
         le=86400,
         description="Seconds a streamable HTTP session may go without a request in flight before it is closed.",
     )
+    stateless_http: bool = Field(
+        False,
+        description="Streamable HTTP without sessions: each request stands alone, so replicas behind a load "
+        "balancer need no sticky routing (no stream for messages outside a call).",
+    )
     max_sessions_per_credential: int = Field(
         32,
         ge=1,

@@ -12,15 +12,18 @@ starts in ~2 s instead of loading the local model in each process.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import pytest
 from mcp import Client
 
@@ -39,9 +42,9 @@ STEPS = 8
 REPLAYED = "left pending by another process"
 
 
-@pytest.fixture
-def cluster(
-    tmp_path: Path, postgres_server: PostgresServer, milvus_server: MilvusStandalone
+@contextmanager
+def _cluster(
+    tmp_path: Path, postgres_server: PostgresServer, milvus_server: MilvusStandalone, **extra: str
 ) -> Iterator[tuple[list[Replica], dict[str, str]]]:
     collection = f"t_{uuid.uuid4().hex}"
     with FakeOpenAI(dims=64).running() as fake:
@@ -55,6 +58,7 @@ def cluster(
             "MEMORY_PENDING_SWEEP": str(SWEEP),
             "OPENAI_BASE_URL": fake.base_url,
             "OPENAI_API_KEY": "test",
+            **extra,
         }
         replicas = start_replicas(tmp_path, 3, env)
         try:
@@ -62,6 +66,22 @@ def cluster(
         finally:
             stop_replicas(replicas)
             drop_collection(milvus_server, collection)
+
+
+@pytest.fixture
+def cluster(
+    tmp_path: Path, postgres_server: PostgresServer, milvus_server: MilvusStandalone
+) -> Iterator[tuple[list[Replica], dict[str, str]]]:
+    with _cluster(tmp_path, postgres_server, milvus_server) as c:
+        yield c
+
+
+@pytest.fixture
+def stateless_cluster(
+    tmp_path: Path, postgres_server: PostgresServer, milvus_server: MilvusStandalone
+) -> Iterator[tuple[list[Replica], dict[str, str]]]:
+    with _cluster(tmp_path, postgres_server, milvus_server, MEMORY_STATELESS_HTTP="true") as c:
+        yield c
 
 
 def doctor(tmp_path: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -246,3 +266,55 @@ def _row_ids(env: dict[str, str], ids: list[str]) -> list[str]:
         return [r["id"] for r in rows]
     finally:
         client.close()
+
+
+class RoundRobin:
+    """A load balancer without sticky sessions, as a client sees it: each JSON-RPC request (no
+    session id) goes to the next replica."""
+
+    def __init__(self, replicas: list[Replica], http: httpx2.AsyncClient) -> None:
+        self._replicas, self._http, self._next = replicas, http, 0
+
+    async def request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        replica = self._replicas[self._next % len(self._replicas)]
+        self._next += 1
+        reply = await self._http.post(
+            replica.endpoint,
+            json={"jsonrpc": "2.0", "id": self._next, "method": method, "params": params},
+            headers={"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"},
+        )
+        assert reply.status_code == 200, (replica.endpoint, reply.status_code, reply.text)
+        assert "mcp-session-id" not in reply.headers
+        [data] = [line[5:] for line in reply.text.splitlines() if line.startswith("data:")] or [reply.text]
+        message = json.loads(data)
+        assert "error" not in message, message
+        return message["result"]
+
+    async def tool(self, name: str, **arguments: Any) -> dict[str, Any]:
+        result = await self.request("tools/call", {"name": name, "arguments": arguments})
+        assert not result.get("isError"), result
+        return result["structuredContent"]
+
+
+async def test_stateless_replicas_serve_any_call_and_a_search_on_another_sees_each_write(
+    stateless_cluster: tuple[list[Replica], dict[str, str]],
+) -> None:
+    replicas, _ = stateless_cluster
+    async with httpx2.AsyncClient(timeout=60) as http:
+        lb = RoundRobin(replicas, http)
+        info = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+        await lb.request("initialize", info)  # replica 0; every later call lands on another than the one before
+
+        def ids(found: dict[str, Any]) -> list[str]:
+            return [h["id"] for h in found["results"]]
+
+        added = (await lb.tool("add_memory", messages="Allergic to peanuts", user_id="team", infer=False))["results"]
+        peanuts = added[0]["id"]
+        assert peanuts in ids(await lb.tool("search_memories", query="peanuts allergic", user_id="team"))
+        await lb.tool("update_memory", memory_id=peanuts, data="Allergic to cashews")
+        found = await lb.tool("search_memories", query="allergic cashews", user_id="team", verbose=True)
+        assert [h["memory"] for h in found["results"] if h["id"] == peanuts] == ["Allergic to cashews"]
+        await lb.tool("delete_memory", memory_id=peanuts)
+        assert peanuts not in ids(await lb.tool("search_memories", query="allergic cashews", user_id="team"))
+        events = [e["event"] for e in (await lb.tool("memory_history", memory_id=peanuts))["events"]]
+        assert events == ["ADD", "UPDATE", "DELETE"]
