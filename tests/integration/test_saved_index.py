@@ -8,12 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from milvus_memory_mcp import index_file
 from milvus_memory_mcp.embedders.local import LocalEmbedder
+from milvus_memory_mcp.history import make_history
 from milvus_memory_mcp.keywords import analyse
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.search_index import Entry, SearchIndex
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
+from milvus_memory_mcp.stores import indexed
 from milvus_memory_mcp.stores.indexed import IndexedStore
 
 from ..conftest import HISTORIES, make_settings
@@ -114,4 +117,47 @@ async def test_unreadable_saved_files_are_rebuilt_from_the_history(
     vectors.write_bytes(vectors.read_bytes()[:100])  # cut off, as by a full disk
     async with MemoryService(settings, embedder=local_embedder) as svc:
         assert not await started(svc)
+        assert await results(svc) == before
+
+
+async def test_a_large_rebuilt_index_is_saved_and_mapped_at_once_and_answers_the_same(
+    tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path / "data")
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        for t in TEXTS:
+            await svc.add(t, ALICE, infer=False)
+        before = await results(svc)
+    index_file.remove(saved_folder(settings))  # as after a crash: the next start rebuilds
+    monkeypatch.setattr(indexed, "MAP_AFTER_REBUILD", len(TEXTS))
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        assert await started(svc)  # rebuilt, then saved and loaded back
+        assert isinstance(svc.vectors, IndexedStore)
+        assert isinstance(svc.vectors._index._vectors, np.memmap)  # pyright: ignore[reportPrivateUsage, reportOptionalMemberAccess]
+        assert (saved_folder(settings) / "vectors.npy").is_file()
+        assert await results(svc) == before
+        await svc.add("Drinks oolong tea", ALICE, infer=False)  # a write after it changes the mapped copy only
+        assert (await svc.search("tea", ALICE, limit=1)).results[0].memory == "Drinks oolong tea"
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        assert await started(svc)
+        assert (await svc.search("tea", ALICE, limit=1)).results[0].memory == "Drinks oolong tea"
+
+
+async def test_a_rebuilt_index_with_changes_pending_is_kept_as_built(
+    tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path / "data")
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        for t in TEXTS:
+            await svc.add(t, ALICE, infer=False)
+        before = await results(svc)
+        some = (await svc.list(ALICE, limit=1)).results[0].id
+    history = make_history(settings)  # as a crash mid-write: a change recorded, maybe not applied
+    await history.open()
+    await history.mark_pending([some])
+    await history.close()
+    index_file.remove(saved_folder(settings))
+    monkeypatch.setattr(indexed, "MAP_AFTER_REBUILD", 1)
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        assert not await started(svc)  # not saved: the index may not be the database's until re-applied
         assert await results(svc) == before
