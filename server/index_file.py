@@ -10,8 +10,9 @@ history sequence number, the counts of live memories and of stored vectors). At 
 are used only when that mark equals the database's own; any write since, by any process, changes
 it, and the index is rebuilt from SQLite as before. Files are written to a temporary directory
 and renamed over the old one, so a kill midway leaves the previous files (whose mark no longer
-matches) or none. Private to the owner, like the database (the vectors are derived from the
-memories).
+matches) or none. A large index rebuilt at start is saved at once and mapped back
+(`IndexedStore._map_rebuilt`), so that it costs the memory of a loaded one. Private to the owner,
+like the database (the vectors are derived from the memories).
 """
 
 from __future__ import annotations
