@@ -52,9 +52,20 @@ class Searcher:
         rewrites = await self.rewriter.rewrites(text) if self.rewriter else []
         if not rewrites:
             return await self._ranked_one(text, names, where, limit)
-        return ranking.mean_of([await self._ranked_one(t, names, where, limit) for t in [text, *rewrites]])
+        texts = [text, *rewrites]
+        if self.settings.search_mode == "keyword" and self.vectors.keyword_search:
+            return ranking.mean_of([await self._ranked_one(t, names, where, limit) for t in texts])
+        # The query and its rewrites embedded in one call (the model's cost grows little with a batch).
+        model = self.embedder.model_id
+        vectors = await self.embedder.embed([content_query(t, names, possessors=False) for t in texts], kind="query")
+        return ranking.mean_of(
+            [await self._ranked_one(t, names, where, limit, (model, v)) for t, v in zip(texts, vectors, strict=True)]
+        )
 
-    async def _ranked_one(self, text: str, names: frozenset[str], where: And, limit: int) -> Hits:
+    async def _ranked_one(
+        self, text: str, names: frozenset[str], where: And, limit: int, embedded: tuple[str, list[float]] | None = None
+    ) -> Hits:
+        """One query's candidates; `embedded`: its dense query's vector already made, and by which model."""
         query = content_query(text, names)  # for the keyword search
         dense_query = content_query(text, names, possessors=False)
         mode = self.settings.search_mode
@@ -67,7 +78,10 @@ class Searcher:
 
         async def dense(size: int) -> Hits:
             model, hits = self.embedder.model_id, []
-            [vector] = await self.embedder.embed([dense_query], kind="query")
+            if embedded is not None and embedded[0] == model:
+                vector = embedded[1]
+            else:
+                [vector] = await self.embedder.embed([dense_query], kind="query")
             try:
                 hits = await self.vectors.search(vector, where, size)
             except (MemoryServiceError, ValueError):  # ValueError: the search index's, for another dimension

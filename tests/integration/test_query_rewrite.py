@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from milvus_memory_mcp.embedders.local import LocalEmbedder
@@ -88,6 +89,27 @@ async def test_a_rewrite_finds_the_memory_the_plain_question_misses(
         for text in MEMORIES:
             await plain.add(text, ALICE, infer=False)
         assert MEMORIES[0] not in await top(plain, QUESTION)  # the same search without the rewrite
+
+
+async def test_the_query_and_its_rewrites_are_embedded_in_one_call_with_the_same_ranking(
+    svc: MemoryService, fake: FakeOpenAI, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.script(CHAT, rewrites("Has a knee injury", "Recovering from a sports injury"))
+    batches: list[list[str]] = []
+    embed = local_embedder.embed
+
+    async def spy(texts: list[str], kind: Any = "document") -> list[list[float]]:
+        batches.append(list(texts))
+        return await embed(texts, kind)
+
+    monkeypatch.setattr(local_embedder, "embed", spy)
+    ranked = await top(svc, QUESTION)
+    assert [len(b) for b in batches] == [3]  # the query and both rewrites, once
+    monkeypatch.setattr(local_embedder, "embed", embed)
+    one_by_one = [(await local_embedder.embed([t], "query"))[0] for t in batches[0]]
+    batched = await local_embedder.embed(batches[0], "query")
+    assert np.allclose(one_by_one, batched, atol=1e-4)  # batching changes no vector
+    assert ranked[0] == MEMORIES[0]
 
 
 async def test_the_llm_is_sent_the_query_alone_as_data_never_memories_or_scope(
