@@ -37,6 +37,13 @@ async def results(svc: MemoryService) -> list[list[tuple[str, float]]]:
     return [[(h.memory, round(h.score, 5)) for h in (await svc.search(q, ALICE, limit=3)).results] for q in QUERIES]
 
 
+async def stored(settings: Settings, embedder: LocalEmbedder) -> tuple[list[list[tuple[str, float]]], list[str]]:
+    """TEXTS stored in ALICE's scope by a service closed cleanly: its search results and the ids."""
+    async with MemoryService(settings, embedder=embedder) as svc:
+        ids = [(await svc.add(t, ALICE, infer=False)).results[0].id for t in TEXTS]
+        return await results(svc), ids
+
+
 async def started(svc: MemoryService) -> bool:
     """Open the service; True when its index came from the saved files."""
     await svc.ready()
@@ -109,10 +116,7 @@ async def test_unreadable_saved_files_are_rebuilt_from_the_history(
     tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:
     settings = make_settings(tmp_path / "data")
-    async with MemoryService(settings, embedder=local_embedder) as svc:
-        for t in TEXTS:
-            await svc.add(t, ALICE, infer=False)
-        before = await results(svc)
+    before, _ = await stored(settings, local_embedder)
     vectors = saved_folder(settings) / "vectors.npy"
     vectors.write_bytes(vectors.read_bytes()[:100])  # cut off, as by a full disk
     async with MemoryService(settings, embedder=local_embedder) as svc:
@@ -124,10 +128,7 @@ async def test_a_large_rebuilt_index_is_saved_and_mapped_at_once_and_answers_the
     tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = make_settings(tmp_path / "data")
-    async with MemoryService(settings, embedder=local_embedder) as svc:
-        for t in TEXTS:
-            await svc.add(t, ALICE, infer=False)
-        before = await results(svc)
+    before, _ = await stored(settings, local_embedder)
     index_file.remove(saved_folder(settings))  # as after a crash: the next start rebuilds
     monkeypatch.setattr(indexed, "MAP_AFTER_REBUILD", len(TEXTS))
     async with MemoryService(settings, embedder=local_embedder) as svc:
@@ -147,14 +148,10 @@ async def test_a_rebuilt_index_with_changes_pending_is_kept_as_built(
     tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = make_settings(tmp_path / "data")
-    async with MemoryService(settings, embedder=local_embedder) as svc:
-        for t in TEXTS:
-            await svc.add(t, ALICE, infer=False)
-        before = await results(svc)
-        some = (await svc.list(ALICE, limit=1)).results[0].id
+    before, ids = await stored(settings, local_embedder)
     history = make_history(settings)  # as a crash mid-write: a change recorded, maybe not applied
     await history.open()
-    await history.mark_pending([some])
+    await history.mark_pending(ids[:1])
     await history.close()
     index_file.remove(saved_folder(settings))
     monkeypatch.setattr(indexed, "MAP_AFTER_REBUILD", 1)
