@@ -1,7 +1,7 @@
 """Retrieval quality: LoCoMo evidence recall@k and the persona set's top-1 / top-3 of search_memories.
 
-    python bench/retrieval.py [PATH/locomo10.json] [--mode all|hybrid|dense|keyword] [--conversations N]
-                              [--first N] [--persona]
+    python bench/retrieval.py [PATH/locomo10.json | PATH/locomo10.zip] [--mode all|hybrid|dense|keyword]
+                              [--conversations N] [--first N] [--persona]
 
 Persona set (`--persona`, bench/persona.json): 36 short facts about one person stored in her scope,
 72 natural questions an assistant would ask (paraphrases sharing no stemmed word with their answer,
@@ -68,6 +68,25 @@ def turns(sample: dict[str, Any]) -> list[tuple[str, str, str]]:
             out.append((turn["dia_id"], f"{turn['speaker']}: {turn['text']}", date))
         n += 1
     return out
+
+
+def load_samples(path: Path) -> list[dict[str, Any]]:
+    """LoCoMo conversations from a locomo10.json, or from the LoCoMo repository's data/locomo10.zip
+    (one file per conversation, `data/multimodal_dialog/locomo10_v2/<n>.json`, each its
+    conversation plus `qa`), ordered by number as in locomo10.json (conv-26 ... conv-50)."""
+    if path.suffix != ".zip":
+        return json.loads(path.read_text())
+    import zipfile
+
+    samples = []
+    with zipfile.ZipFile(path) as z:
+        names = [n for n in z.namelist() if re.search(r"/(\d+)\.json$", n)]
+        for name in sorted(names, key=lambda n: int(Path(n).stem)):
+            data = json.loads(z.read(name))
+            kept = ("speaker_a", "speaker_b")
+            conversation = {k: v for k, v in data.items() if k in kept or k.startswith("session_")}
+            samples.append({"sample_id": f"conv-{Path(name).stem}", "conversation": conversation, "qa": data["qa"]})
+    return samples
 
 
 def pct(values: list[float], q: float) -> float:
@@ -161,7 +180,9 @@ VERBOSE = False
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("path", type=Path, nargs="?", help="LoCoMo-format JSON file (e.g. locomo10.json)")
+    parser.add_argument(
+        "path", type=Path, nargs="?", help="locomo10.json, or the LoCoMo repository's data/locomo10.zip"
+    )
     parser.add_argument("--mode", choices=("all", *MODES), default="all", help="search mode(s) to measure")
     parser.add_argument("--conversations", type=int, default=None, help="use only the first N conversations")
     parser.add_argument("--first", type=int, default=0, help="skip the first N conversations")
@@ -178,7 +199,7 @@ async def main() -> None:
     VERBOSE = args.verbose
     if args.path is None and not args.persona:
         parser.error("give a LoCoMo file, --persona, or both")
-    samples = json.loads(args.path.read_text()) if args.path else []
+    samples = load_samples(args.path) if args.path else []
     end = args.first + args.conversations if args.conversations is not None else None
     samples = samples[args.first : end]
     modes = MODES if args.mode == "all" else (args.mode,)
