@@ -76,12 +76,15 @@ async def test_doctor_reports_unapplied_changes_without_applying_them(
     async with MemoryService(settings, embedder=local_embedder) as svc:
         added = (await svc.add("Pending fact", Scope("u"))).results[0]
         await svc.flush()
-        await svc.vectors.delete([added.id])  # as if a crash came after the commit, before Milvus
-        await svc.vectors.flush()
-        svc.vectors.take_durable()  # the test's own write: its durability is not the service's to settle
-        await svc.history._run(
-            lambda conn: conn.execute("INSERT INTO pending VALUES (?, ?)", (settings.collection, added.id))
-        )
+        # Under the write lock, so that a background flush still under way cannot report the test's
+        # delete durable after it and clear the mark inserted below (seen once under load).
+        async with svc.write_lock:
+            await svc.vectors.delete([added.id])  # as if a crash came after the commit, before Milvus
+            await svc.vectors.flush()
+            svc.vectors.take_durable()  # the test's own write: its durability is not the service's to settle
+            await svc.history._run(
+                lambda conn: conn.execute("INSERT INTO pending VALUES (?, ?)", (settings.collection, added.id))
+            )
     async with MemoryService(settings, embedder=local_embedder) as svc:
         report = await doctor.check(svc)
         assert report.pending == [added.id] and report.missing == [added.id]
