@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from milvus_memory_mcp import filters
 from milvus_memory_mcp.errors import BackendError, StoreUnavailable
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.service import MemoryService
@@ -131,6 +132,27 @@ async def test_search_right_after_add_sees_it_on_the_server(
             await svc.delete(added.id)
             hits = (await svc.search("rock climbing", Scope(user_id="rw"), limit=10)).results
             assert added.id not in [h.id for h in hits]
+    finally:
+        drop_collection(milvus_server, settings.collection)
+
+
+async def test_a_server_search_returns_the_best_of_a_wider_candidate_list_cut_to_the_limit(
+    milvus_server: MilvusStandalone, tmp_path: Path, local_embedder
+) -> None:
+    settings = server_settings(milvus_server, tmp_path)
+    try:
+        async with MemoryService(settings, embedder=local_embedder) as svc:
+            topics = ["sailing", "chess", "pottery", "salsa", "climbing", "baking", "cycling", "poetry"]
+            for user in ("wide", "other"):
+                for topic in topics:
+                    await svc.add(f"{user} took up {topic}", Scope(user_id=user), infer=False)
+            [vector] = await local_embedder.embed(["took up pottery"], kind="query")
+            where = filters.scope_conditions(Scope(user_id="wide"))
+            assert isinstance(svc.vectors, MilvusStore) and svc.vectors.capabilities.index_type != "FLAT"
+            wide = await svc.vectors.search(vector, where, 100)
+            assert len(wide) == len(topics) and all(r.user_id == "wide" for r, _ in wide)
+            for limit in (1, 3):
+                assert await svc.vectors.search(vector, where, limit) == wide[:limit]
     finally:
         drop_collection(milvus_server, settings.collection)
 
