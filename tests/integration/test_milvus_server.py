@@ -4,6 +4,7 @@ against a real Milvus 2.3.5 standalone (and Milvus Lite where the partition-key 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -119,42 +120,43 @@ async def test_partition_key_service_searches_only_the_callers_memories(tmp_path
         assert [h.memory for h in hits] == ["carol plays the cello"]
 
 
-async def test_search_right_after_add_sees_it_on_the_server(
-    milvus_server: MilvusStandalone, tmp_path: Path, local_embedder
-) -> None:
+@pytest.fixture
+async def served(milvus_server: MilvusStandalone, tmp_path: Path, local_embedder) -> AsyncIterator[MemoryService]:
+    """A service on a fresh collection of the test server, dropped afterwards."""
     settings = server_settings(milvus_server, tmp_path)
     try:
         async with MemoryService(settings, embedder=local_embedder) as svc:
-            for i, topic in enumerate(["sailing", "chess", "pottery", "salsa dancing", "rock climbing"]):
-                added = (await svc.add(f"Took up {topic} in week {i}", Scope(user_id="rw"))).results[0]
-                hits = (await svc.search(f"Took up {topic}", Scope(user_id="rw"), limit=1)).results
-                assert [h.id for h in hits] == [added.id], f"search missed the memory just added ({topic})"
-            await svc.delete(added.id)
-            hits = (await svc.search("rock climbing", Scope(user_id="rw"), limit=10)).results
-            assert added.id not in [h.id for h in hits]
+            yield svc
     finally:
         drop_collection(milvus_server, settings.collection)
+
+
+async def test_search_right_after_add_sees_it_on_the_server(served: MemoryService) -> None:
+    svc = served
+    for i, topic in enumerate(["sailing", "chess", "pottery", "salsa dancing", "rock climbing"]):
+        added = (await svc.add(f"Took up {topic} in week {i}", Scope(user_id="rw"))).results[0]
+        hits = (await svc.search(f"Took up {topic}", Scope(user_id="rw"), limit=1)).results
+        assert [h.id for h in hits] == [added.id], f"search missed the memory just added ({topic})"
+    await svc.delete(added.id)
+    hits = (await svc.search("rock climbing", Scope(user_id="rw"), limit=10)).results
+    assert added.id not in [h.id for h in hits]
 
 
 async def test_a_server_search_returns_the_best_of_a_wider_candidate_list_cut_to_the_limit(
-    milvus_server: MilvusStandalone, tmp_path: Path, local_embedder
+    served: MemoryService, local_embedder
 ) -> None:
-    settings = server_settings(milvus_server, tmp_path)
-    try:
-        async with MemoryService(settings, embedder=local_embedder) as svc:
-            topics = ["sailing", "chess", "pottery", "salsa", "climbing", "baking", "cycling", "poetry"]
-            for user in ("wide", "other"):
-                for topic in topics:
-                    await svc.add(f"{user} took up {topic}", Scope(user_id=user), infer=False)
-            [vector] = await local_embedder.embed(["took up pottery"], kind="query")
-            where = filters.scope_conditions(Scope(user_id="wide"))
-            assert isinstance(svc.vectors, MilvusStore) and svc.vectors.capabilities.index_type != "FLAT"
-            wide = await svc.vectors.search(vector, where, 100)
-            assert len(wide) == len(topics) and all(r.user_id == "wide" for r, _ in wide)
-            for limit in (1, 3):
-                assert await svc.vectors.search(vector, where, limit) == wide[:limit]
-    finally:
-        drop_collection(milvus_server, settings.collection)
+    svc = served
+    topics = ["sailing", "chess", "pottery", "salsa", "climbing", "baking", "cycling", "poetry"]
+    for user in ("wide", "other"):
+        for topic in topics:
+            await svc.add(f"{user} took up {topic}", Scope(user_id=user), infer=False)
+    [vector] = await local_embedder.embed(["took up pottery"], kind="query")
+    where = filters.scope_conditions(Scope(user_id="wide"))
+    assert isinstance(svc.vectors, MilvusStore) and svc.vectors.capabilities.index_type != "FLAT"
+    wide = await svc.vectors.search(vector, where, 100)
+    assert len(wide) == len(topics) and all(r.user_id == "wide" for r, _ in wide)
+    for limit in (1, 3):
+        assert await svc.vectors.search(vector, where, limit) == wide[:limit]
 
 
 async def test_server_restart_mid_session_fails_clearly_then_recovers(
