@@ -53,14 +53,18 @@ class Searcher:
         if not rewrites:
             return await self._ranked_one(text, names, where, limit)
         texts = [text, *rewrites]
-        if self.settings.search_mode == "keyword" and self.vectors.keyword_search:
-            return ranking.mean_of([await self._ranked_one(t, names, where, limit) for t in texts])
-        # The query and its rewrites embedded in one call (the model's cost grows little with a batch).
-        model = self.embedder.model_id
-        vectors = await self.embedder.embed([content_query(t, names, possessors=False) for t in texts], kind="query")
+        embedded: list[tuple[str, list[float]] | None] = [None] * len(texts)
+        if not self._keywords_alone():
+            # The query and its rewrites embedded in one call (the model's cost grows little with a batch).
+            model, dense_queries = self.embedder.model_id, [content_query(t, names, possessors=False) for t in texts]
+            embedded = [(model, v) for v in await self.embedder.embed(dense_queries, kind="query")]
         return ranking.mean_of(
-            [await self._ranked_one(t, names, where, limit, (model, v)) for t, v in zip(texts, vectors, strict=True)]
+            [await self._ranked_one(t, names, where, limit, e) for t, e in zip(texts, embedded, strict=True)]
         )
+
+    def _keywords_alone(self) -> bool:
+        """Keyword mode on an engine with BM25: no embedding is needed."""
+        return self.settings.search_mode == "keyword" and self.vectors.keyword_search
 
     async def _ranked_one(
         self, text: str, names: frozenset[str], where: And, limit: int, embedded: tuple[str, list[float]] | None = None
@@ -73,7 +77,7 @@ class Searcher:
         # Recency may reorder, so it needs more candidates than the page.
         hybrid_or_recency = mode == "hybrid" or self.settings.recency_weight > 0
         wanted = max(limit, FUSION_CANDIDATES) if hybrid_or_recency else limit
-        if mode == "keyword" and engine_bm25:
+        if self._keywords_alone():
             return ranking.keyword_scores(await self.vectors.search_keywords(query, where, wanted))
 
         async def dense(size: int) -> Hits:

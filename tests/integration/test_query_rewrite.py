@@ -112,6 +112,23 @@ async def test_the_query_and_its_rewrites_are_embedded_in_one_call_with_the_same
     assert ranked[0] == MEMORIES[0]
 
 
+async def test_a_keyword_search_with_rewrites_embeds_nothing(
+    svc: MemoryService, fake: FakeOpenAI, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.script(CHAT, rewrites("Has a knee injury"))
+    svc.settings = svc.settings.model_copy(update={"search_mode": "keyword"})
+    batches: list[list[str]] = []
+    embed = local_embedder.embed
+
+    async def spy(texts: list[str], kind: Any = "document") -> list[list[float]]:
+        batches.append(list(texts))
+        return await embed(texts, kind)
+
+    monkeypatch.setattr(local_embedder, "embed", spy)
+    assert MEMORIES[0] in await top(svc, QUESTION)  # found by the rewrite's "knee" alone
+    assert batches == [] and len(fake.calls(CHAT)) == 1
+
+
 async def test_the_llm_is_sent_the_query_alone_as_data_never_memories_or_scope(
     svc: MemoryService, fake: FakeOpenAI
 ) -> None:
