@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from milvus_memory_mcp import ranking
-from milvus_memory_mcp.core.query import content_query, scope_names
+from milvus_memory_mcp.core.query import content_query, dense_vectors, scope_names
 from milvus_memory_mcp.core.search import GATE_POOL
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import BackendError, InvalidInput
@@ -89,7 +89,7 @@ class PastSearch:
         if not standing:
             return []
         names = scope_names(where)  # the query handling of current searches (server/core/query.py)
-        [query] = await self._embedder.embed([content_query(text, names, possessors=False)], kind="query")
+        [query] = await dense_vectors(self._embedder, [text], names)
         s = self.settings
         words = content_query(text, names)
         hits = await anyio.to_thread.run_sync(self._rank, versions, standing, query, words, max(limit, 20))

@@ -1,8 +1,9 @@
 """`search_memories`: candidates from the dense and keyword searches, fused and ranked.
 
 The scoring itself (fusion, keyword normalisation, recency) is `server/ranking.py`; this module
-decides which searches run for the configured mode and runs them concurrently. Both search the
-query's content words (`core/query.py`). The dense search fetches a pool wider than the page: its
+decides which searches run for the configured mode and runs them concurrently. The keyword search
+looks for the query's content words, the dense one for a blend of them and the words as asked
+(`core/query.py`). The dense search fetches a pool wider than the page: its
 cosines gate the keyword evidence, and on an engine without BM25 (a Milvus server before 2.5)
 the pool's texts are scored by BM25 here (`core/keyword_evidence.py`), so hybrid search holds.
 With MEMORY_QUERY_REWRITE, the LLM's rewrites of the query (`core/rewrite.py`) are searched like
@@ -18,7 +19,7 @@ import anyio
 
 from milvus_memory_mcp import ranking
 from milvus_memory_mcp.core.keyword_evidence import SERVER_POOL, bm25_over
-from milvus_memory_mcp.core.query import content_query, scope_names
+from milvus_memory_mcp.core.query import content_query, dense_vectors, scope_names
 from milvus_memory_mcp.core.rewrite import QueryRewriter
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import MemoryServiceError
@@ -56,8 +57,8 @@ class Searcher:
         embedded: list[tuple[str, list[float]] | None] = [None] * len(texts)
         if not self._keywords_alone():
             # The query and its rewrites embedded in one call (the model's cost grows little with a batch).
-            model, dense_queries = self.embedder.model_id, [content_query(t, names, possessors=False) for t in texts]
-            embedded = [(model, v) for v in await self.embedder.embed(dense_queries, kind="query")]
+            model = self.embedder.model_id
+            embedded = [(model, v) for v in await dense_vectors(self.embedder, texts, names)]
         return ranking.mean_of(
             [await self._ranked_one(t, names, where, limit, e) for t, e in zip(texts, embedded, strict=True)]
         )
@@ -71,7 +72,6 @@ class Searcher:
     ) -> Hits:
         """One query's candidates; `embedded`: its dense query's vector already made, and by which model."""
         query = content_query(text, names)  # for the keyword search
-        dense_query = content_query(text, names, possessors=False)
         mode = self.settings.search_mode
         engine_bm25 = self.vectors.keyword_search
         # Recency may reorder, so it needs more candidates than the page.
@@ -85,7 +85,7 @@ class Searcher:
             if embedded is not None and embedded[0] == model:
                 vector = embedded[1]
             else:
-                [vector] = await self.embedder.embed([dense_query], kind="query")
+                [vector] = await dense_vectors(self.embedder, [text], names)
             try:
                 hits = await self.vectors.search(vector, where, size)
             except (MemoryServiceError, ValueError):  # ValueError: the search index's, for another dimension

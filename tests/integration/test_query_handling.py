@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from milvus_memory_mcp.core.query import content_query, scope_names
+from milvus_memory_mcp.core import query
+from milvus_memory_mcp.core.query import as_asked, content_query, scope_names
 from milvus_memory_mcp.filters import And, Cond
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.service import MemoryService
@@ -64,6 +65,52 @@ async def test_short_natural_questions_find_the_memory_that_answers_them(service
     for question, answer in expected.items():
         hits = (await service.search(question, scope, limit=3)).results
         assert hits[0].memory == answer, (question, [h.memory for h in hits])
+
+
+WORK = [
+    "Works as a pediatric nurse at Riverside Children's Hospital.",
+    "Her manager is named Priya.",
+    "Drinks decaf only; caffeine gives her migraines.",
+    "Lactose intolerant.",
+    "Works twelve-hour night shifts on Fridays and Saturdays.",
+    "I am working on improving my tennis skills.",
+    "Goes running three evenings a week.",
+]
+# Questions whose meaning is in their function words: their content words alone ("report", "job",
+# "espresso") ranked tennis, the night shifts and the lactose memory first.
+FUNCTION_WORDS = {
+    "who does maya report to": WORK[1],
+    "Who does she report to?": WORK[1],
+    "whats maya's job": WORK[0],
+    "Can she have an espresso?": WORK[2],
+}
+
+
+@ENGINES
+async def test_questions_whose_meaning_is_in_their_function_words_find_their_answer(service: MemoryService) -> None:
+    for text in WORK:
+        await service.add(text, Scope(user_id="maya"), infer=False)
+    for question, answer in FUNCTION_WORDS.items():
+        hits = (await service.search(question, Scope(user_id="maya"), limit=3)).results
+        assert hits[0].memory == answer, (question, [h.memory for h in hits])
+
+
+async def test_without_the_words_as_asked_the_content_words_alone_miss_them(
+    service: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(query, "AS_ASKED_WEIGHT", 0.0)  # the test above can fail
+    for text in WORK:
+        await service.add(text, Scope(user_id="maya"), infer=False)
+    for question, answer in FUNCTION_WORDS.items():
+        hits = (await service.search(question, Scope(user_id="maya"), limit=3)).results
+        assert hits[0].memory != answer, question
+
+
+def test_the_words_as_asked_keep_question_words_and_drop_punctuation_and_case() -> None:
+    assert as_asked("What are Alice's hobbies?") == "what are alice's hobbies"
+    assert as_asked("what are alice’s hobbies") == as_asked("What are Alice's hobbies?")
+    assert as_asked("Can I call her at 8am?!") == "can i call her at 8am"
+    assert as_asked("?!") == "?!"  # no word: searched as written
 
 
 def test_content_query_drops_form_and_the_scopes_own_names() -> None:

@@ -104,7 +104,7 @@ async def test_the_query_and_its_rewrites_are_embedded_in_one_call_with_the_same
 
     monkeypatch.setattr(local_embedder, "embed", spy)
     ranked = await top(svc, QUESTION)
-    assert [len(b) for b in batches] == [3]  # the query and both rewrites, once
+    assert [len(b) for b in batches] == [6]  # the query and both rewrites (content words, as asked), once
     monkeypatch.setattr(local_embedder, "embed", embed)
     one_by_one = [(await local_embedder.embed([t], "query"))[0] for t in batches[0]]
     batched = await local_embedder.embed(batches[0], "query")
