@@ -31,7 +31,7 @@ import numpy as np
 
 from milvus_memory_mcp import filters
 from milvus_memory_mcp.history import HistoryStore, make_history
-from milvus_memory_mcp.records import MemoryRecord, Scope
+from milvus_memory_mcp.records import MemoryRecord, Scope, scope_terms
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores.milvus import MilvusStore
 from tests.support.milvus_server import MilvusStandalone
@@ -71,12 +71,16 @@ def _uptime() -> str:
 async def _write(store: MilvusStore, history: HistoryStore, rows: list[tuple[MemoryRecord, list[float]]]) -> None:
     """What the write protocol does after its history commit: the vector write, then its timestamp."""
     await store.upsert(rows)
-    await history.note_vector_ts(store.write_ts)
+    await history.note_vector_ts(store.write_ts, _terms([r for r, _ in rows]))
 
 
-async def _delete(store: MilvusStore, history: HistoryStore, ids: list[str]) -> None:
-    await store.delete(ids)
-    await history.note_vector_ts(store.write_ts)
+async def _delete(store: MilvusStore, history: HistoryStore, records: list[MemoryRecord]) -> None:
+    await store.delete([r.id for r in records])
+    await history.note_vector_ts(store.write_ts, _terms(records))
+
+
+def _terms(records: list[MemoryRecord]) -> list[str]:
+    return sorted(set(scope_terms(p for r in records for p in r.scope.items())))
 
 
 async def _search(store: MilvusStore, vector: list[float], user: str, limit: int = 10) -> list[str]:
@@ -87,7 +91,7 @@ async def _search(store: MilvusStore, vector: list[float], user: str, limit: int
 def _strong(store: MilvusStore) -> None:
     """The previous behaviour, for comparison: every search waits for the server's clock."""
 
-    async def strong() -> dict[str, Any]:
+    async def strong(terms: Any = ()) -> dict[str, Any]:
         return {"consistency_level": "Strong"}
 
     store._clock.search_args = strong  # type: ignore[method-assign]
@@ -97,8 +101,8 @@ async def latency(server: MilvusStandalone, history: HistoryStore, rows: int, sa
     users = 100
     rng = np.random.default_rng(7)
     name = f"latency_{uuid.uuid4().hex[:8]}"
-    writer = MilvusStore(server.uri, name, server.token, recorded_write=history.vector_ts)
-    reader = MilvusStore(server.uri, name, server.token, recorded_write=history.vector_ts)
+    writer = MilvusStore(server.uri, name, server.token, recorded_write=history.vector_ts_of)
+    reader = MilvusStore(server.uri, name, server.token, recorded_write=history.vector_ts_of)
     strong = MilvusStore(server.uri, name, server.token)
     await writer.open("bench", DIMS)
     for start in range(0, rows, BATCH):
@@ -130,12 +134,19 @@ async def latency(server: MilvusStandalone, history: HistoryStore, rows: int, sa
         t = time.perf_counter()
         seen += record.id in (await _search(reader, vector, record.user_id or "", 1))
         after_add.append(time.perf_counter() - t)
-        await _delete(writer, history, [record.id])
+        await _delete(writer, history, [record])
         t = time.perf_counter()
         gone += record.id not in (await _search(reader, vector, record.user_id or "", 1))
         after_delete.append(time.perf_counter() - t)
     out["search by another client right after an add"] = f"{_pct(after_add)}  saw it {seen}/{tries}"
     out["search by another client right after a delete"] = f"{_pct(after_delete)}  missed it {gone}/{tries}"
+    others = []  # a user whose scope has no write in the last tick, right after another user's write
+    for i, row in enumerate(_batch(rows + samples + tries, tries, users, rng)):
+        await _write(writer, history, [row])
+        t = time.perf_counter()
+        await _search(reader, _query(rng), f"u{(i + users // 2) % users}")
+        others.append(time.perf_counter() - t)
+    out["search of another user right after an add"] = _pct(others)
     print(f"\n{rows} memories, {users} users, {samples} samples, {DIMS} dims ({_uptime()})")
     for key, value in out.items():
         print(f"  {key:48}{value}")
@@ -194,7 +205,7 @@ async def growth(server: MilvusStandalone, history: HistoryStore, sizes: list[in
     deadline = time.monotonic() + budget_s
     rng = np.random.default_rng(11)
     name = f"growth_{uuid.uuid4().hex[:8]}"
-    store = MilvusStore(server.uri, name, server.token, recorded_write=history.vector_ts, timeout=120)
+    store = MilvusStore(server.uri, name, server.token, recorded_write=history.vector_ts_of, timeout=120)
     await store.open("bench", DIMS)
     print(
         f"\ngrowth curve (384 dims, 100 memories per user, {_uptime()} at start); server RSS before: "

@@ -261,6 +261,22 @@ def scope_only(tree: And) -> Scope | None:
     return Scope(**fields) if fields else None
 
 
+def pinned_scope(tree: And) -> list[tuple[str, str]]:
+    """The (field, value) pairs of the "field == value" scope conditions every match must meet (those
+    reached through nested ANDs), in order."""
+    pairs: list[tuple[str, str]] = []
+
+    def walk(node: Node) -> None:
+        if isinstance(node, And):
+            for part in node.parts:
+                walk(part)
+        elif isinstance(node, Cond) and node.kind == "scope" and node.op == "eq" and isinstance(node.value, str):
+            pairs.append((node.key, node.value))
+
+    walk(tree)
+    return pairs
+
+
 def combine(*trees: And) -> And:
     return And(tuple(p for t in trees for p in t.parts))
 

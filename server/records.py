@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -57,6 +58,12 @@ class Scope:
 
     def describe(self) -> str:
         return ", ".join(f"{k}={v!r}" for k, v in self.items()) or "no scope"
+
+
+def scope_terms(pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """ "field=value" for each scope (field, value) pair: what read-your-writes timestamps are noted
+    and read under, per scope (stores/milvus_client.py `WriteClock`)."""
+    return [f"{field}={value}" for field, value in pairs]
 
 
 @dataclass(frozen=True)

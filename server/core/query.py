@@ -34,7 +34,7 @@ import math
 import re
 
 from milvus_memory_mcp.embedders import Embedder
-from milvus_memory_mcp.filters import And, Cond, Node
+from milvus_memory_mcp.filters import And, pinned_scope
 from milvus_memory_mcp.keywords import STOP_WORDS
 
 _WORD_RE = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
@@ -48,17 +48,10 @@ def scope_names(where: And) -> frozenset[str]:
     """The lower-cased words of the scope values the filter tree pins (field == value), each also
     with an "s" (a possessive typed without its apostrophe: "alices")."""
     names: set[str] = set()
-
-    def walk(node: Node) -> None:
-        if isinstance(node, And):
-            for part in node.parts:
-                walk(part)
-        elif isinstance(node, Cond) and node.kind == "scope" and node.op == "eq" and isinstance(node.value, str):
-            value = node.value.lower()
-            names.add(value)
-            names.update(w for w in re.split(r"[\W_]+", value) if len(w) > 1)
-
-    walk(where)
+    for _, value in pinned_scope(where):
+        value = value.lower()
+        names.add(value)
+        names.update(w for w in re.split(r"[\W_]+", value) if len(w) > 1)
     return frozenset(names | {f"{n}s" for n in names})
 
 

@@ -5,7 +5,8 @@ docs/ARCHITECTURE.md ("The write protocol") tells the whole story; in short:
    committed to SQLite in one transaction (`apply`).
 2. The change is applied to the vector store, idempotently by id, shielded from cancellation.
 3. On a Milvus server, the store's timestamp after the write (`write_ts`) is recorded in the history
-   store, where every process's searches read it (read-your-writes; stores/milvus_client.py).
+   store, for the collection and for the scope terms of the memories changed, where every process's
+   searches read it (read-your-writes; stores/milvus_client.py).
 4. The pending mark is cleared once the vector store has made the change durable: at once, or
    (stores whose `needs_flush`) after the debounced `flush`, by the ids `take_durable` reports.
 If the vector store fails, SQLite is reverted and the memory reconciled; marks left by a crash
@@ -27,7 +28,7 @@ import anyio
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import BackendError
 from milvus_memory_mcp.history import HistoryStore
-from milvus_memory_mcp.records import Change, HistoryEntry, MemoryRecord
+from milvus_memory_mcp.records import Change, HistoryEntry, MemoryRecord, scope_terms
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import VectorStore
 
@@ -86,6 +87,8 @@ class WriteProtocol:
         self.lock = WriteLock(history)  # held by every write, from reading the old state to `apply`
         self._unsettled: set[str] = set()  # ids whose marks could not be settled; retried on the next write
         self._noted_ts = 0  # the vector store's `write_ts` last recorded in the history store
+        # Scope terms of writes whose timestamp is not recorded yet (None: unknown, recorded as "*")
+        self._unnoted: set[str] | None = set()
         self._flush_send, self._flush_recv = anyio.create_memory_object_stream[None](1)
 
     # applying changes
@@ -113,7 +116,7 @@ class WriteProtocol:
             except BackendError as e:
                 await self._undo(changes, e)
             self._unsettled.difference_update(ids)
-            await self._applied(ids)
+            await self._applied(ids, [c.new for c in changes])
 
     async def apply_imported(self, items: list[tuple[MemoryRecord, list[HistoryEntry], list[float] | None]]) -> None:
         """Record imported memories with their histories as they were (one transaction), then apply
@@ -134,7 +137,7 @@ class WriteProtocol:
             except BackendError as e:
                 raise BackendError(f"{e} The batch was recorded; it reaches the vector store later.") from e
             self._unsettled.difference_update(ids)
-            await self._applied(ids)
+            await self._applied(ids, [r for r, _, _ in items])
 
     async def _write_through(self, states: list[tuple[MemoryRecord, list[float] | None]]) -> None:
         """New states to the vector store, APPLY_CHUNK at a time: live ones upserted with their
@@ -164,21 +167,29 @@ class WriteProtocol:
             logger.warning("vector store still failing; %d memory id(s) are re-checked later", len(ids))
         raise BackendError(f"{cause} Nothing was changed; try again.") from cause
 
-    async def _applied(self, ids: list[str]) -> None:
+    async def _applied(self, ids: list[str], records: list[MemoryRecord] | None) -> None:
         """The vector store holds these changes: record its timestamp for every process's searches
         (read-your-writes on a Milvus server), and clear their marks now, or after the next flush."""
-        await self._note_ts()
+        await self._note_ts(records)
         if self._vectors.needs_flush:
             self._request_flush()
         else:
             await self._clear(ids)
 
-    async def _note_ts(self) -> None:
-        if (ts := self._vectors.write_ts) <= self._noted_ts:
+    async def _note_ts(self, records: list[MemoryRecord] | None) -> None:
+        """Record the store's timestamp for the collection and the scopes of `records` (None: unknown)."""
+        if not (ts := self._vectors.write_ts):
+            return  # no server clock (Milvus Lite)
+        if self._unnoted is not None:
+            if records is None:
+                self._unnoted = None
+            else:
+                self._unnoted.update(scope_terms(p for r in records for p in r.scope.items()))
+        if ts <= self._noted_ts:
             return
         try:
-            await self._history.note_vector_ts(ts)
-            self._noted_ts = ts
+            await self._history.note_vector_ts(ts, None if self._unnoted is None else sorted(self._unnoted))
+            self._noted_ts, self._unnoted = ts, set()
         except BackendError:
             # This process still searches after its own writes; others may miss them until the next write.
             logger.warning("could not record the vector store's timestamp; it is recorded at the next write")
@@ -219,7 +230,7 @@ class WriteProtocol:
             if live:
                 await self._vectors.upsert(list(zip(live, await self._vectors_for(live), strict=True)))
             await self._vectors.delete(dead)
-            await self._applied(chunk)
+            await self._applied(chunk, list(records.values()) if len(records) == len(chunk) else None)
 
     async def _vectors_for(self, records: list[MemoryRecord]) -> list[list[float]]:
         """The embeddings of these memories' texts: stored ones from SQLite, the rest computed."""

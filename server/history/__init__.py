@@ -17,6 +17,7 @@ Failures raise `StoreUnavailable` with a message fit for the agent.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -122,10 +123,13 @@ class HistoryStore(RecordStore, TransferStore, PendingStore, EmbeddingStore, Ree
 
     def write_lock(self) -> AbstractAsyncContextManager[None]: ...
 
-    # A Milvus server's timestamp later than the latest write, by any process (stores/milvus_client.py `WriteClock`).
-    async def note_vector_ts(self, ts: int) -> None: ...
+    # A Milvus server's timestamp later than the latest write, by any process, for the collection and
+    # per scope term (stores/milvus_client.py `WriteClock`).
+    async def note_vector_ts(self, ts: int, terms: Collection[str] | None = None) -> None: ...
 
     async def vector_ts(self) -> int: ...
+
+    async def vector_ts_of(self, terms: Collection[str]) -> dict[str, int]: ...
 
     async def close(self) -> None: ...
 

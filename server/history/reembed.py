@@ -12,6 +12,7 @@ resumes and a memory changed meanwhile is written again. The switch is one trans
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Collection, Iterable
 
 from milvus_memory_mcp.history.database import Database
 from milvus_memory_mcp.history.log import MEMORY_COLUMNS, _record
@@ -20,12 +21,33 @@ from milvus_memory_mcp.records import MemoryRecord
 _M_COLUMNS = ", ".join(f"m.{c}" for c in MEMORY_COLUMNS.split(", "))
 _JOIN = "r.collection = m.collection AND r.target = ? AND r.id = m.id"
 _UP_TO_DATE = "r.hash = m.hash AND r.updated_at = m.updated_at"
-# `vector_ts` (server/stores/milvus_client.py `WriteClock`): the key is not one of reembed's.
+# `vector_ts` (server/stores/milvus_client.py `WriteClock`): the keys are not reembed's.
 _NOTE_TS = (
-    "INSERT INTO store_state VALUES (?, 'vector_ts', ?) ON CONFLICT (collection, key) "
+    "INSERT INTO store_state VALUES {rows} ON CONFLICT (collection, key) "
     "DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))"
 )
 _READ_TS = "SELECT value FROM store_state WHERE collection = ? AND key = 'vector_ts'"
+TS_KEY = "vector_ts"
+UNKNOWN_SCOPE = "*"
+
+
+def ts_keys(terms: Collection[str] | None) -> list[str]:
+    """The keys a write's timestamp is noted under: the collection's, and each scope term's of the
+    memories it changed ("user_id=alice"; None: scopes unknown, noted as "*")."""
+    keys = [TS_KEY, *(f"{TS_KEY} {t}" for t in (terms if terms is not None else [UNKNOWN_SCOPE]))]
+    return sorted(set(keys))  # one order for every writer
+
+
+def note_ts_sql(template: str, collection: str, ts: int, terms: Collection[str] | None) -> tuple[str, list[str]]:
+    """One upsert statement of every key `ts` is noted under (atomic), and its parameters."""
+    keys = ts_keys(terms)
+    args = [x for key in keys for x in (collection, key, str(ts))]
+    return template.format(rows=", ".join(["(?, ?, ?)"] * len(keys))), args
+
+
+def ts_values(rows: Iterable[tuple[str, str]]) -> dict[str, int]:
+    """Noted timestamps by term ("": the collection's), from (key, value) rows."""
+    return {key.removeprefix(TS_KEY).strip(): int(value) for key, value in rows}
 
 
 def _put(conn: sqlite3.Connection, collection: str, values: dict[str, str | None]) -> None:
@@ -55,13 +77,28 @@ class ReembedState(Database):
 
         await self._transaction(run)
 
-    async def note_vector_ts(self, ts: int) -> None:
-        """Record a Milvus server timestamp later than a write (kept: the largest); see `vector_ts`."""
+    async def note_vector_ts(self, ts: int, terms: Collection[str] | None = None) -> None:
+        """Record a Milvus server timestamp later than a write (kept: the largest per key), for the
+        collection and for the scope terms of the memories it changed (`ts_keys`); see `vector_ts`."""
+
+        sql, args = note_ts_sql(_NOTE_TS, self._collection, ts, terms)
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute(_NOTE_TS, (self._collection, str(ts)))
+            conn.execute(sql, args)
 
         await self._run(run)  # one statement: atomic, and no change to what the memories hold
+
+    async def vector_ts_of(self, terms: Collection[str]) -> dict[str, int]:
+        """The timestamps noted for the collection (key ""), for unknown scopes ("*") and for these
+        scope terms; a key never noted is absent."""
+        keys = ts_keys([*terms, UNKNOWN_SCOPE])
+
+        def run(conn: sqlite3.Connection) -> dict[str, int]:
+            marks = ", ".join("?" * len(keys))
+            query = f"SELECT key, value FROM store_state WHERE collection = ? AND key IN ({marks})"
+            return ts_values(conn.execute(query, (self._collection, *keys)).fetchall())
+
+        return await self._run(run)
 
     async def vector_ts(self) -> int:
         """The latest write's timestamp any process recorded (0: none); a server's searches wait for it."""

@@ -134,7 +134,7 @@ def make_vector_store(settings: Settings, history: HistoryStore) -> Store:
         timeout=settings.milvus_timeout,
         num_partitions=settings.milvus_num_partitions,
         park=indexed,
-        recorded_write=history.vector_ts,
+        recorded_write=history.vector_ts_of,
     )
     if indexed:
         from milvus_memory_mcp.stores.indexed import IndexedStore

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, TypeVar
 
@@ -17,7 +17,7 @@ import anyio
 from milvus_memory_mcp import filters
 from milvus_memory_mcp.errors import BackendError, StoreUnavailable
 from milvus_memory_mcp.keywords import analyse
-from milvus_memory_mcp.records import MemoryRecord
+from milvus_memory_mcp.records import MemoryRecord, scope_terms
 from milvus_memory_mcp.stores.capabilities import Capabilities
 from milvus_memory_mcp.stores.milvus_client import (
     Deadline,
@@ -62,11 +62,11 @@ class MilvusStore:
         num_partitions: int = 16,
         partition_key: bool | None = None,
         park: bool = False,
-        recorded_write: Callable[[], Awaitable[int]] | None = None,
+        recorded_write: Callable[[Collection[str]], Awaitable[dict[str, int]]] | None = None,
     ) -> None:
         """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported;
         `park` (Lite behind the search index): not loaded at open, and given back when `idle`; `recorded_write`
-        reads the latest write's timestamp any process recorded (a server's searches wait for it)."""
+        reads the latest writes' timestamps any process recorded, per scope term (`WriteClock`)."""
         self._uri = uri
         self._collection = collection
         self._token = token
@@ -368,7 +368,10 @@ class MilvusStore:
         self, data: Any, field: str, metric: str, where: filters.And, limit: int, what: str
     ) -> list[tuple[MemoryRecord, float]]:
         expr = filters.to_milvus(where)
-        consistency = await self._clock.search_args() if self.capabilities.write_timestamps else {}
+        if self.capabilities.write_timestamps:
+            consistency = await self._clock.search_args(scope_terms(filters.pinned_scope(where)))
+        else:
+            consistency = {}
 
         def run() -> list[tuple[MemoryRecord, float]]:
             hits = self._client.search(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from milvus_memory_mcp.errors import BackendError
+from milvus_memory_mcp.history.reembed import UNKNOWN_SCOPE
 from milvus_memory_mcp.stores.milvus_schema import drop_lite_indexes
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,16 @@ class WriteClock:
     than every write that has returned. (A write's own timestamp will not do: Milvus 2.3.5 answers a
     delete with 0, which is why pymilvus's Session consistency still finds a memory just deleted.)
     The write protocol records `latest` in the history store, where every process reads it
-    (`recorded`); a search then waits only until the server has applied the latest recorded write
-    (README, "Deploying beyond one machine"). Shared by a store and its siblings (one oracle).
+    (`recorded`), for the collection and for each scope term of the memories the write changed
+    ("user_id=alice"; "*" when it could not tell). A search then waits only until the server has
+    applied the latest recorded write to its scope: the smallest timestamp over the scope terms its
+    filter pins (a memory it can find carries all of them, so each was noted at that memory's write
+    or later), a term never noted counting as the collection's; a search that pins none, or made
+    while this process's own latest write is not recorded yet, waits for the collection's latest
+    write (README, "Deploying beyond one machine"). Shared by a store and its siblings (one oracle).
     """
 
-    def __init__(self, recorded: Callable[[], Awaitable[int]] | None) -> None:
+    def __init__(self, recorded: Callable[[Collection[str]], Awaitable[dict[str, int]]] | None) -> None:
         self.latest = 0
         self._recorded = recorded
 
@@ -66,14 +72,21 @@ class WriteClock:
         """In the write's worker thread, once the write has returned."""
         self.latest = max(self.latest, int(client._get_connection().alloc_timestamp(timeout=timeout)))
 
-    async def search_args(self) -> dict[str, Any]:
-        """The consistency a search asks for: the latest write by any process (or this one's if later)."""
+    async def search_args(self, terms: Collection[str] = ()) -> dict[str, Any]:
+        """The consistency a search of the scope `terms` pin asks for (class docstring)."""
         try:
-            recorded = await self._recorded() if self._recorded else 0
+            noted = await self._recorded(terms) if self._recorded else {}
         except BackendError as e:  # still read-your-writes: Strong waits for the server's clock
             logger.warning("searching with Strong consistency: the latest write's timestamp is unknown (%s)", e)
             return {"consistency_level": "Strong"}
-        return {"consistency_level": "Customized", "guarantee_timestamp": max(self.latest, recorded, 1)}
+        return {"consistency_level": "Customized", "guarantee_timestamp": max(self.wait_for(noted, terms), 1)}
+
+    def wait_for(self, noted: dict[str, int], terms: Collection[str]) -> int:
+        """The timestamp a search of `terms` waits for, from the recorded ones (key "": the collection's)."""
+        collection = noted.get("", 0)
+        if self.latest > collection or not terms:
+            return max(self.latest, collection)
+        return max(noted.get(UNKNOWN_SCOPE, 0), min(noted.get(t, collection) for t in terms))
 
 
 def connection_problem(e: BaseException, uri: str, timeout: float) -> str | None:

@@ -102,7 +102,7 @@ async def test_without_the_recorded_timestamp_another_replica_reads_stale_result
     own_only = MilvusStore(shared.resolved_milvus_uri, shared.collection, shared.milvus_token, recorded_write=None)
     if consistency == "eventually":
 
-        async def eventually() -> dict[str, Any]:
+        async def eventually(terms: Any = ()) -> dict[str, Any]:
             return {"consistency_level": "Eventually"}
 
         monkeypatch.setattr(own_only._clock, "search_args", eventually)
@@ -141,7 +141,7 @@ async def test_a_timestamp_that_could_not_be_recorded_is_recorded_at_the_next_wr
     """The write itself succeeds; the writer still reads it; the next write records both."""
     recorded = writer.history.note_vector_ts
 
-    async def failing(ts: int) -> None:
+    async def failing(ts: int, terms: Any = None) -> None:
         raise StoreUnavailable("The history database failed: injected fault.")
 
     monkeypatch.setattr(writer.history, "note_vector_ts", failing)
@@ -152,3 +152,55 @@ async def test_a_timestamp_that_could_not_be_recorded_is_recorded_at_the_next_wr
     await writer.add("Speaks Welsh", USER, infer=False)
     assert await writer.history.vector_ts() == writer.vectors.write_ts
     assert {"Speaks Basque", "Speaks Welsh"} <= set(await found(reader, "which languages"))
+
+
+async def test_the_history_keeps_the_largest_timestamp_per_scope_term(shared: Settings) -> None:
+    history = make_history(shared)
+    await history.open()
+    try:
+        await history.note_vector_ts(100, ["user_id=a"])
+        await history.note_vector_ts(200, ["agent_id=x", "user_id=b"])
+        await history.note_vector_ts(150, ["user_id=a"])
+        terms = ["user_id=a", "user_id=b", "agent_id=x", "run_id=never-written"]
+        assert await history.vector_ts_of(terms) == {"": 200, "user_id=a": 150, "user_id=b": 200, "agent_id=x": 200}
+        await history.note_vector_ts(120)  # a write whose scopes are unknown
+        assert await history.vector_ts_of(["user_id=a"]) == {"": 200, "*": 120, "user_id=a": 150}
+        assert await history.vector_ts() == 200
+    finally:
+        await history.close()
+
+
+async def test_a_search_waits_for_its_own_scopes_latest_write_not_another_users(
+    writer: MemoryService, reader: MemoryService
+) -> None:
+    other = Scope(user_id="someone-else")
+    await writer.add("Plays the cello", USER, infer=False)
+    own = writer.vectors.write_ts
+    await writer.add("Plays the oboe", other, infer=False)
+    assert writer.vectors.write_ts > own
+    clock = reader.vectors._clock  # type: ignore[attr-defined]
+    waits = await clock.search_args(["user_id=ryw"])
+    assert waits["guarantee_timestamp"] == own  # not the other user's later write
+    assert (await clock.search_args(["user_id=someone-else"]))["guarantee_timestamp"] == writer.vectors.write_ts
+    assert (await clock.search_args([]))["guarantee_timestamp"] == writer.vectors.write_ts  # no scope: every write
+    assert "Plays the cello" in await found(reader, "which instrument")
+
+
+async def test_a_scope_whose_timestamp_could_not_be_recorded_is_recorded_with_the_next_write_elsewhere(
+    writer: MemoryService, reader: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next write, to another scope, records the earlier write's scope too: another replica
+    searching the first scope still waits for it."""
+    recorded = writer.history.note_vector_ts
+
+    async def failing(ts: int, terms: Any = None) -> None:
+        raise StoreUnavailable("The history database failed: injected fault.")
+
+    monkeypatch.setattr(writer.history, "note_vector_ts", failing)
+    await writer.add("Collects stamps", USER, infer=False)
+    unrecorded = writer.vectors.write_ts
+    monkeypatch.setattr(writer.history, "note_vector_ts", recorded)
+    await writer.add("Collects coins", Scope(user_id="someone-else"), infer=False)
+    noted = await writer.history.vector_ts_of(["user_id=ryw"])
+    assert noted["user_id=ryw"] == writer.vectors.write_ts > unrecorded
+    assert "Collects stamps" in await found(reader, "what does the user collect")

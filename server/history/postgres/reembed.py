@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from milvus_memory_mcp.history.log import MEMORY_COLUMNS, _record
 from milvus_memory_mcp.history.postgres.database import Conn, Database
+from milvus_memory_mcp.history.reembed import UNKNOWN_SCOPE, note_ts_sql, ts_keys, ts_values
 from milvus_memory_mcp.records import MemoryRecord
 
 _M_COLUMNS = ", ".join(f"m.{c}" for c in MEMORY_COLUMNS.split(", "))
 _JOIN = "r.collection = m.collection AND r.target = ? AND r.id = m.id"
 _UP_TO_DATE = "r.hash = m.hash AND r.updated_at = m.updated_at"
 _NOTE_TS = (
-    "INSERT INTO store_state VALUES (?, 'vector_ts', ?) ON CONFLICT (collection, key) "
+    "INSERT INTO store_state VALUES {rows} ON CONFLICT (collection, key) "
     "DO UPDATE SET value = GREATEST(store_state.value::bigint, EXCLUDED.value::bigint)::text"
 )
 _READ_TS = "SELECT value FROM store_state WHERE collection = ? AND key = 'vector_ts'"
@@ -46,13 +49,27 @@ class ReembedState(Database):
 
         await self._transaction(run)
 
-    async def note_vector_ts(self, ts: int) -> None:
-        """Record a Milvus server timestamp later than a write (kept: the largest); see `vector_ts`."""
+    async def note_vector_ts(self, ts: int, terms: Collection[str] | None = None) -> None:
+        """Record a Milvus server timestamp later than a write (kept: the largest per key), for the
+        collection and for the scope terms of the memories it changed (`ts_keys`); see `vector_ts`."""
+
+        sql, args = note_ts_sql(_NOTE_TS, self._collection, ts, terms)
 
         async def run(conn: Conn) -> None:
-            await conn.execute(_NOTE_TS, self._collection, str(ts))
+            await conn.execute(sql, *args)
 
         await self._run(run)  # one statement: atomic; not a change to the memories (no counter bump)
+
+    async def vector_ts_of(self, terms: Collection[str]) -> dict[str, int]:
+        """The timestamps noted for the collection (key ""), for unknown scopes ("*") and for these
+        scope terms; a key never noted is absent."""
+        keys = ts_keys([*terms, UNKNOWN_SCOPE])
+
+        async def run(conn: Conn) -> dict[str, int]:
+            query = "SELECT key, value FROM store_state WHERE collection = ? AND key = ANY(?)"
+            return ts_values(await conn.fetch(query, self._collection, keys))
+
+        return await self._run(run)
 
     async def vector_ts(self) -> int:
         """The latest write's timestamp any replica recorded (0: none); a server's searches wait for it."""
