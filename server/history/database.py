@@ -59,6 +59,7 @@ class Database:
         self._conn: sqlite3.Connection | None = None
         self._limiter = anyio.CapacityLimiter(1)
         self._commits = 0  # write transactions this process committed
+        self._notes = 0  # write timestamps this process noted (history/reembed.py `note_vector_ts`)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if self._conn is None:

@@ -27,8 +27,16 @@ _NOTE_TS = (
     "DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))"
 )
 _READ_TS = "SELECT value FROM store_state WHERE collection = ? AND key = 'vector_ts'"
+_PRUNE_TS = "DELETE FROM store_state WHERE collection = ? AND key LIKE 'vector_ts %' AND CAST(value AS INTEGER) < ?"
+_STATE = "SELECT key, value FROM store_state WHERE collection = ? AND key NOT LIKE 'vector_ts%'"
 TS_KEY = "vector_ts"
 UNKNOWN_SCOPE = "*"
+# Every PRUNE_EVERY notes, a process drops the scope terms noted more than PRUNE_AGE before (a
+# Milvus timestamp is milliseconds << 18): long applied, and a term not noted counts as the
+# collection's latest write, which is later, so a search still waits for at least that term's
+# writes. It keeps one row per scope term from growing without bound (a run_id per session).
+PRUNE_EVERY = 1000
+PRUNE_AGE = (10 * 60 * 1000) << 18
 
 
 def ts_keys(terms: Collection[str] | None) -> list[str]:
@@ -36,6 +44,10 @@ def ts_keys(terms: Collection[str] | None) -> list[str]:
     memories it changed ("user_id=alice"; None: scopes unknown, noted as "*")."""
     keys = [TS_KEY, *(f"{TS_KEY} {t}" for t in (terms if terms is not None else [UNKNOWN_SCOPE]))]
     return sorted(set(keys))  # one order for every writer
+
+
+def prune_before(ts: int) -> int:
+    return ts - PRUNE_AGE
 
 
 def note_ts_sql(template: str, collection: str, ts: int, terms: Collection[str] | None) -> tuple[str, list[str]]:
@@ -61,8 +73,7 @@ def _put(conn: sqlite3.Connection, collection: str, values: dict[str, str | None
 class ReembedState(Database):
     async def store_state(self) -> dict[str, str]:
         def run(conn: sqlite3.Connection) -> dict[str, str]:
-            rows = conn.execute("SELECT key, value FROM store_state WHERE collection = ?", (self._collection,))
-            return dict(rows.fetchall())
+            return dict(conn.execute(_STATE, (self._collection,)).fetchall())
 
         return await self._run(run)
 
@@ -82,11 +93,15 @@ class ReembedState(Database):
         collection and for the scope terms of the memories it changed (`ts_keys`); see `vector_ts`."""
 
         sql, args = note_ts_sql(_NOTE_TS, self._collection, ts, terms)
+        self._notes += 1
+        prune = self._notes % PRUNE_EVERY == 0
 
         def run(conn: sqlite3.Connection) -> None:
             conn.execute(sql, args)
+            if prune:
+                conn.execute(_PRUNE_TS, (self._collection, prune_before(ts)))
 
-        await self._run(run)  # one statement: atomic, and no change to what the memories hold
+        await self._run(run)  # each statement atomic, and no change to what the memories hold
 
     async def vector_ts_of(self, terms: Collection[str]) -> dict[str, int]:
         """The timestamps noted for the collection (key ""), for unknown scopes ("*") and for these

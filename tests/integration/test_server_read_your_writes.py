@@ -14,10 +14,12 @@ import pytest
 
 from milvus_memory_mcp.errors import StoreUnavailable
 from milvus_memory_mcp.history import make_history
+from milvus_memory_mcp.history.reembed import PRUNE_AGE, PRUNE_EVERY
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores.milvus import MilvusStore
+from milvus_memory_mcp.stores.milvus_client import WriteClock
 
 from ..conftest import HISTORIES, drop_collection, server_settings
 from ..support.milvus_server import MilvusStandalone
@@ -204,3 +206,23 @@ async def test_a_scope_whose_timestamp_could_not_be_recorded_is_recorded_with_th
     noted = await writer.history.vector_ts_of(["user_id=ryw"])
     assert noted["user_id=ryw"] == writer.vectors.write_ts > unrecorded
     assert "Collects stamps" in await found(reader, "what does the user collect")
+
+
+async def test_scope_terms_noted_long_ago_are_pruned_and_then_wait_for_the_collections_latest_write(
+    shared: Settings,
+) -> None:
+    history = make_history(shared)
+    await history.open()
+    try:
+        old = 1 << 40
+        await history.note_vector_ts(old, ["run_id=finished"])
+        now = old + PRUNE_AGE + 1
+        await history.note_vector_ts(now - 5, ["user_id=recent"])
+        history._notes = PRUNE_EVERY - 1  # type: ignore[attr-defined]  # the next note prunes
+        await history.note_vector_ts(now, ["user_id=active"])
+        noted = await history.vector_ts_of(["run_id=finished", "user_id=recent", "user_id=active"])
+        assert noted == {"": now, "user_id=recent": now - 5, "user_id=active": now}
+        assert WriteClock(None).wait_for(noted, ["run_id=finished"]) == now  # later than its own: still safe
+        assert not [k for k in await history.store_state() if k.startswith("vector_ts")]  # reembed's keys only
+    finally:
+        await history.close()

@@ -104,6 +104,7 @@ class Database:
         self._url = url
         self._collection = collection
         self._pool: asyncpg.Pool | None = None
+        self._notes = 0  # write timestamps this process noted (history/reembed.py `note_vector_ts`)
 
     def _failed(self, e: BaseException) -> StoreUnavailable:
         logger.error("PostgreSQL call failed: %s: %s", type(e).__name__, e)

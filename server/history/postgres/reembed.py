@@ -6,7 +6,7 @@ from collections.abc import Collection
 
 from milvus_memory_mcp.history.log import MEMORY_COLUMNS, _record
 from milvus_memory_mcp.history.postgres.database import Conn, Database
-from milvus_memory_mcp.history.reembed import UNKNOWN_SCOPE, note_ts_sql, ts_keys, ts_values
+from milvus_memory_mcp.history.reembed import PRUNE_EVERY, UNKNOWN_SCOPE, note_ts_sql, prune_before, ts_keys, ts_values
 from milvus_memory_mcp.records import MemoryRecord
 
 _M_COLUMNS = ", ".join(f"m.{c}" for c in MEMORY_COLUMNS.split(", "))
@@ -17,6 +17,8 @@ _NOTE_TS = (
     "DO UPDATE SET value = GREATEST(store_state.value::bigint, EXCLUDED.value::bigint)::text"
 )
 _READ_TS = "SELECT value FROM store_state WHERE collection = ? AND key = 'vector_ts'"
+_PRUNE_TS = "DELETE FROM store_state WHERE collection = ? AND key LIKE 'vector_ts %' AND value::bigint < ?"
+_STATE = "SELECT key, value FROM store_state WHERE collection = ? AND key NOT LIKE 'vector_ts%'"
 _PUT_STATE = (
     "INSERT INTO store_state VALUES (?, ?, ?) ON CONFLICT (collection, key) DO UPDATE SET value = EXCLUDED.value"
 )
@@ -33,8 +35,7 @@ async def _put(conn: Conn, collection: str, values: dict[str, str | None]) -> No
 class ReembedState(Database):
     async def store_state(self) -> dict[str, str]:
         async def run(conn: Conn) -> dict[str, str]:
-            rows = await conn.fetch("SELECT key, value FROM store_state WHERE collection = ?", self._collection)
-            return dict(rows)
+            return dict(await conn.fetch(_STATE, self._collection))
 
         return await self._run(run)
 
@@ -54,9 +55,13 @@ class ReembedState(Database):
         collection and for the scope terms of the memories it changed (`ts_keys`); see `vector_ts`."""
 
         sql, args = note_ts_sql(_NOTE_TS, self._collection, ts, terms)
+        self._notes += 1
+        prune = self._notes % PRUNE_EVERY == 0
 
         async def run(conn: Conn) -> None:
             await conn.execute(sql, *args)
+            if prune:
+                await conn.execute(_PRUNE_TS, self._collection, prune_before(ts))
 
         await self._run(run)  # one statement: atomic; not a change to the memories (no counter bump)
 
