@@ -3,10 +3,13 @@
 1 and 3 replicas (`serve --transport streamable-http`, each its own data dir), `--writers`
 concurrent MCP HTTP sessions spread round-robin over them, each adding distinct texts to one
 scope (so every add takes the cluster write lock; `--verbatim` passes infer=false, which skips the
-near-duplicate search made under that lock), with two embedders: the local model (run in
-each replica) and an OpenAI-compatible API faked locally that answers after a fixed `--delay`.
+near-duplicate search made under that lock; `--own-users`: each writer adds to a user of its own,
+so that search waits only for that user's last write), with two embedders (`--embedder`): the
+local model (run in each replica) and an OpenAI-compatible API faked locally that answers after a
+fixed `--delay`.
 
-    python -m bench.replicas [--writers 12] [--adds 240] [--delay 0.02] [--verbatim]
+    python -m bench.replicas [--writers 12] [--adds 240] [--delay 0.02] [--verbatim] [--own-users]
+                             [--embedder both|local|fake]
 
 Starts its own PostgreSQL (Debian's package) and Milvus standalone in a temp dir. Numbers are
 noisy on a shared machine: the load average is printed with them.
@@ -32,7 +35,7 @@ from tests.support.replicas import Replica, connect, start_replicas, stop_replic
 
 
 async def _run(
-    endpoints: list[Replica], writers: int, adds: int, arguments: dict[str, object]
+    endpoints: list[Replica], writers: int, adds: int, arguments: dict[str, object], own_users: bool
 ) -> tuple[float, list[float]]:
     latencies: list[float] = []
     per_writer = adds // writers
@@ -42,7 +45,8 @@ async def _run(
             for i in range(per_writer):
                 start = time.perf_counter()
                 text = f"Writer {w} note {i}: {uuid.uuid4().hex}"
-                result = await client.call_tool("add_memory", {"messages": text, "user_id": "bench", **arguments})
+                user = f"bench-{w}" if own_users else "bench"
+                result = await client.call_tool("add_memory", {"messages": text, "user_id": user, **arguments})
                 assert not result.is_error, result.content
                 latencies.append(time.perf_counter() - start)
 
@@ -61,12 +65,18 @@ async def _warm(replicas: list[Replica]) -> None:
 
 
 def measure(
-    base: Path, count: int, env: dict[str, str], writers: int, adds: int, arguments: dict[str, object]
+    base: Path,
+    count: int,
+    env: dict[str, str],
+    writers: int,
+    adds: int,
+    arguments: dict[str, object],
+    own_users: bool,
 ) -> tuple[float, float, float]:
     replicas = start_replicas(base, count, env)
     try:
         anyio.run(_warm, replicas)
-        wall, latencies = anyio.run(_run, replicas, writers, adds, arguments)
+        wall, latencies = anyio.run(_run, replicas, writers, adds, arguments, own_users)
     finally:
         stop_replicas(replicas)
     q = statistics.quantiles(latencies, n=20)
@@ -81,6 +91,8 @@ def main() -> None:
     parser.add_argument(
         "--verbatim", action="store_true", help="infer=false: no near-duplicate search under the write lock"
     )
+    parser.add_argument("--own-users", action="store_true", help="each writer adds to a user of its own")
+    parser.add_argument("--embedder", choices=("both", "local", "fake"), default="both")
     args = parser.parse_args()
     arguments: dict[str, object] = {"infer": False} if args.verbatim else {}
     tmp = Path(tempfile.mkdtemp(prefix="bench-replicas-"))
@@ -99,8 +111,10 @@ def main() -> None:
                     "OPENAI_API_KEY": "bench",
                 },
             }
+            embedders = {k: v for k, v in embedders.items() if args.embedder in ("both", k.split()[0])}
             mode = "infer=false" if args.verbatim else "infer omitted (near-duplicate check)"
-            print(f"{args.writers} writers, {args.adds} adds per run, {mode}, {os.cpu_count()} cores")
+            users = "a user per writer" if args.own_users else "one user"
+            print(f"{args.writers} writers, {args.adds} adds per run to {users}, {mode}, {os.cpu_count()} cores")
             print(f"{'embedder':<22} {'replicas':>8} {'adds/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'load':>6}")
             for name, extra in embedders.items():
                 for count in (1, 3):
@@ -112,7 +126,9 @@ def main() -> None:
                         "MEMORY_COLLECTION": collection,
                         **extra,
                     }
-                    rate, p50, p95 = measure(tmp / collection, count, env, args.writers, args.adds, arguments)
+                    rate, p50, p95 = measure(
+                        tmp / collection, count, env, args.writers, args.adds, arguments, args.own_users
+                    )
                     load = os.getloadavg()[0]
                     print(f"{name:<22} {count:>8} {rate:>8.1f} {p50:>8.0f} {p95:>8.0f} {load:>6.2f}", flush=True)
     finally:
