@@ -79,6 +79,19 @@ async def top(svc: MemoryService, query: str, scope: Scope = ALICE, limit: int =
     return [h.memory for h in (await svc.search(query, scope, limit=limit)).results]
 
 
+def record_embed_calls(embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The texts of each `embed` call from here on (the calls still reach the model)."""
+    batches: list[list[str]] = []
+    embed = embedder.embed
+
+    async def spy(texts: list[str], kind: Any = "document") -> list[list[float]]:
+        batches.append(list(texts))
+        return await embed(texts, kind)
+
+    monkeypatch.setattr(embedder, "embed", spy)
+    return batches
+
+
 async def test_a_rewrite_finds_the_memory_the_plain_question_misses(
     tmp_path: Path, svc: MemoryService, fake: FakeOpenAI, local_embedder: LocalEmbedder
 ) -> None:
@@ -95,17 +108,10 @@ async def test_the_query_and_its_rewrites_are_embedded_in_one_call_with_the_same
     svc: MemoryService, fake: FakeOpenAI, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake.script(CHAT, rewrites("Has a knee injury", "Recovering from a sports injury"))
-    batches: list[list[str]] = []
-    embed = local_embedder.embed
-
-    async def spy(texts: list[str], kind: Any = "document") -> list[list[float]]:
-        batches.append(list(texts))
-        return await embed(texts, kind)
-
-    monkeypatch.setattr(local_embedder, "embed", spy)
+    batches = record_embed_calls(local_embedder, monkeypatch)
     ranked = await top(svc, QUESTION)
     assert [len(b) for b in batches] == [6]  # the query and both rewrites (content words, as asked), once
-    monkeypatch.setattr(local_embedder, "embed", embed)
+    monkeypatch.undo()
     one_by_one = [(await local_embedder.embed([t], "query"))[0] for t in batches[0]]
     batched = await local_embedder.embed(batches[0], "query")
     assert np.allclose(one_by_one, batched, atol=1e-4)  # batching changes no vector
@@ -117,14 +123,7 @@ async def test_a_keyword_search_with_rewrites_embeds_nothing(
 ) -> None:
     fake.script(CHAT, rewrites("Has a knee injury"))
     svc.settings = svc.settings.model_copy(update={"search_mode": "keyword"})
-    batches: list[list[str]] = []
-    embed = local_embedder.embed
-
-    async def spy(texts: list[str], kind: Any = "document") -> list[list[float]]:
-        batches.append(list(texts))
-        return await embed(texts, kind)
-
-    monkeypatch.setattr(local_embedder, "embed", spy)
+    batches = record_embed_calls(local_embedder, monkeypatch)
     assert MEMORIES[0] in await top(svc, QUESTION)  # found by the rewrite's "knee" alone
     assert batches == [] and len(fake.calls(CHAT)) == 1
 
