@@ -9,7 +9,7 @@ ids (those SQLite selects for a filter), besides its scope.
 
 Dense: unit vectors in one float32 matrix; one matrix-vector product over the rows (or over the
 scope's rows when the scope is a small share of the store), then a partial sort. Keyword: BM25
-(k1 1.5, b 0.75, Milvus Lite's formula and defaults) over the words `server.keywords.analyse`
+(Milvus's formula; k1 and b from `server.keywords`) over the words `server.keywords.analyse`
 yields, with the document count, frequencies and average length of the whole collection, as a
 Milvus server computes them (Lite 3.2.2 uses each segment's own: a TODO in its source).
 
@@ -24,15 +24,15 @@ from array import array
 from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
+from milvus_memory_mcp.keywords import BM25_B, BM25_K1
 from milvus_memory_mcp.records import SCOPE_FIELDS, Scope
 
-K1 = 1.5  # Milvus Lite's default (a Milvus server's is 1.2)
-B = 0.75
 # Below this share of the rows, gathering the scope's vectors beats scanning them all.
 GATHER_SHARE = 0.25
 Hits = list[tuple[str, float]]
@@ -97,6 +97,42 @@ class SearchIndex:
             self._live[rows] = True
             for slot, e in zip(slots, batch, strict=True):
                 self._index_words(slot, e.words)
+
+    @classmethod
+    def build(cls, dimensions: int, entries: Iterable[Entry]) -> SearchIndex:
+        """A new index of `entries`, as `upsert` would make it, built in bulk: the start-up rebuild
+        from SQLite (100k memories in a fraction of the time the one-by-one path takes)."""
+        index = cls(dimensions)
+        batch = list({e.id: e for e in entries}.values())  # the last of repeated ids wins
+        if not batch:
+            return index
+        n = len(batch)
+        vectors = np.stack([e.vector for e in batch]).astype(np.float32, copy=False)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        index._vectors = vectors / np.where(norms > 0, norms, 1.0)
+        index._live = np.ones(n, dtype=bool)
+        index._scope_codes = np.zeros((n, len(SCOPE_FIELDS)), dtype=np.int32)
+        for column, field in enumerate(SCOPE_FIELDS):
+            values = [getattr(e.scope, field) or "" for e in batch]
+            for value in dict.fromkeys(values):
+                index._code(value)
+            index._scope_codes[:, column] = np.fromiter(map(index._codes.__getitem__, values), np.int32, n)
+        index._ids = [e.id for e in batch]
+        index._slots = {e.id: slot for slot, e in enumerate(batch)}
+        index._words = [e.words for e in batch]
+        split = [w.split() for w in index._words]
+        lengths = np.fromiter(map(len, split), dtype=np.int64, count=n)
+        index._lengths = lengths.astype(np.float32)
+        index._total_length = int(lengths.sum())
+        # (word, row) pairs counted at once, grouped by word: the postings' flat form (as `state()`'s)
+        every = list(chain.from_iterable(split))
+        vocabulary = {word: k for k, word in enumerate(dict.fromkeys(every))}
+        word_ids = np.fromiter(map(vocabulary.__getitem__, every), np.int64, len(every))
+        pairs, tfs = np.unique(word_ids * n + np.repeat(np.arange(n, dtype=np.int64), lengths), return_counts=True)
+        words_of = pairs // n
+        offsets = np.searchsorted(words_of, np.arange(len(vocabulary) + 1))
+        index._postings = _postings(list(vocabulary), offsets, (pairs % n).astype(np.int32), tfs.astype(np.int32))
+        return index
 
     def delete(self, ids: Iterable[str]) -> None:
         with self._lock:
@@ -200,11 +236,7 @@ class SearchIndex:
         index._free = [int(x) for x in values["free"]]
         index._words = list(values["words"])
         index._total_length = int(values["total_length"])
-        offsets, rows, tfs = arrays["offsets"], arrays["rows"], arrays["tfs"]
-        index._postings = {}
-        for k, word in enumerate(values["posting_words"]):
-            start, end = int(offsets[k]), int(offsets[k + 1])
-            index._postings[word] = (array("i", rows[start:end].tobytes()), array("i", tfs[start:end].tobytes()))
+        index._postings = _postings(values["posting_words"], arrays["offsets"], arrays["rows"], arrays["tfs"])
         return index
 
     # reads
@@ -263,8 +295,8 @@ class SearchIndex:
                 tf = np.frombuffer(posting[1], dtype=np.int32).astype(np.float64)
                 df = len(rows)
                 idf = math.log(1 + (documents - df + 0.5) / (df + 0.5))
-                norm = K1 * (1 - B + B * self._lengths[rows] / average)
-                scores[rows] += weight * idf * tf * (K1 + 1) / (tf + norm)
+                norm = BM25_K1 * (1 - BM25_B + BM25_B * self._lengths[rows] / average)
+                scores[rows] += weight * idf * tf * (BM25_K1 + 1) / (tf + norm)
             rows = np.flatnonzero(mask & (scores > 0))
             return self._top(rows, scores[rows], limit)
 
@@ -281,4 +313,15 @@ class SearchIndex:
 def _grow(array: npt.NDArray[G], rows: int) -> npt.NDArray[G]:
     out = np.zeros((rows, *array.shape[1:]), dtype=array.dtype)
     out[: array.shape[0]] = array
+    return out
+
+
+def _postings(
+    words: list[str], offsets: npt.NDArray[np.int64], rows: npt.NDArray[np.int32], tfs: npt.NDArray[np.int32]
+) -> dict[str, tuple[array[int], array[int]]]:
+    """The postings of a flat form: word k's rows and term frequencies at offsets[k]:offsets[k + 1]."""
+    out: dict[str, tuple[array[int], array[int]]] = {}
+    for k, word in enumerate(words):
+        start, end = int(offsets[k]), int(offsets[k + 1])
+        out[word] = (array("i", rows[start:end].tobytes()), array("i", tfs[start:end].tobytes()))
     return out

@@ -193,8 +193,7 @@ class IndexedStore:
             for r in rows
             if r.vector is not None or r.id in found  # the others are pending: re-applied after open
         ]
-        index = SearchIndex(dimensions)
-        await anyio.to_thread.run_sync(index.upsert, entries)
+        index = await anyio.to_thread.run_sync(SearchIndex.build, dimensions, entries)
         logger.info("search index ready: %d memories", len(index))
         return index
 

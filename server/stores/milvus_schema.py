@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from milvus_memory_mcp.errors import ConfigurationError
-from milvus_memory_mcp.keywords import analyse
+from milvus_memory_mcp.keywords import BM25_B, BM25_K1, analyse
 from milvus_memory_mcp.records import SCOPE_FIELDS, MemoryRecord
 from milvus_memory_mcp.stores.capabilities import Capabilities
 
@@ -23,6 +23,9 @@ PROP_TENANCY = "memory.tenancy"  # how scopes are separated: "partition_key" or 
 MAX_TEXT_BYTES = 65535
 KEYWORD_FIELD = "keywords"
 SPARSE_FIELD = "sparse"
+# A Milvus 2.5+ server scores BM25 with its index's parameters, fixed when the index is built: a
+# collection created before these were set keeps the server's defaults (k1 1.2, b 0.75).
+BM25_PARAMS = {"bm25_k1": BM25_K1, "bm25_b": BM25_B}
 OUTPUT_FIELDS = ["id", "memory", "hash", "metadata", *SCOPE_FIELDS, "created_at", "updated_at"]
 
 
@@ -89,14 +92,22 @@ def build_schema(dimensions: int, tenancy: str, bm25: bool) -> Any:
     return schema
 
 
-def create_indexes(client: Any, collection: str, capabilities: Capabilities) -> None:
-    """The vector, BM25 and scope indexes, one by one with sync=False (pymilvus otherwise sleeps 0.5 s
-    per index before polling)."""
+def search_indexes(client: Any, capabilities: Capabilities) -> Any:
+    """The vector index's parameters, and the BM25 index's where the engine has BM25."""
     index = client.prepare_index_params()
     index.add_index(field_name="vector", index_type=capabilities.index_type, metric_type="COSINE")
     if capabilities.bm25:
-        index.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-    client.create_index(collection, index, sync=False)
+        # pymilvus sends `params` flattened, as a server reads them; Milvus Lite reads only a nested
+        # "params" entry (and otherwise scores with its defaults, k1 1.5 and b 0.75).
+        params = {"params": BM25_PARAMS} if capabilities.lite else BM25_PARAMS
+        index.add_index(field_name=SPARSE_FIELD, index_type="SPARSE_INVERTED_INDEX", metric_type="BM25", params=params)
+    return index
+
+
+def create_indexes(client: Any, collection: str, capabilities: Capabilities) -> None:
+    """The vector, BM25 and scope indexes, one by one with sync=False (pymilvus otherwise sleeps 0.5 s
+    per index before polling)."""
+    client.create_index(collection, search_indexes(client, capabilities), sync=False)
     # Scope fields: INVERTED where the engine has it, else its default scalar index (Trie on 2.3).
     scalar_type = "INVERTED" if capabilities.inverted_index else ""
     for field in SCOPE_FIELDS:

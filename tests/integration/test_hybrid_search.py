@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pytest
 from mcp import Client
+from pymilvus import MilvusClient
 
 from milvus_memory_mcp.embedders.local import LocalEmbedder
+from milvus_memory_mcp.keywords import BM25_B, BM25_K1
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.service import MemoryService
+from milvus_memory_mcp.stores.capabilities import Capabilities
 from milvus_memory_mcp.stores.milvus import MilvusStore
+from milvus_memory_mcp.stores.milvus_schema import search_indexes
 
 from ..conftest import call, make_settings
 
@@ -148,3 +152,16 @@ async def test_rebuild_interrupted_after_the_drop_is_finished_at_the_next_start(
         await svc.ready()
         assert sorted(await svc.vectors.ids()) == sorted(ids)
         assert (await svc.search("peanut allergy", Scope(user_id="u"))).results[0].memory == FACTS[4]
+
+
+def test_a_milvus_bm25_index_scores_with_the_products_k1_and_b() -> None:
+    """A Milvus 2.5+ server scores BM25 with its index's k1 and b (its defaults: 1.2 and 0.75): the
+    index is built with the ones the in-process index and the server-side evidence use."""
+    server_25 = {
+        p.field_name: p.to_dict() for p in search_indexes(MilvusClient, Capabilities.detect("http://m:19530", "v2.5.4"))
+    }
+    assert server_25["sparse"]["metric_type"] == "BM25"
+    assert (server_25["sparse"]["bm25_k1"], server_25["sparse"]["bm25_b"]) == (BM25_K1, BM25_B)
+    assert 0 <= BM25_K1 <= 3 and 0 <= BM25_B <= 1  # the ranges Milvus accepts
+    server_23 = [p.field_name for p in search_indexes(MilvusClient, Capabilities.detect("http://m:19530", "v2.3.5"))]
+    assert server_23 == ["vector"]  # no BM25 there: the product scores the dense pool itself

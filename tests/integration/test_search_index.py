@@ -20,7 +20,7 @@ from milvus_memory_mcp import doctor, filters
 from milvus_memory_mcp.embedders import Kind
 from milvus_memory_mcp.embedders.local import LocalEmbedder
 from milvus_memory_mcp.history.log import FIND_LIVE_BY_HASH
-from milvus_memory_mcp.keywords import analyse
+from milvus_memory_mcp.keywords import BM25_B, BM25_K1, analyse
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.search_index import Entry, SearchIndex
 from milvus_memory_mcp.service import MemoryService
@@ -48,7 +48,7 @@ def entry(memory_id: str, scope: Scope, vector: list[float], text: str) -> Entry
 
 
 def reference_bm25(docs: dict[str, str], query: str) -> dict[str, float]:
-    """BM25 (k1 1.5, b 0.75) written out from its definition, over every document given."""
+    """BM25 (the product's k1 and b) written out from its definition, over every document given."""
     words = {i: Counter(analyse(t).split()) for i, t in docs.items()}
     average = sum(sum(c.values()) for c in words.values()) / len(words)
     scores: dict[str, float] = {}
@@ -58,7 +58,7 @@ def reference_bm25(docs: dict[str, str], query: str) -> dict[str, float]:
         for i, c in words.items():
             if term in c:
                 tf, length = c[term], sum(c.values())
-                part = tf * 2.5 / (tf + 1.5 * (0.25 + 0.75 * length / average))
+                part = tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * length / average))
                 scores[i] = scores.get(i, 0.0) + weight * idf * part
     return scores
 
@@ -107,6 +107,32 @@ def test_index_follows_updates_and_deletes_and_reuses_rows() -> None:
     assert [i for i, _ in index.search([0, 1], alice, 5)] == ["a"]
     index.upsert([entry("c", alice, [1, 0], "chess club")])  # takes the freed row
     assert len(index) == 2 and [i for i, _ in index.search([1, 0], alice, 1)] == ["c"]
+
+
+def test_an_index_built_in_bulk_answers_and_changes_like_one_built_by_upserts() -> None:
+    rng = np.random.default_rng(3)
+    scopes = [Scope(user_id="alice"), Scope(user_id="bob", run_id="r1"), Scope(agent_id="helper")]
+    rows = [(f"m{i % 40}", scopes[i % 3], rng.standard_normal(8).tolist(), TEXTS[i % len(TEXTS)]) for i in range(45)]
+    rows.append(("empty", scopes[0], [1.0] * 8, ""))  # no keyword at all
+    one_by_one = SearchIndex(8)
+    one_by_one.upsert(entry(*row) for row in rows)  # m0-m4 twice: the later row wins
+    bulk = SearchIndex.build(8, (entry(*row) for row in rows))
+
+    def answers(index: SearchIndex) -> list[object]:
+        out: list[object] = [len(index)]
+        for scope in [*scopes, Scope(user_id="bob"), Scope(user_id="nobody")]:
+            out.append(index.search([1.0, 0.5, 0, 0, -1, 0, 0, 0.25], scope, 50))
+            out.extend(index.search_words(analyse(q), scope, 50) for q in QUERIES)
+        return out
+
+    assert answers(bulk) == answers(one_by_one)
+    for index in (bulk, one_by_one):  # then writes: new rows beyond the built ones, updates, deletes
+        index.upsert(
+            [entry("new", scopes[0], [0.0] * 7 + [1.0], "tennis exam"), entry("m1", scopes[2], [1.0] * 8, "cat")]
+        )
+        index.delete(["m2", "empty"])
+    assert answers(bulk) == answers(one_by_one)
+    assert len(SearchIndex.build(8, [])) == 0
 
 
 def test_scope_only_recognises_exact_scope_filters_only() -> None:
