@@ -101,13 +101,15 @@ class SearchIndex:
     @classmethod
     def build(cls, dimensions: int, entries: Iterable[Entry]) -> SearchIndex:
         """A new index of `entries`, as `upsert` would make it, built in bulk: the start-up rebuild
-        from SQLite (100k memories in a fraction of the time the one-by-one path takes)."""
+        from SQLite (100k memories: 1.2-1.9 s, against 1.8-2.1 s upserted one by one)."""
         index = cls(dimensions)
         batch = list({e.id: e for e in entries}.values())  # the last of repeated ids wins
         if not batch:
             return index
         n = len(batch)
         vectors = np.stack([e.vector for e in batch]).astype(np.float32, copy=False)
+        if vectors.shape[1] != dimensions:
+            raise ValueError(f"vectors of {vectors.shape[1]} dimensions for an index of {dimensions}")
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         index._vectors = vectors / np.where(norms > 0, norms, 1.0)
         index._live = np.ones(n, dtype=bool)

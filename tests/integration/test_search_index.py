@@ -133,6 +133,8 @@ def test_an_index_built_in_bulk_answers_and_changes_like_one_built_by_upserts() 
         index.delete(["m2", "empty"])
     assert answers(bulk) == answers(one_by_one)
     assert len(SearchIndex.build(8, [])) == 0
+    with pytest.raises(ValueError, match="4 dimensions"):  # as an upsert of them would refuse
+        SearchIndex.build(8, [entry("x", scopes[0], [1.0] * 4, "")])
 
 
 def test_scope_only_recognises_exact_scope_filters_only() -> None:
