@@ -26,6 +26,9 @@ Chosen on the tune halves (LoCoMo conversations 0-2 and the persona set's tune h
 half and +2 on the test half in both modes (hybrid test 0.694 -> 0.750, dense 0.833 -> 0.889);
 LoCoMo R@10 within 0.006 everywhere (hybrid dev 0.668 -> 0.664 and conversations 5-9 0.619 ->
 0.615; dense 0.529 -> 0.535 and 0.446 -> 0.449).
+
+A question asking when ("When did she ...", "what time ...", `asks_when`) is answered by a memory
+that says when: the ranking favours those (`ranking.favour_times`; measured there).
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ _POSSESSIVE_RE = re.compile(r"['’]s$")
 # Informal spellings of stop words that questions use ("whats her job").
 _INFORMAL = frozenset("whats hows wheres whos whens whys thats im ive id dont doesnt didnt isnt please pls".split())
 AS_ASKED_WEIGHT = 0.3  # the share of the words as asked in the dense query vector
+# A question asking when: its answer is a memory that says when (`ranking.favour_times`).
+_WHEN_RE = re.compile(
+    r"^\W*(?:when|what\s+(?:time|date|day|year|month)|which\s+(?:day|date|year|month)|how\s+long\s+ago)\b",
+    re.IGNORECASE,
+)
 
 
 def scope_names(where: And) -> frozenset[str]:
@@ -67,6 +75,11 @@ def content_query(text: str, names: frozenset[str] = frozenset(), possessors: bo
             continue
         kept.append(word)
     return " ".join(kept) or text
+
+
+def asks_when(text: str) -> bool:
+    """Whether the query asks for a time ("When did she ...", "what time ...", "which day ...")."""
+    return _WHEN_RE.match(text) is not None
 
 
 def as_asked(text: str) -> str:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
+from milvus_memory_mcp import ranking
 from milvus_memory_mcp.core import query
-from milvus_memory_mcp.core.query import as_asked, content_query, scope_names
+from milvus_memory_mcp.core.query import as_asked, asks_when, content_query, scope_names
 from milvus_memory_mcp.filters import And, Cond
-from milvus_memory_mcp.records import Scope
+from milvus_memory_mcp.records import MemoryRecord, Scope
 from milvus_memory_mcp.service import MemoryService
 
 from ..conftest import ENGINES
@@ -123,3 +124,83 @@ def test_content_query_drops_form_and_the_scopes_own_names() -> None:
     assert content_query("What are Bob's hobbies?") == "bob hobbies"
     assert content_query("What are Bob's hobbies?", possessors=False) == "hobbies"
     assert content_query("Who is she?") == "Who is she?"  # nothing left: searched as written
+
+
+DATED = {
+    "Went to the LGBTQ support group on Tuesday.": True,
+    "Went to the LGBTQ support group with Melanie.": False,
+    "Has a dentist appointment at 3pm.": True,
+    "Has a dentist appointment with Dr. Lee.": False,
+    "Moved to Portland in March.": True,
+    "Moved to Portland with her partner.": False,
+}
+
+
+def test_questions_asking_when_are_told_apart() -> None:
+    for question in ("When did she go?", "  when is it", "What time is the call?", "which day works", "How long ago?"):
+        assert asks_when(question), question
+    for question in ("What does she do?", "Whenever she calls, who answers?", "Where is the time capsule?"):
+        assert not asks_when(question), question
+
+
+def test_memories_that_say_when_are_told_apart() -> None:
+    for text in (
+        "Anniversary with Sam is on June 2",
+        "Prefers meetings after 10am",
+        "Works night shifts on Fridays",
+        "Goes running three evenings a week",
+        "Went to the group yesterday",
+        "I painted that lake sunrise last year",
+        "Meeting on May 5",
+        "at 7:30",
+        "in 2022",
+        "the 3rd of the month",
+    ):
+        assert ranking.mentions_time(text), text
+    for text in ("I may go there", "Her time zone is Pacific Time", "Plays in a marching band", "Has a good morning"):
+        assert not ranking.mentions_time(text), text
+
+
+def test_a_memory_that_says_when_moves_up_for_a_question_asking_when() -> None:
+    hits = [
+        (_record("a", "Likes the support group a lot"), 0.8),
+        (_record("b", "Went to the support group on Tuesday"), 0.76),
+    ]
+    favoured = ranking.favour_times(hits, 0.2)
+    assert [r.id for r, _ in favoured] == ["b", "a"]
+    assert [s for _, s in favoured] == pytest.approx([0.808, 0.8])
+    assert ranking.favour_times(hits, 0.0) == hits
+    assert all(s <= 1.0 for _, s in ranking.favour_times([(_record("c", "on Monday"), 1.0)], 0.2))
+
+
+@pytest.mark.parametrize("as_of", [None, "2999-01-01T00:00:00Z"])
+async def test_only_questions_asking_when_favour_memories_that_say_when(
+    service: MemoryService, monkeypatch: pytest.MonkeyPatch, as_of: str | None
+) -> None:
+    """Through the core, current and `as_of` searches alike: a dated memory's score moves 0.2 of the
+    way to 1 for a question asking when, an undated one's does not, and other questions are untouched."""
+    for text in DATED:
+        await service.add(text, Scope(user_id="c"), infer=False)
+
+    async def scores(question: str) -> dict[str, float]:
+        hits = (await service.search(question, Scope(user_id="c"), limit=6, as_of=as_of)).results
+        return {h.memory: h.score for h in hits}
+
+    for question in ("When did she go to the LGBTQ support group?", "What time is her dentist appointment?"):
+        boosted = await scores(question)
+        monkeypatch.setattr(ranking, "TIME_WEIGHT", 0.0)
+        plain = await scores(question)
+        monkeypatch.setattr(ranking, "TIME_WEIGHT", 0.2)
+        assert boosted.keys() == plain.keys()
+        for memory, score in plain.items():
+            expected = score + 0.2 * (1 - score) if DATED[memory] else score
+            assert boosted[memory] == pytest.approx(expected), (question, memory)
+    other = "Who did she go to the LGBTQ support group with?"
+    assert not asks_when(other)
+    before = await scores(other)
+    monkeypatch.setattr(ranking, "TIME_WEIGHT", 0.0)
+    assert await scores(other) == before
+
+
+def _record(memory_id: str, text: str) -> MemoryRecord:
+    return MemoryRecord(memory_id, text, "", {}, "c", None, None, created_at=0, updated_at=0)
