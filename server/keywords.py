@@ -9,11 +9,17 @@ Changing this analysis changes what stored memories match: bump the collection s
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
+T = TypeVar("T", float, "npt.NDArray[np.floating[Any]]")
 
 # BM25's parameters, the same on every engine: the in-process index (Milvus Lite), the evidence
 # computed over a server's dense candidates (before Milvus 2.5) and a Milvus 2.5+ collection's BM25
@@ -55,3 +61,14 @@ def analyse(text: str) -> str:
     """The words BM25 sees, space-separated (may be empty)."""
     words = [w for w in _WORD_RE.findall(text.lower()) if w not in STOP_WORDS]
     return " ".join(_stemmer().stemWords(words))
+
+
+def bm25_idf(documents: int, df: int) -> float:
+    """BM25's inverse document frequency of a word in `df` of `documents` (Milvus's formula)."""
+    return math.log(1 + (documents - df + 0.5) / (df + 0.5))
+
+
+def bm25_tf(tf: T, length: T, average: float) -> T:
+    """BM25's term-frequency part for a word said `tf` times in a text of `length` words (floats or
+    numpy arrays of them), `average` the mean length."""
+    return tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * length / average))

@@ -18,7 +18,6 @@ Thread safety: one lock; writes are rare next to searches and a search holds it 
 
 from __future__ import annotations
 
-import math
 import threading
 from array import array
 from collections import Counter
@@ -30,7 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from milvus_memory_mcp.keywords import BM25_B, BM25_K1
+from milvus_memory_mcp.keywords import bm25_idf, bm25_tf
 from milvus_memory_mcp.records import SCOPE_FIELDS, Scope
 
 # Below this share of the rows, gathering the scope's vectors beats scanning them all.
@@ -296,9 +295,7 @@ class SearchIndex:
                 rows = np.frombuffer(posting[0], dtype=np.int32).astype(np.int64)
                 tf = np.frombuffer(posting[1], dtype=np.int32).astype(np.float64)
                 df = len(rows)
-                idf = math.log(1 + (documents - df + 0.5) / (df + 0.5))
-                norm = BM25_K1 * (1 - BM25_B + BM25_B * self._lengths[rows] / average)
-                scores[rows] += weight * idf * tf * (BM25_K1 + 1) / (tf + norm)
+                scores[rows] += weight * bm25_idf(documents, df) * bm25_tf(tf, self._lengths[rows], average)
             rows = np.flatnonzero(mask & (scores > 0))
             return self._top(rows, scores[rows], limit)
 

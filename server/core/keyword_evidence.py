@@ -12,11 +12,10 @@ server: 0.674 against Lite's 0.683.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from functools import lru_cache
 
-from milvus_memory_mcp.keywords import BM25_B, BM25_K1, analyse
+from milvus_memory_mcp.keywords import analyse, bm25_idf, bm25_tf
 from milvus_memory_mcp.records import MemoryRecord
 
 SERVER_POOL = 200  # dense candidates scored by keywords when the engine has no BM25
@@ -38,14 +37,11 @@ def bm25_over(query: str, pool: Hits, limit: int) -> Hits:
     n = len(docs)
     average = sum(sum(c.values()) for _, c in docs) / n or 1.0
     df = Counter(word for _, c in docs for word in c if word in terms)
-    idf = {t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms if df[t]}
+    idf = {t: bm25_idf(n, df[t]) for t in terms if df[t]}
     out: Hits = []
     for record, counts in docs:
         length = sum(counts.values())
-        norm = BM25_K1 * (1 - BM25_B + BM25_B * length / average)
-        score = sum(
-            weight * idf[t] * counts[t] * (BM25_K1 + 1) / (counts[t] + norm) for t, weight in terms.items() if counts[t]
-        )
+        score = sum(weight * idf[t] * bm25_tf(counts[t], length, average) for t, weight in terms.items() if counts[t])
         if score > 0:
             out.append((record, score))
     out.sort(key=lambda h: (-h[1], h[0].id))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from milvus_memory_mcp import ranking
-from milvus_memory_mcp.core.query import asks_when, content_query, dense_vectors, scope_names
+from milvus_memory_mcp.core.query import content_query, dense_vectors, favour_answer_type, scope_names
 from milvus_memory_mcp.core.search import GATE_POOL
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import BackendError, InvalidInput
@@ -93,8 +93,7 @@ class PastSearch:
         s = self.settings
         words = content_query(text, names)
         hits = await anyio.to_thread.run_sync(self._rank, versions, standing, query, words, max(limit, 20))
-        if asks_when(text):
-            hits = ranking.favour_times(hits, ranking.TIME_WEIGHT)
+        hits = favour_answer_type(text, hits)
         return ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, at)[:limit]
 
     async def _versions(self, where: And) -> Versions:

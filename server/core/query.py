@@ -36,9 +36,11 @@ from __future__ import annotations
 import math
 import re
 
+from milvus_memory_mcp import ranking
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.filters import And, pinned_scope
 from milvus_memory_mcp.keywords import STOP_WORDS
+from milvus_memory_mcp.ranking import Hits
 
 _WORD_RE = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
 _POSSESSIVE_RE = re.compile(r"['’]s$")
@@ -80,6 +82,12 @@ def content_query(text: str, names: frozenset[str] = frozenset(), possessors: bo
 def asks_when(text: str) -> bool:
     """Whether the query asks for a time ("When did she ...", "what time ...", "which day ...")."""
     return _WHEN_RE.match(text) is not None
+
+
+def favour_answer_type(text: str, hits: Hits) -> Hits:
+    """The ranked hits, re-ranked for what the question asks for: when it asks when, memories
+    that say when move up (`ranking.favour_times`)."""
+    return ranking.favour_times(hits, ranking.TIME_WEIGHT) if asks_when(text) else hits
 
 
 def as_asked(text: str) -> str:

@@ -19,7 +19,7 @@ import anyio
 
 from milvus_memory_mcp import ranking
 from milvus_memory_mcp.core.keyword_evidence import SERVER_POOL, bm25_over
-from milvus_memory_mcp.core.query import asks_when, content_query, dense_vectors, scope_names
+from milvus_memory_mcp.core.query import content_query, dense_vectors, favour_answer_type, scope_names
 from milvus_memory_mcp.core.rewrite import QueryRewriter
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import MemoryServiceError
@@ -45,8 +45,7 @@ class Searcher:
         """The best `limit` memories for `text` within `where`, best first, with recency applied."""
         s = self.settings
         hits = await self._ranked(text, where, limit)
-        if asks_when(text):
-            hits = ranking.favour_times(hits, ranking.TIME_WEIGHT)
+        hits = favour_answer_type(text, hits)
         return ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, now_us())[:limit]
 
     async def _ranked(self, text: str, where: And, limit: int) -> Hits:
