@@ -26,7 +26,6 @@ _NOTE_TS = (
     "INSERT INTO store_state VALUES {rows} ON CONFLICT (collection, key) "
     "DO UPDATE SET value = MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))"
 )
-_READ_TS = "SELECT value FROM store_state WHERE collection = ? AND key = 'vector_ts'"
 _PRUNE_TS = "DELETE FROM store_state WHERE collection = ? AND key LIKE 'vector_ts %' AND CAST(value AS INTEGER) < ?"
 _STATE = "SELECT key, value FROM store_state WHERE collection = ? AND key NOT LIKE 'vector_ts%'"
 TS_KEY = "vector_ts"
@@ -90,7 +89,7 @@ class ReembedState(Database):
 
     async def note_vector_ts(self, ts: int, terms: Collection[str] | None = None) -> None:
         """Record a Milvus server timestamp later than a write (kept: the largest per key), for the
-        collection and for the scope terms of the memories it changed (`ts_keys`); see `vector_ts`."""
+        collection and for the scope terms of the memories it changed (`ts_keys`); see `vector_ts_of`."""
 
         sql, args = note_ts_sql(_NOTE_TS, self._collection, ts, terms)
         self._notes += 1
@@ -112,15 +111,6 @@ class ReembedState(Database):
             marks = ", ".join("?" * len(keys))
             query = f"SELECT key, value FROM store_state WHERE collection = ? AND key IN ({marks})"
             return ts_values(conn.execute(query, (self._collection, *keys)).fetchall())
-
-        return await self._run(run)
-
-    async def vector_ts(self) -> int:
-        """The latest write's timestamp any process recorded (0: none); a server's searches wait for it."""
-
-        def run(conn: sqlite3.Connection) -> int:
-            row = conn.execute(_READ_TS, (self._collection,)).fetchone()
-            return int(row[0]) if row else 0
 
         return await self._run(run)
 

@@ -16,7 +16,6 @@ _NOTE_TS = (
     "INSERT INTO store_state VALUES {rows} ON CONFLICT (collection, key) "
     "DO UPDATE SET value = GREATEST(store_state.value::bigint, EXCLUDED.value::bigint)::text"
 )
-_READ_TS = "SELECT value FROM store_state WHERE collection = ? AND key = 'vector_ts'"
 _PRUNE_TS = "DELETE FROM store_state WHERE collection = ? AND key LIKE 'vector_ts %' AND value::bigint < ?"
 _STATE = "SELECT key, value FROM store_state WHERE collection = ? AND key NOT LIKE 'vector_ts%'"
 _PUT_STATE = (
@@ -52,7 +51,7 @@ class ReembedState(Database):
 
     async def note_vector_ts(self, ts: int, terms: Collection[str] | None = None) -> None:
         """Record a Milvus server timestamp later than a write (kept: the largest per key), for the
-        collection and for the scope terms of the memories it changed (`ts_keys`); see `vector_ts`."""
+        collection and for the scope terms of the memories it changed (`ts_keys`); see `vector_ts_of`."""
 
         sql, args = note_ts_sql(_NOTE_TS, self._collection, ts, terms)
         self._notes += 1
@@ -73,15 +72,6 @@ class ReembedState(Database):
         async def run(conn: Conn) -> dict[str, int]:
             query = "SELECT key, value FROM store_state WHERE collection = ? AND key = ANY(?)"
             return ts_values(await conn.fetch(query, self._collection, keys))
-
-        return await self._run(run)
-
-    async def vector_ts(self) -> int:
-        """The latest write's timestamp any replica recorded (0: none); a server's searches wait for it."""
-
-        async def run(conn: Conn) -> int:
-            value = await conn.fetchval(_READ_TS, self._collection)
-            return int(value) if value is not None else 0
 
         return await self._run(run)
 
