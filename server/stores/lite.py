@@ -96,6 +96,12 @@ class LiteServer:
                 options=[
                     ("grpc.max_receive_message_length", MAX_MESSAGE),
                     ("grpc.max_send_message_length", MAX_MESSAGE),
+                    # pymilvus pings every 10 s, with or without calls; gRPC's default policy counts
+                    # such pings as strikes and, after two, drops the connection ("too_many_pings",
+                    # an error line on stderr about two minutes into every idle spell). The only
+                    # client of this private socket is this process: its pings are all welcome.
+                    ("grpc.keepalive_permit_without_calls", 1),
+                    ("grpc.http2.max_ping_strikes", 0),
                 ],
             )
             milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(db), server)
