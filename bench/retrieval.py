@@ -10,7 +10,9 @@ with and without punctuation, some naming her), split in a "tune" and a "test" h
 
 Every dialogue turn is stored through the product's own core (`MemoryService`: real Milvus Lite in a
 temporary directory, the configured embedder, LLM inference off) as one memory "Speaker: text",
-with the session date and dia_id in its metadata and one scope (user_id) per conversation. Every
+with the session date in its metadata and one scope (user_id) per conversation: each session is
+one add_memory of its turns as a list of messages, so each turn keeps the one before it as its
+context (`--turn-by-turn`: one add per turn, no context, as measured before 2026-11-29). Every
 question except category 5 (adversarial) is then asked through `MemoryService.search`, the call
 behind the search_memories tool, with limit 10, in each requested mode (MEMORY_SEARCH_MODE).
 
@@ -44,6 +46,7 @@ from milvus_memory_mcp.settings import Settings  # noqa: E402
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
 MODES = ("hybrid", "dense", "keyword")
 K = 10
+MESSAGES = 100  # the most messages one add_memory takes (MEMORY_MAX_MESSAGES' default)
 
 
 def evidence_ids(raw: list[str]) -> set[str]:
@@ -57,15 +60,14 @@ def evidence_ids(raw: list[str]) -> set[str]:
     return out
 
 
-def turns(sample: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(dia_id, text, session date) for every turn of a conversation, in order."""
+def sessions(sample: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(session date, [(dia_id, "Speaker: text"), ...]) for every session of a conversation, in order."""
     conv = sample["conversation"]
     out = []
     n = 1
     while f"session_{n}" in conv:
-        date = conv.get(f"session_{n}_date_time", "")
-        for turn in conv[f"session_{n}"]:
-            out.append((turn["dia_id"], f"{turn['speaker']}: {turn['text']}", date))
+        said = [(turn["dia_id"], f"{turn['speaker']}: {turn['text']}") for turn in conv[f"session_{n}"]]
+        out.append((conv.get(f"session_{n}_date_time", ""), said))
         n += 1
     return out
 
@@ -94,17 +96,29 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
 
 
-async def ingest(svc: MemoryService, samples: list[dict[str, Any]]) -> tuple[dict[str, set[str]], list[float]]:
-    """Store every turn; returns memory id -> dia_ids (a repeated text maps to the first memory)."""
+async def ingest(
+    svc: MemoryService, samples: list[dict[str, Any]], turn_by_turn: bool = False
+) -> tuple[dict[str, set[str]], list[float]]:
+    """Store every turn: each session as one conversation (one add of its messages, so each turn
+    keeps the one before as its context), or with `turn_by_turn` one add per turn. Returns memory
+    id -> dia_ids (a repeated text maps to the first memory) and the time per stored turn."""
     dia_of: dict[str, set[str]] = defaultdict(set)
     latencies = []
     for sample in samples:
         scope = Scope(user_id=sample["sample_id"])
-        for dia_id, text, date in turns(sample):
-            start = time.perf_counter()
-            out = await svc.add(text, scope, {"dia_id": dia_id, "session_date": date}, infer=False)
-            latencies.append(time.perf_counter() - start)
-            dia_of[out.results[0].id].add(dia_id)
+        for date, said in sessions(sample):
+            calls = (
+                [said[i : i + 1] for i in range(len(said))]
+                if turn_by_turn
+                else [said[i : i + MESSAGES] for i in range(0, len(said), MESSAGES)]
+            )
+            for call in calls:
+                messages = [{"role": "user", "content": text} for _, text in call]
+                start = time.perf_counter()
+                out = await svc.add(messages, scope, {"session_date": date}, infer=False)
+                latencies.extend([(time.perf_counter() - start) / len(call)] * len(call))
+                for (dia_id, _), event in zip(call, out.results, strict=True):
+                    dia_of[event.id].add(dia_id)
     await svc.vectors.flush()
     return dia_of, latencies
 
@@ -191,6 +205,9 @@ async def main() -> None:
     parser.add_argument(
         "--milvus-server", action="store_true", help="store in a Milvus 2.3.5 standalone (no BM25) instead of Lite"
     )
+    parser.add_argument(
+        "--turn-by-turn", action="store_true", help="one add_memory per turn (no context) instead of per session"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -226,13 +243,14 @@ async def main() -> None:
                 if args.json:
                     args.json.write_text(json.dumps(report, indent=2))
                 return
-            dia_of, ingest_lat = await ingest(svc, samples)
+            dia_of, ingest_lat = await ingest(svc, samples, args.turn_by_turn)
             report["memories"] = len(dia_of)
+            report["added"] = "one turn per add_memory" if args.turn_by_turn else "one session per add_memory"
             report["embedder"] = svc.embedder.model_id
             report["engine"] = "Milvus 2.3.5 server" if args.milvus_server else "Milvus Lite"
             print(
                 f"ingested {len(dia_of)} memories from {len(samples)} conversations ({svc.embedder.model_id}); "
-                f"add_memory {ms(ingest_lat)}"
+                f"{report['added']}, per turn {ms(ingest_lat)}"
             )
             report["ingest_ms"] = {"p50": pct(ingest_lat, 0.5) * 1000, "p95": pct(ingest_lat, 0.95) * 1000}
             for mode in modes:

@@ -63,6 +63,11 @@ def analyse(text: str) -> str:
     return " ".join(_stemmer().stemWords(words))
 
 
+def words_with_context(words: str, context: str | None) -> str:
+    """A memory's words for BM25: its own (`words`, analysed) and its context's (`records.CONTEXT_KEY`)."""
+    return f"{words} {analyse(context)}".strip() if context else words
+
+
 def bm25_idf(documents: int, df: int) -> float:
     """BM25's inverse document frequency of a word in `df` of `documents` (Milvus's formula)."""
     return math.log(1 + (documents - df + 0.5) / (df + 0.5))

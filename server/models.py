@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, PrivateAttr
 
 from milvus_memory_mcp.core.cursors import encode_cursor
-from milvus_memory_mcp.records import HistoryEntry, MemoryRecord, iso
+from milvus_memory_mcp.records import HistoryEntry, MemoryRecord, iso, public_metadata
 
 Event = Literal["ADD", "UPDATE", "DELETE", "NONE", "RESTORE"]
 
@@ -33,7 +33,7 @@ class MemoryItem(BaseModel):
             id=r.id,
             memory=r.memory,
             hash=r.hash,
-            metadata=r.metadata,
+            metadata=public_metadata(r.metadata),
             created_at=iso(r.created_at),
             updated_at=iso(r.updated_at),
             user_id=r.user_id,

@@ -24,9 +24,10 @@ Scores (higher is better):
   order within a query comes from the fusion (unchanged by the level: R@10 as above), and a query
   that nothing matches (best cosine <= 0.05 with the local model) scores 0 throughout.
   Calibration (bench/score_calibration.py, LoCoMo dev split, 760 questions, top-10 hits, with the
-  query handling, its blend with the words as asked, the gate and BM25 k1 0.9 / b 0.3): relevant
-  hits p10/p50/p90 0.19 / 0.59 / 1.0, irrelevant 0.08 / 0.22 / 0.57; EXAMPLE_THRESHOLD 0.3 keeps
-  82% of the relevant hits and 34% of the irrelevant ones (0.5: 59% and 13%). The seed's "What are Alice's
+  query handling, its blend with the words as asked, the gate, BM25 k1 0.9 / b 0.3 and each session
+  added as a conversation): relevant hits p10/p50/p90 0.26 / 0.60 / 1.0, irrelevant 0.12 / 0.27 /
+  0.55; EXAMPLE_THRESHOLD 0.3 keeps 84% of the relevant hits and 41% of the irrelevant ones (0.5:
+  60% and 12%). The seed's "What are Alice's
   hobbies?", searched as "hobbies" blended with "what are alice's hobbies" (core/query.py), finds
   "I am working on improving my tennis skills." at cosine 0.182 (score 0.66; as written, 0.125,
   and 0.084 without the "?") while the exam memory of the same scope, at 0.104, is last of two

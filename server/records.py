@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import uuid
 from collections.abc import Iterable
@@ -15,6 +16,39 @@ from typing_extensions import TypedDict, Unpack
 Event = Literal["ADD", "UPDATE", "DELETE", "NONE", "RESTORE"]
 STATE_EVENTS = ("ADD", "UPDATE", "DELETE", "RESTORE")  # the events that change a memory (NONE does not)
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
+
+
+# A stored message's context: the messages before it in the conversation it was added with (a list
+# of messages stored verbatim), kept in its metadata under a key no caller can write or filter on
+# (`validation.METADATA_KEY_RE` refuses "@"). Keyword search matches a memory by its own words and
+# its context's ("Three times a week" answers "How often does he work out?" asked just before);
+# results and history show metadata without it (`public_metadata`). Chosen on the tune half
+# (README, "Conversation context"): the two messages before, their last 300 characters.
+CONTEXT_KEY = "@context"
+CONTEXT_MESSAGES = 2  # how many messages before a stored message make its context
+CONTEXT_CHARS = 300  # the end of a longer context (where the question it answers usually is)
+
+
+def context_of(metadata: dict[str, Any] | None) -> str | None:
+    value = (metadata or {}).get(CONTEXT_KEY)
+    return value if isinstance(value, str) and value else None
+
+
+def context_in(metadata_json: str | None) -> str | None:
+    """`context_of` for metadata still in its stored JSON text (parsed only when it has a context)."""
+    if not metadata_json or CONTEXT_KEY not in metadata_json:
+        return None
+    return context_of(json.loads(metadata_json))
+
+
+def with_context(metadata: dict[str, Any], context: str | None) -> dict[str, Any]:
+    """`metadata` with `context` (its last CONTEXT_CHARS characters) as the memory's context."""
+    return {**metadata, CONTEXT_KEY: context[-CONTEXT_CHARS:]} if context else metadata
+
+
+def public_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata as callers see and set it: without the keys the product keeps for itself."""
+    return {k: v for k, v in metadata.items() if k != CONTEXT_KEY} if CONTEXT_KEY in metadata else metadata
 
 
 def now_us() -> int:

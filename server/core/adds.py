@@ -1,5 +1,8 @@
 """Verbatim adds: each message stored as given, unless the scope already holds it.
 
+Messages added together are a conversation: each stored message keeps the CONTEXT_MESSAGES before
+it as its context, for keyword search (`records.CONTEXT_KEY`).
+
 Identical text in the scope returns the stored memory with event NONE; with `near_dup`, so does
 text whose closest memory scores above MEMORY_DEDUP_THRESHOLD and has the same numbers.
 """
@@ -15,7 +18,7 @@ from milvus_memory_mcp.core.messages import Message
 from milvus_memory_mcp.core.writes import WriteProtocol
 from milvus_memory_mcp.history import RecordStore
 from milvus_memory_mcp.models import AddEvent, AddResult
-from milvus_memory_mcp.records import Caller, Change, MemoryRecord, Scope, text_hash
+from milvus_memory_mcp.records import CONTEXT_MESSAGES, Caller, Change, MemoryRecord, Scope, text_hash, with_context
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import VectorStore
 
@@ -56,7 +59,9 @@ class VerbatimAdds:
         async with self.writes.lock:
             seen: dict[str, MemoryRecord] = {}
             batch: list[tuple[MemoryRecord, list[float]]] = []
-            for message, vector in zip(parsed, vectors, strict=True):
+            for i, (message, vector) in enumerate(zip(parsed, vectors, strict=True)):
+                # a stored message's context (records.CONTEXT_KEY): the messages before it
+                context = " ".join(m.content for m in parsed[max(0, i - CONTEXT_MESSAGES) : i])
                 digest = text_hash(message.content)
                 existing = seen.get(digest) or await self.records.find_live_by_hash(digest, scope.key)
                 if existing is not None:
@@ -83,7 +88,7 @@ class VerbatimAdds:
                             )
                         )
                         continue
-                record = MemoryRecord.new(message.content, meta, scope)
+                record = MemoryRecord.new(message.content, with_context(meta, context), scope)
                 seen[digest] = record
                 batch.append((record, vector))
                 change = Change.of(

@@ -9,7 +9,7 @@ from milvus_memory_mcp.core import scopes
 from milvus_memory_mcp.core.writes import WriteProtocol
 from milvus_memory_mcp.filters import And
 from milvus_memory_mcp.history import HistoryStore
-from milvus_memory_mcp.records import Caller, Change, MemoryRecord, now_us, text_hash
+from milvus_memory_mcp.records import Caller, Change, MemoryRecord, context_of, now_us, text_hash, with_context
 
 
 class Edits:
@@ -20,10 +20,11 @@ class Edits:
     async def update(
         self, memory_id: str, text: str, metadata: dict[str, Any] | None, vector: list[float], caller: Caller
     ) -> MemoryRecord:
-        """The memory with its new text (and metadata, when given); unchanged when nothing differs."""
+        """The memory with its new text (and metadata, when given; its context stays); unchanged when
+        nothing differs."""
         async with self._writes.lock:
             old = await scopes.owned(self._history, memory_id, caller)
-            new_meta = old.metadata if metadata is None else metadata
+            new_meta = old.metadata if metadata is None else with_context(metadata, context_of(old.metadata))
             if old.memory == text and old.metadata == new_meta:
                 return old
             new = old.updated(memory=text, hash=text_hash(text), metadata=new_meta, updated_at=now_us())

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections import Counter
 from functools import lru_cache
 
-from milvus_memory_mcp.keywords import analyse, bm25_idf, bm25_tf
-from milvus_memory_mcp.records import MemoryRecord
+from milvus_memory_mcp.keywords import analyse, bm25_idf, bm25_tf, words_with_context
+from milvus_memory_mcp.records import MemoryRecord, context_of
 
 SERVER_POOL = 200  # dense candidates scored by keywords when the engine has no BM25
 
@@ -24,8 +24,8 @@ Hits = list[tuple[MemoryRecord, float]]
 
 
 @lru_cache(maxsize=20_000)
-def _words(text: str) -> Counter[str]:
-    return Counter(analyse(text).split())
+def _words(text: str, context: str | None) -> Counter[str]:
+    return Counter(words_with_context(analyse(text), context).split())
 
 
 def bm25_over(query: str, pool: Hits, limit: int) -> Hits:
@@ -33,7 +33,7 @@ def bm25_over(query: str, pool: Hits, limit: int) -> Hits:
     terms = Counter(analyse(query).split())
     if not terms or not pool:
         return []
-    docs = [(record, _words(record.memory)) for record, _ in pool]
+    docs = [(record, _words(record.memory, context_of(record.metadata))) for record, _ in pool]
     n = len(docs)
     average = sum(sum(c.values()) for _, c in docs) / n or 1.0
     df = Counter(word for _, c in docs for word in c if word in terms)

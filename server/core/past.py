@@ -26,8 +26,8 @@ from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import BackendError, InvalidInput
 from milvus_memory_mcp.filters import And, parse_time
 from milvus_memory_mcp.history import HistoryStore
-from milvus_memory_mcp.keywords import analyse
-from milvus_memory_mcp.records import MemoryRecord, Scope
+from milvus_memory_mcp.keywords import analyse, words_with_context
+from milvus_memory_mcp.records import MemoryRecord, Scope, context_of
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import Hits
 
@@ -124,8 +124,12 @@ class PastSearch:
         ended = np.asarray([never if e is None else e for _, e in rows], dtype=np.int64)
         index = SearchIndex(self._embedder.dimensions)
 
+        def entry(i: int, r: MemoryRecord) -> Entry:
+            vector, words = embedded[r.hash]
+            return Entry(str(i), Scope(), vector, words_with_context(words, context_of(r.metadata)))
+
         def fill() -> None:
-            index.upsert(Entry(str(i), Scope(), *embedded[r.hash]) for i, r in enumerate(records))
+            index.upsert(entry(i, r) for i, r in enumerate(records))
 
         if records:
             await anyio.to_thread.run_sync(fill)

@@ -3,7 +3,8 @@
 Format (version 1): a header line `{"format": "milvus-memory-mcp", "version": 1, "embedder": ...,
 "dimensions": ..., "counts": {"memories": n, "events": m}, ...}`, then one memory a line: its id,
 text, metadata, scope, times (ISO-8601, to the microsecond), `deleted_at` (null when live), every
-history event, and `vector` only when exported `--with-vectors`.
+history event, `context` when it has one (the message it answered: `records.CONTEXT_KEY`; also per
+event), and `vector` only when exported `--with-vectors`.
 
 An import keeps ids, times and history. Vectors in the file are used when they were made by the
 current embedder (same id and length); otherwise the texts are embedded again (or taken from the
@@ -23,7 +24,7 @@ from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.filters import Node, parse_time
 from milvus_memory_mcp.history import HistoryStore
-from milvus_memory_mcp.records import HistoryEntry, MemoryRecord, text_hash
+from milvus_memory_mcp.records import HistoryEntry, MemoryRecord, context_of, public_metadata, text_hash, with_context
 from milvus_memory_mcp.validation import check_memory_id, check_metadata, check_scope
 
 FORMAT = "milvus-memory-mcp"
@@ -59,6 +60,17 @@ def _text(obj: dict[str, Any], key: str, *, optional: bool = False) -> str | Non
     return value
 
 
+def _metadata_out(metadata: dict[str, Any]) -> dict[str, Any]:
+    """The line's `metadata` (as callers see it) and `context` (when there is one)."""
+    context = context_of(metadata)
+    return {"metadata": public_metadata(metadata)} | ({"context": context} if context else {})
+
+
+def _metadata_in(obj: dict[str, Any]) -> dict[str, Any]:
+    """The stored metadata of a line's `metadata` and `context` (`_metadata_out`), checked."""
+    return with_context(check_metadata(obj.get("metadata") or {}), _text(obj, "context", optional=True))
+
+
 def header(model: str, dimensions: int, memories: int, events: int, with_vectors: bool) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -83,7 +95,7 @@ def to_json(record: MemoryRecord, events: list[HistoryEntry], vector: list[float
     line: dict[str, Any] = {
         "id": record.id,
         "memory": record.memory,
-        "metadata": record.metadata,
+        **_metadata_out(record.metadata),
         "user_id": record.user_id,
         "agent_id": record.agent_id,
         "run_id": record.run_id,
@@ -102,7 +114,7 @@ def to_json(record: MemoryRecord, events: list[HistoryEntry], vector: list[float
                 "role": h.role,
                 "reason": h.reason,
                 "source_hash": h.source_hash,
-                "metadata": h.metadata,
+                **(_metadata_out(h.metadata) if h.metadata is not None else {"metadata": None}),
             }
             for h in events
         ],
@@ -123,7 +135,7 @@ def from_json(obj: object) -> Item:
         id=memory_id,
         memory=text,
         hash=text_hash(text),
-        metadata=check_metadata(obj.get("metadata") or {}),
+        metadata=_metadata_in(obj),
         user_id=scope.user_id,
         agent_id=scope.agent_id,
         run_id=scope.run_id,
@@ -145,7 +157,6 @@ def _event(h: dict[str, Any], record: MemoryRecord) -> HistoryEntry:
     event = h.get("event")
     if event not in EVENTS:
         raise InvalidInput(f"history event {str(event)[:20]!r} is not one of {', '.join(EVENTS)}")
-    metadata = h.get("metadata")
     return HistoryEntry(
         id=_text(h, "id") or "",
         memory_id=record.id,
@@ -161,7 +172,7 @@ def _event(h: dict[str, Any], record: MemoryRecord) -> HistoryEntry:
         role=_text(h, "role", optional=True),
         reason=_text(h, "reason", optional=True),
         source_hash=_text(h, "source_hash", optional=True),
-        metadata=None if metadata is None else check_metadata(metadata),
+        metadata=None if h.get("metadata") is None else _metadata_in(h),
     )
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from milvus_memory_mcp.history.database import Database, rows_in
 from milvus_memory_mcp.keywords import analyse
-from milvus_memory_mcp.records import Scope
+from milvus_memory_mcp.records import Scope, context_in
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,13 @@ class Embedded:
     hash: str
     memory: str
     vector: bytes | None
-    words: str | None
+    words: str | None  # the text's own analysed words (the memory's context not included)
+    context: str | None = None  # `records.context_of` its metadata
+
+
+def embedded_row(r: Sequence[Any]) -> Embedded:
+    """An `Embedded` of a row (id, user_id, agent_id, run_id, hash, memory, vector, words, metadata)."""
+    return Embedded(r[0], Scope(r[1] or None, r[2] or None, r[3] or None), r[4], r[5], r[6], r[7], context_in(r[8]))
 
 
 def put_embeddings(conn: sqlite3.Connection, model: str, rows: list[tuple[str, str, list[float]]]) -> None:
@@ -87,13 +95,11 @@ class EmbeddingCache(Database):
 
         def run(conn: sqlite3.Connection) -> list[Embedded]:
             rows = conn.execute(
-                "SELECT m.id, m.user_id, m.agent_id, m.run_id, m.hash, m.memory, e.vector, e.words "
+                "SELECT m.id, m.user_id, m.agent_id, m.run_id, m.hash, m.memory, e.vector, e.words, m.metadata "
                 "FROM memories m LEFT JOIN embeddings e ON e.model = ? AND e.hash = m.hash "
                 "WHERE m.collection = ? AND m.deleted_at IS NULL",
                 (model, self._collection),
             )
-            return [
-                Embedded(r[0], Scope(r[1] or None, r[2] or None, r[3] or None), r[4], r[5], r[6], r[7]) for r in rows
-            ]
+            return [embedded_row(r) for r in rows]
 
         return await self._run(run)

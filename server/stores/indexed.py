@@ -26,8 +26,8 @@ import anyio
 
 from milvus_memory_mcp.errors import BackendError
 from milvus_memory_mcp.filters import And, scope_only
-from milvus_memory_mcp.keywords import analyse
-from milvus_memory_mcp.records import MemoryRecord, Scope
+from milvus_memory_mcp.keywords import analyse, words_with_context
+from milvus_memory_mcp.records import MemoryRecord, Scope, context_of
 
 if TYPE_CHECKING:  # numpy is imported after the MCP handshake, with the index
     from milvus_memory_mcp.history import Embedded, HistoryStore
@@ -47,7 +47,8 @@ def _entry(record: MemoryRecord, vector: list[float]) -> Entry:
 
     from milvus_memory_mcp.search_index import Entry
 
-    return Entry(record.id, record.scope, np.asarray(vector, dtype=np.float32), analyse(record.memory))
+    words = words_with_context(analyse(record.memory), context_of(record.metadata))
+    return Entry(record.id, record.scope, np.asarray(vector, dtype=np.float32), words)
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,7 @@ class IndexedStore:
                 r.id,
                 r.scope,
                 np.frombuffer(r.vector, np.float32) if r.vector is not None else np.asarray(found[r.id], np.float32),
-                r.words if r.words is not None else analyse(r.memory),
+                words_with_context(r.words if r.words is not None else analyse(r.memory), r.context),
             )
             for r in rows
             if r.vector is not None or r.id in found  # the others are pending: re-applied after open

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from array import array
 
-from milvus_memory_mcp.history.embeddings import Embedded
+from milvus_memory_mcp.history.embeddings import Embedded, embedded_row
 from milvus_memory_mcp.history.postgres.database import Conn, Database
 from milvus_memory_mcp.keywords import analyse
-from milvus_memory_mcp.records import Scope
 
 PUT = (
     "INSERT INTO embeddings (model, hash, vector, words) VALUES (?, ?, ?, ?) "
@@ -73,14 +72,12 @@ class EmbeddingCache(Database):
 
         async def run(conn: Conn) -> list[Embedded]:
             rows = await conn.fetch(
-                "SELECT m.id, m.user_id, m.agent_id, m.run_id, m.hash, m.memory, e.vector, e.words "
+                "SELECT m.id, m.user_id, m.agent_id, m.run_id, m.hash, m.memory, e.vector, e.words, m.metadata "
                 "FROM memories m LEFT JOIN embeddings e ON e.model = ? AND e.hash = m.hash "
                 "WHERE m.collection = ? AND m.deleted_at IS NULL",
                 model,
                 self._collection,
             )
-            return [
-                Embedded(r[0], Scope(r[1] or None, r[2] or None, r[3] or None), r[4], r[5], r[6], r[7]) for r in rows
-            ]
+            return [embedded_row(r) for r in rows]
 
         return await self._run(run)
