@@ -14,9 +14,13 @@ import re
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from milvus_memory_mcp.records import context_of
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
+
+    from milvus_memory_mcp.records import MemoryRecord
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 T = TypeVar("T", float, "npt.NDArray[np.floating[Any]]")
@@ -66,6 +70,11 @@ def analyse(text: str) -> str:
 def words_with_context(words: str, context: str | None) -> str:
     """A memory's words for BM25: its own (`words`, analysed) and its context's (`records.CONTEXT_KEY`)."""
     return f"{words} {analyse(context)}".strip() if context else words
+
+
+def memory_words(record: MemoryRecord) -> str:
+    """The words BM25 sees for a memory: its text's and its context's."""
+    return words_with_context(analyse(record.memory), context_of(record.metadata))
 
 
 def bm25_idf(documents: int, df: int) -> float:

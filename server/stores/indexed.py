@@ -26,8 +26,8 @@ import anyio
 
 from milvus_memory_mcp.errors import BackendError
 from milvus_memory_mcp.filters import And, scope_only
-from milvus_memory_mcp.keywords import analyse, words_with_context
-from milvus_memory_mcp.records import MemoryRecord, Scope, context_of
+from milvus_memory_mcp.keywords import analyse, memory_words, words_with_context
+from milvus_memory_mcp.records import MemoryRecord, Scope
 
 if TYPE_CHECKING:  # numpy is imported after the MCP handshake, with the index
     from milvus_memory_mcp.history import Embedded, HistoryStore
@@ -47,8 +47,7 @@ def _entry(record: MemoryRecord, vector: list[float]) -> Entry:
 
     from milvus_memory_mcp.search_index import Entry
 
-    words = words_with_context(analyse(record.memory), context_of(record.metadata))
-    return Entry(record.id, record.scope, np.asarray(vector, dtype=np.float32), words)
+    return Entry(record.id, record.scope, np.asarray(vector, dtype=np.float32), memory_words(record))
 
 
 @dataclass(frozen=True)

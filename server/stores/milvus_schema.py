@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from milvus_memory_mcp.errors import ConfigurationError
-from milvus_memory_mcp.keywords import BM25_B, BM25_K1, analyse, words_with_context
-from milvus_memory_mcp.records import SCOPE_FIELDS, MemoryRecord, context_of
+from milvus_memory_mcp.keywords import BM25_B, BM25_K1, memory_words
+from milvus_memory_mcp.records import SCOPE_FIELDS, MemoryRecord
 from milvus_memory_mcp.stores.capabilities import Capabilities
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ def to_row(record: MemoryRecord, vector: list[float], keywords: bool = False) ->
         "updated_at": record.updated_at,
     }
     if keywords:
-        words = words_with_context(analyse(record.memory), context_of(record.metadata))
+        words = memory_words(record)
         # a memory of the longest text with a context (or lower-cased into more bytes) could exceed the field
         row[KEYWORD_FIELD] = words.encode()[:MAX_TEXT_BYTES].decode(errors="ignore")
     return row
