@@ -27,7 +27,7 @@ class Embedded:
     memory: str
     vector: bytes | None
     words: str | None  # the text's own analysed words (the memory's context not included)
-    context: str | None = None  # `records.context_of` its metadata
+    context: str | None  # `records.context_of` its metadata
 
 
 def embedded_row(r: Sequence[Any]) -> Embedded:
