@@ -11,7 +11,7 @@ with and without punctuation, some naming her), split in a "tune" and a "test" h
 Every dialogue turn is stored through the product's own core (`MemoryService`: real Milvus Lite in a
 temporary directory, the configured embedder, LLM inference off) as one memory "Speaker: text",
 with the session date in its metadata and one scope (user_id) per conversation: each session is
-one add_memory of its turns as a list of messages, so each turn keeps the one before it as its
+one add_memory of its turns as a list of messages, so each turn keeps the messages around it as its
 context (`--turn-by-turn`: one add per turn, no context, as measured before 2026-11-29). Every
 question except category 5 (adversarial) is then asked through `MemoryService.search`, the call
 behind the search_memories tool, with limit 10, in each requested mode (MEMORY_SEARCH_MODE).
@@ -100,7 +100,7 @@ async def ingest(
     svc: MemoryService, samples: list[dict[str, Any]], turn_by_turn: bool = False
 ) -> tuple[dict[str, set[str]], list[float]]:
     """Store every turn: each session as one conversation (one add of its messages, so each turn
-    keeps the one before as its context), or with `turn_by_turn` one add per turn. Returns memory
+    keeps the messages around it as its context), or with `turn_by_turn` one add per turn. Returns memory
     id -> dia_ids (a repeated text maps to the first memory) and the time per stored turn."""
     dia_of: dict[str, set[str]] = defaultdict(set)
     latencies = []

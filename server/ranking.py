@@ -16,7 +16,16 @@ Scores (higher is better):
   words, see core/query.py): LoCoMo dev R@10 0.668 (0.665 before), the persona set's hybrid top-1
   0.472 -> 0.639 on its tune half, 0.500 -> 0.694 on its test half. Replayed on the candidate
   lists, w = 0.6 gave 0.657 and 0.639 (tune), no gate (w = 0.6) 0.664 and 0.500, a gate floor of 0 0.669
-  and 0.556.
+  and 0.556. A memory stored alone (a fact) has GATE_FLOOR 0.2; one with a conversation context
+  (records.CONTEXT_KEY) keeps CONTEXT_GATE_FLOOR 0.1, because what its keywords match is often its
+  context, not its own text, whose cosine is low by nature ("Three times a week; it keeps us on
+  track." for "How often does John work out?"). Chosen on the tune halves (bench/retrieval.py's LoCoMo
+  conversations 0-2, each session one conversation, and the persona set's tune half, facts added
+  one by one): one floor for all of 0.1 / 0.15 / 0.2 / 0.25 / 0.3 gave persona top-1 0.667 / 0.667 /
+  0.694 / 0.694 / 0.639 and LoCoMo R@10 0.763 / 0.768 / 0.766 / 0.754 / 0.740 (context before only;
+  with the two after too, 0.1 -> 0.2: 0.780 -> 0.782), but on a Milvus 2.3.5 server, whose keyword
+  candidates all carry their true cosine, 0.2 cost LoCoMo dev 0.738 -> 0.733 (README, "Conversation
+  context").
   The sum is divided by the weight of the searches that found anything (a query no keyword of
   which is stored is ranked by the dense part alone, up to 1, not 1 - w), so it is relative: the
   best candidate gets about 1. It is then multiplied by the *level*, how well the best candidate
@@ -25,9 +34,9 @@ Scores (higher is better):
   that nothing matches (best cosine <= 0.05 with the local model) scores 0 throughout.
   Calibration (bench/score_calibration.py, LoCoMo dev split, 760 questions, top-10 hits, with the
   query handling, its blend with the words as asked, the gate, BM25 k1 0.9 / b 0.3 and each session
-  added as a conversation): relevant hits p10/p50/p90 0.26 / 0.60 / 1.0, irrelevant 0.12 / 0.27 /
-  0.55; EXAMPLE_THRESHOLD 0.3 keeps 84% of the relevant hits and 41% of the irrelevant ones (0.5:
-  60% and 12%). The seed's "What are Alice's
+  added as a conversation): relevant hits p10/p50/p90 0.25 / 0.61 / 0.99, irrelevant 0.12 / 0.28 /
+  0.56; EXAMPLE_THRESHOLD 0.3 keeps 85% of the relevant hits and 45% of the irrelevant ones (0.5:
+  60% and 13%). The seed's "What are Alice's
   hobbies?", searched as "hobbies" blended with "what are alice's hobbies" (core/query.py), finds
   "I am working on improving my tennis skills." at cosine 0.182 (score 0.66; as written, 0.125,
   and 0.084 without the "?") while the exam memory of the same scope, at 0.104, is last of two
@@ -45,14 +54,15 @@ from __future__ import annotations
 import re
 from itertools import pairwise
 
-from milvus_memory_mcp.records import MemoryRecord
+from milvus_memory_mcp.records import MemoryRecord, context_of
 
 Hits = list[tuple[MemoryRecord, float]]
 # The threshold the schema and the memory_guide prompt suggest (see "Search and scores" in README).
 EXAMPLE_THRESHOLD = 0.3
 LEVEL_FLOOR = 0.05  # best cosine at or below which nothing matches (local model: unrelated texts ~0)
 LEVEL_FULL = 0.25  # best cosine from which the best candidate counts as a full match
-GATE_FLOOR = 0.1  # cosine at or below which a memory gets no keyword evidence
+GATE_FLOOR = 0.2  # cosine at or below which a memory stored alone gets no keyword evidence
+CONTEXT_GATE_FLOOR = 0.1  # the same for a memory with a conversation context (records.CONTEXT_KEY)
 US_PER_DAY = 86_400 * 1_000_000
 TIME_WEIGHT = 0.2  # how far a memory that mentions a time moves towards 1 for a question asking when
 
@@ -101,17 +111,18 @@ def fuse(dense: Hits, keyword: Hits, keyword_weight: float, pool: Hits | None = 
     cosines = {r.id: s for r, s in (pool or dense)}
     lowest = min(cosines.values(), default=0.0)
 
-    def gate(memory_id: str) -> float:
-        if best <= GATE_FLOOR:
+    def gate(record: MemoryRecord) -> float:
+        floor = GATE_FLOOR if context_of(record.metadata) is None else CONTEXT_GATE_FLOOR
+        if best <= floor:
             return 1.0  # similarity tells nothing here: keywords alone decide
-        return min(1.0, max(0.0, (cosines.get(memory_id, lowest) - GATE_FLOOR) / (best - GATE_FLOOR)))
+        return min(1.0, max(0.0, (cosines.get(record.id, lowest) - floor) / (best - floor)))
 
     for r, s in min_max(dense):
         records.setdefault(r.id, r)
         scores[r.id] = scores.get(r.id, 0.0) + (1 - keyword_weight) * s
     for r, s in min_max(keyword):
         records.setdefault(r.id, r)
-        scores[r.id] = scores.get(r.id, 0.0) + keyword_weight * s * gate(r.id)
+        scores[r.id] = scores.get(r.id, 0.0) + keyword_weight * s * gate(r)
     found = (1 - keyword_weight if dense else 0.0) + (keyword_weight if keyword else 0.0)
     level = min(1.0, max(0.0, (best - LEVEL_FLOOR) / (LEVEL_FULL - LEVEL_FLOOR))) / (found or 1.0)
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))

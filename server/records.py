@@ -18,15 +18,27 @@ STATE_EVENTS = ("ADD", "UPDATE", "DELETE", "RESTORE")  # the events that change 
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
 
 
-# A stored message's context: the messages before it in the conversation it was added with (a list
-# of messages stored verbatim), kept in its metadata under a key no caller can write or filter on
-# (`validation.METADATA_KEY_RE` refuses "@"). Keyword search matches a memory by its own words and
-# its context's ("Three times a week" answers "How often does he work out?" asked just before);
+# A stored message's context: the messages around it in the conversation it was added with (a
+# list of messages stored verbatim), kept in its metadata under a key no caller can write or filter
+# on (`validation.METADATA_KEY_RE` refuses "@"). Keyword search matches a memory by its own words
+# and its context's ("Three times a week" answers "How often does he work out?" asked just before;
+# "Biscuit turned three!" is named by the reply "Happy birthday to your golden retriever!");
 # results and history show metadata without it (`public_metadata`). Chosen on the tune half
-# (README, "Conversation context"): the two messages before, their last 300 characters.
+# (README, "Conversation context"): the end of the two messages before, the start of the two after.
 CONTEXT_KEY = "@context"
-CONTEXT_MESSAGES = 2  # how many messages before a stored message make its context
-CONTEXT_CHARS = 300  # the end of a longer context (where the question it answers usually is)
+CONTEXT_BEFORE = 2  # how many messages before a stored message are in its context
+CONTEXT_BEFORE_CHARS = 300  # their end (where the question it answers usually is)
+CONTEXT_AFTER = 2  # how many messages after it (the replies, which often name what it is about)
+CONTEXT_AFTER_CHARS = 150  # their start
+CONTEXT_LIMIT = CONTEXT_BEFORE_CHARS + 1 + CONTEXT_AFTER_CHARS  # the longest context kept (an import's too)
+
+
+def conversation_context(messages: list[str], i: int) -> str | None:
+    """The context of the `i`th of messages added together: the end of the CONTEXT_BEFORE before
+    it and the start of the CONTEXT_AFTER after it (None when it is alone)."""
+    before = " ".join(messages[max(0, i - CONTEXT_BEFORE) : i])[-CONTEXT_BEFORE_CHARS:]
+    after = " ".join(messages[i + 1 : i + 1 + CONTEXT_AFTER])[:CONTEXT_AFTER_CHARS]
+    return " ".join(part for part in (before, after) if part) or None
 
 
 def context_of(metadata: dict[str, Any] | None) -> str | None:
@@ -42,8 +54,8 @@ def context_in(metadata_json: str | None) -> str | None:
 
 
 def with_context(metadata: dict[str, Any], context: str | None) -> dict[str, Any]:
-    """`metadata` with `context` (its last CONTEXT_CHARS characters) as the memory's context."""
-    return {**metadata, CONTEXT_KEY: context[-CONTEXT_CHARS:]} if context else metadata
+    """`metadata` with `context` (at most its last CONTEXT_LIMIT characters) as the memory's context."""
+    return {**metadata, CONTEXT_KEY: context[-CONTEXT_LIMIT:]} if context else metadata
 
 
 def public_metadata(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Verbatim adds: each message stored as given, unless the scope already holds it.
 
-Messages added together are a conversation: each stored message keeps the CONTEXT_MESSAGES before
-it as its context, for keyword search (`records.CONTEXT_KEY`).
+Messages added together are a conversation: each stored message keeps the messages around it (the
+CONTEXT_BEFORE before it, the CONTEXT_AFTER after it) as its context, for keyword search
+(`records.CONTEXT_KEY`).
 
 Identical text in the scope returns the stored memory with event NONE; with `near_dup`, so does
 text whose closest memory scores above MEMORY_DEDUP_THRESHOLD and has the same numbers.
@@ -18,7 +19,15 @@ from milvus_memory_mcp.core.messages import Message
 from milvus_memory_mcp.core.writes import WriteProtocol
 from milvus_memory_mcp.history import RecordStore
 from milvus_memory_mcp.models import AddEvent, AddResult
-from milvus_memory_mcp.records import CONTEXT_MESSAGES, Caller, Change, MemoryRecord, Scope, text_hash, with_context
+from milvus_memory_mcp.records import (
+    Caller,
+    Change,
+    MemoryRecord,
+    Scope,
+    conversation_context,
+    text_hash,
+    with_context,
+)
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import VectorStore
 
@@ -59,9 +68,10 @@ class VerbatimAdds:
         async with self.writes.lock:
             seen: dict[str, MemoryRecord] = {}
             batch: list[tuple[MemoryRecord, list[float]]] = []
+            texts = [m.content for m in parsed]
             for i, (message, vector) in enumerate(zip(parsed, vectors, strict=True)):
-                # a stored message's context (records.CONTEXT_KEY): the messages before it
-                context = " ".join(m.content for m in parsed[max(0, i - CONTEXT_MESSAGES) : i])
+                # a stored message's context (records.CONTEXT_KEY): the messages around it
+                context = conversation_context(texts, i)
                 digest = text_hash(message.content)
                 existing = seen.get(digest) or await self.records.find_live_by_hash(digest, scope.key)
                 if existing is not None:

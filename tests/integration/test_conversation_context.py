@@ -1,11 +1,13 @@
-"""Messages added together are a conversation: each stored message keeps the one before it as its
-context, and keyword search matches a memory by its context's words too.
+"""Messages added together are a conversation: each stored message keeps the messages around it (the
+two before it, the two after it) as its context, and keyword search matches a memory by its
+context's words too.
 
 "Three times a week; it keeps us on track." shares no word with "How often does John work out with
-his family?"; the message it answered ("How often do you work out with your family?") does. The
-context is kept in the memory's metadata under a key no caller can write or filter on, shown by no
-tool, and it survives an update, a restart (the index rebuilt from SQLite), time travel, and an
-export and import.
+his family?"; the message it answered ("How often do you work out with your family?") does. Nor does
+"Biscuit turned three today!" with "How old is her golden retriever?"; the reply to it ("Happy
+birthday to your golden retriever!") does. The context is kept in the memory's metadata under a key
+no caller can write or filter on, shown by no tool, and it survives an update, a restart (the index
+rebuilt from SQLite), time travel, and an export and import.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from milvus_memory_mcp.core.keyword_evidence import bm25_over
 from milvus_memory_mcp.core.transfer import export
 from milvus_memory_mcp.embedders.local import LocalEmbedder
 from milvus_memory_mcp.errors import InvalidInput
-from milvus_memory_mcp.records import CONTEXT_CHARS, CONTEXT_KEY, MemoryRecord, Scope, context_of
+from milvus_memory_mcp.records import (
+    CONTEXT_AFTER_CHARS,
+    CONTEXT_BEFORE_CHARS,
+    CONTEXT_KEY,
+    MemoryRecord,
+    Scope,
+    context_of,
+)
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores.milvus_schema import KEYWORD_FIELD, MAX_TEXT_BYTES, to_row
@@ -63,10 +72,10 @@ async def found(service: MemoryService, query: str = ASKED, **kwargs: object) ->
 async def test_a_reply_is_found_by_the_words_of_the_message_it_answers(service: MemoryService) -> None:
     await add_conversation(service)
     assert REPLY in await found(service)  # hybrid, the default
+    # the reply's own words still find it first; the question stays a memory of its own
+    assert (await found(service, "on track"))[0] == REPLY
     keyword_mode(service)
     assert REPLY in await found(service)
-    # the reply's own words still find it; the question stays a memory of its own
-    assert (await found(service, "on track"))[0] == REPLY
     assert QUESTION in await found(service)
 
 
@@ -111,19 +120,37 @@ async def test_the_context_is_not_shown_and_callers_cannot_set_or_filter_it(serv
         await service.search(ASKED, SCOPE, filters_={CONTEXT_KEY: QUESTION})
 
 
-async def test_each_message_keeps_the_two_before_it(service: MemoryService) -> None:
+@ENGINES
+async def test_a_message_is_found_by_the_words_of_the_reply_to_it(service: MemoryService) -> None:
+    for text in OTHERS:
+        await service.add(text, SCOPE, infer=False)
+    said = ["Biscuit turned three today!", "Happy birthday to your golden retriever!"]
+    await service.add([{"role": "user", "content": t} for t in said], SCOPE, infer=False)
+    keyword_mode(service)
+    assert set((await found(service, "How old is his golden retriever"))[:2]) == set(said)
+
+
+async def test_each_message_keeps_the_two_before_it_and_the_two_after_it(service: MemoryService) -> None:
     said = ["Did you go hiking?", "Yes, at Mount Tam.", "How was the view?", "Foggy but lovely."]
     out = await service.add([{"role": "user", "content": t} for t in said], SCOPE, infer=False)
     contexts = [context_of((await service.history.get(e.id)).metadata) for e in out.results]  # type: ignore[union-attr]
-    assert contexts == [None, said[0], f"{said[0]} {said[1]}", f"{said[1]} {said[2]}"]
+    assert contexts == [
+        f"{said[1]} {said[2]}",
+        f"{said[0]} {said[2]} {said[3]}",
+        f"{said[0]} {said[1]} {said[3]}",
+        f"{said[1]} {said[2]}",
+    ]
 
 
-async def test_a_long_previous_message_gives_its_end_as_context(service: MemoryService) -> None:
-    long = "x " * CONTEXT_CHARS + QUESTION
-    out = await service.add([{"role": "user", "content": long}, {"role": "user", "content": REPLY}], SCOPE, infer=False)
+async def test_long_messages_before_give_their_end_and_after_their_start(service: MemoryService) -> None:
+    before = "x " * CONTEXT_BEFORE_CHARS + QUESTION
+    after = "Great, keep it up! " + "y " * CONTEXT_AFTER_CHARS
+    messages = [{"role": "user", "content": t} for t in (before, REPLY, after)]
+    out = await service.add(messages, SCOPE, infer=False)
     stored = await service.history.get(out.results[1].id)
-    assert stored is not None and stored.metadata[CONTEXT_KEY] == long[-CONTEXT_CHARS:]
-    assert stored.metadata[CONTEXT_KEY].endswith(QUESTION)
+    assert stored is not None
+    assert stored.metadata[CONTEXT_KEY] == f"{before[-CONTEXT_BEFORE_CHARS:]} {after[:CONTEXT_AFTER_CHARS]}"
+    assert QUESTION in stored.metadata[CONTEXT_KEY] and "Great, keep it up!" in stored.metadata[CONTEXT_KEY]
 
 
 @HISTORIES

@@ -10,7 +10,7 @@ from milvus_memory_mcp import ranking
 from milvus_memory_mcp.core import query
 from milvus_memory_mcp.core.query import as_asked, asks_when, content_query, scope_names
 from milvus_memory_mcp.filters import And, Cond
-from milvus_memory_mcp.records import MemoryRecord, Scope
+from milvus_memory_mcp.records import CONTEXT_KEY, MemoryRecord, Scope
 from milvus_memory_mcp.service import MemoryService
 
 from ..conftest import ENGINES
@@ -204,3 +204,54 @@ async def test_only_questions_asking_when_favour_memories_that_say_when(
 
 def _record(memory_id: str, text: str) -> MemoryRecord:
     return MemoryRecord(memory_id, text, "", {}, "c", None, None, created_at=0, updated_at=0)
+
+
+HOME = [
+    "Grew up in Tucson, Arizona.",
+    "Enrolled part-time in a statistics master's program at Portland State.",
+    "Lives in Portland, Oregon, with her partner Sam.",
+    "Works as a pediatric nurse at Riverside Children's Hospital.",
+    "Plays bass guitar in a weekend cover band.",
+]
+
+
+@ENGINES
+async def test_one_shared_word_of_a_dissimilar_memory_does_not_outrank_the_answer(
+    service: MemoryService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The question shares one word with these memories, the "State" of the master's program's
+    "Portland State": its keyword evidence counts only as far as its cosine is above
+    ranking.GATE_FLOOR (0.2) on the way to the best one's, too little to outrank the answer."""
+    for text in HOME:
+        await service.add(text, Scope(user_id="maya"), infer=False)
+    question = "what state did maya spend her childhood in"
+
+    async def first() -> str:
+        return (await service.search(question, Scope(user_id="maya"), limit=3)).results[0].memory
+
+    assert await first() == HOME[0]
+    monkeypatch.setattr(ranking, "GATE_FLOOR", 0.1)  # the floor before: the shared word wins
+    assert await first() == HOME[1]
+
+
+def test_a_memory_with_a_conversation_context_keeps_keyword_evidence_at_a_lower_cosine() -> None:
+    """A reply matched by its context's words has a low cosine of its own: below GATE_FLOOR, above
+    CONTEXT_GATE_FLOOR, its keyword evidence counts where a fact's stored alone does not."""
+    best = _record("best", "Goes to the gym on Mondays")
+    fact = _record("fact", "Three times a week; it keeps us on track.")
+    reply = MemoryRecord(
+        "reply",
+        fact.memory,
+        "",
+        {CONTEXT_KEY: "How often do you work out?"},
+        "c",
+        None,
+        None,
+        created_at=0,
+        updated_at=0,
+    )
+    cosine = (ranking.GATE_FLOOR + ranking.CONTEXT_GATE_FLOOR) / 2
+    pool = [(best, 0.6), (fact, cosine), (reply, cosine)]
+    fused = dict((r.id, s) for r, s in ranking.fuse(pool, [(fact, 5.0), (reply, 5.0)], 0.7, pool))
+    assert fused["reply"] > fused["fact"]
+    assert fused["fact"] == pytest.approx(0.0)  # the lowest cosine of the dense list, no keyword evidence
