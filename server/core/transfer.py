@@ -3,7 +3,7 @@
 Format (version 1): a header line `{"format": "milvus-memory-mcp", "version": 1, "embedder": ...,
 "dimensions": ..., "counts": {"memories": n, "events": m}, ...}`, then one memory a line: its id,
 text, metadata, scope, times (ISO-8601, to the microsecond), `deleted_at` (null when live), every
-history event, `context` when it has one (the message it answered: `records.CONTEXT_KEY`; also per
+history event, `context` when it has one (the messages around it: `records.CONTEXT_KEY`; also per
 event), and `vector` only when exported `--with-vectors`.
 
 An import keeps ids, times and history. Vectors in the file are used when they were made by the
