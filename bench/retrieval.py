@@ -10,7 +10,9 @@ with and without punctuation, some naming her), split in a "tune" and a "test" h
 
 Every dialogue turn is stored through the product's own core (`MemoryService`: real Milvus Lite in a
 temporary directory, the configured embedder, LLM inference off) as one memory "Speaker: text",
-with the session date in its metadata and one scope (user_id) per conversation: each session is
+dated by its session (the add's `at`: said then, as a live conversation's memories are dated when
+they are stored; `--undated`: stored now, as measured before 2026-11-29, so a question that names a
+date finds nothing by it) and one scope (user_id) per conversation: each session is
 one add_memory of its turns as a list of messages, so each turn keeps the messages around it as its
 context (`--turn-by-turn`: one add per turn, no context, as measured before 2026-11-29). Every
 question except category 5 (adversarial) is then asked through `MemoryService.search`, the call
@@ -32,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +75,11 @@ def sessions(sample: dict[str, Any]) -> list[tuple[str, list[tuple[str, str]]]]:
     return out
 
 
+def session_time(date: str) -> str:
+    """A LoCoMo session's date ("1:56 pm on 8 May, 2023") as ISO-8601, read as UTC."""
+    return datetime.strptime(date, "%I:%M %p on %d %B, %Y").replace(tzinfo=timezone.utc).isoformat()
+
+
 def load_samples(path: Path) -> list[dict[str, Any]]:
     """LoCoMo conversations from a locomo10.json, or from the LoCoMo repository's data/locomo10.zip
     (one file per conversation, `data/multimodal_dialog/locomo10_v2/<n>.json`, each its
@@ -97,11 +105,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def ingest(
-    svc: MemoryService, samples: list[dict[str, Any]], turn_by_turn: bool = False
+    svc: MemoryService, samples: list[dict[str, Any]], turn_by_turn: bool = False, dated: bool = True
 ) -> tuple[dict[str, set[str]], list[float]]:
     """Store every turn: each session as one conversation (one add of its messages, so each turn
-    keeps the messages around it as its context), or with `turn_by_turn` one add per turn. Returns memory
-    id -> dia_ids (a repeated text maps to the first memory) and the time per stored turn."""
+        keeps the messages around it as its context), or with `turn_by_turn` one add per turn; `dated`: each
+    dated by its session (the add's `at`), else now. Returns memory
+        id -> dia_ids (a repeated text maps to the first memory) and the time per stored turn."""
     dia_of: dict[str, set[str]] = defaultdict(set)
     latencies = []
     for sample in samples:
@@ -115,7 +124,8 @@ async def ingest(
             for call in calls:
                 messages = [{"role": "user", "content": text} for _, text in call]
                 start = time.perf_counter()
-                out = await svc.add(messages, scope, {"session_date": date}, infer=False)
+                at = session_time(date) if dated else None
+                out = await svc.add(messages, scope, {"session_date": date}, infer=False, at=at)
                 latencies.extend([(time.perf_counter() - start) / len(call)] * len(call))
                 for (dia_id, _), event in zip(call, out.results, strict=True):
                     dia_of[event.id].add(dia_id)
@@ -208,6 +218,9 @@ async def main() -> None:
     parser.add_argument(
         "--turn-by-turn", action="store_true", help="one add_memory per turn (no context) instead of per session"
     )
+    parser.add_argument(
+        "--undated", action="store_true", help="store every turn now, not dated by its session (the add's `at`)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -243,9 +256,10 @@ async def main() -> None:
                 if args.json:
                     args.json.write_text(json.dumps(report, indent=2))
                 return
-            dia_of, ingest_lat = await ingest(svc, samples, args.turn_by_turn)
+            dia_of, ingest_lat = await ingest(svc, samples, args.turn_by_turn, not args.undated)
             report["memories"] = len(dia_of)
             report["added"] = "one turn per add_memory" if args.turn_by_turn else "one session per add_memory"
+            report["dated"] = "now" if args.undated else "by session (add's at)"
             report["embedder"] = svc.embedder.model_id
             report["engine"] = "Milvus 2.3.5 server" if args.milvus_server else "Milvus Lite"
             print(

@@ -151,6 +151,17 @@ def parse_time(key: str, value: Any) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def parse_instant(name: str, value: object) -> int | None:
+    """An argument that names a time (`as_of`, `at`) as µs since the epoch; None stays None."""
+    if value is None:
+        return None
+    try:
+        return parse_time(name, value)
+    except InvalidInput:
+        shown = repr(value)[:60]
+        raise InvalidInput(f'{name} must be an ISO-8601 time such as "2024-05-01T12:00:00Z", got {shown}.') from None
+
+
 class _Parser:
     def __init__(self) -> None:
         self.count = 0

@@ -132,9 +132,10 @@ class MemoryRecord:
         return Scope(self.user_id, self.agent_id, self.run_id)
 
     @classmethod
-    def new(cls, text: str, metadata: dict[str, Any], scope: Scope) -> MemoryRecord:
-        """A memory about to be added: a fresh uuid4 id, created and updated now."""
-        ts = now_us()
+    def new(cls, text: str, metadata: dict[str, Any], scope: Scope, at: int | None = None) -> MemoryRecord:
+        """A memory about to be added: a fresh uuid4 id, created and updated `at` (microseconds since
+        the epoch: when it was said, for a conversation stored later), by default now."""
+        ts = now_us() if at is None else at
         return cls(
             id=str(uuid.uuid4()),
             memory=text,

@@ -21,7 +21,7 @@ from milvus_memory_mcp.core.edits import Edits
 from milvus_memory_mcp.core.inferred import InferredAdds
 from milvus_memory_mcp.core.lifecycle import Lifecycle
 from milvus_memory_mcp.core.messages import parse_messages
-from milvus_memory_mcp.core.past import PastSearch, parse_as_of
+from milvus_memory_mcp.core.past import PastSearch
 from milvus_memory_mcp.core.reembed import Reembedder, SwitchableEmbedder, check_step
 from milvus_memory_mcp.core.restore import Restorer
 from milvus_memory_mcp.core.rewrite import make_rewriter
@@ -39,6 +39,7 @@ from milvus_memory_mcp.validation import check_limit, check_memory_id, check_met
 
 MAX_SEARCH_LIMIT = 100
 MAX_LIST_LIMIT = 1000
+FUTURE_SKEW_US = 300 * 1_000_000  # an add's `at` may run this far ahead of our clock (another machine's)
 
 
 class MemoryService:
@@ -137,10 +138,16 @@ class MemoryService:
         metadata: object = None,
         infer: bool | None = None,
         caller: Caller = ANONYMOUS,
+        at: object = None,
     ) -> models.AddResult:
+        """Store `messages` in `scope`; `at` (ISO-8601) dates the memories this creates: when they
+        were said, for a conversation stored later (default now)."""
         scopes.check_writable(caller)
         scope = self._scope_for(scope, caller)
         meta = check_metadata(metadata)
+        said_at = filters.parse_instant("at", at)
+        if said_at is not None and said_at > now_us() + FUTURE_SKEW_US:
+            raise InvalidInput(f"at is in the future ({at}); it says when the messages were said, by default now.")
         s = self.settings
         parsed = [m for m in parse_messages(messages, s.max_memory_bytes, s.max_messages) if m.role != "system"]
         if not parsed:
@@ -149,9 +156,9 @@ class MemoryService:
             raise InvalidInput("infer=true needs an LLM, and none is configured (set MEMORY_LLM); omit infer.")
         await self.ready()
         if self._inferred is not None and infer is not False:
-            return await self._inferred.add(parsed, scope, meta, caller)
+            return await self._inferred.add(parsed, scope, meta, caller, said_at)
         vectors = await self.embedder.embed([m.content for m in parsed])
-        return await self._verbatim.add(parsed, vectors, scope, meta, caller, near_dup=infer is None)
+        return await self._verbatim.add(parsed, vectors, scope, meta, caller, near_dup=infer is None, at=said_at)
 
     async def search(
         self,
@@ -168,7 +175,7 @@ class MemoryService:
         limit = check_limit(limit, 1, MAX_SEARCH_LIMIT)
         check_threshold(threshold)
         where = filters.within(scope, filters_)
-        at = parse_as_of(as_of)
+        at = filters.parse_instant("as_of", as_of)
         await self._lifecycle.ready_for_reads()
         hits = await (
             self._searcher.search(text, where, limit) if at is None else self._past.search(text, where, at, limit)
@@ -197,7 +204,7 @@ class MemoryService:
         limit = check_limit(limit, 1, MAX_LIST_LIMIT)
         where = filters.within(scope, filters_)
         after = decode_cursor(cursor) if cursor else None
-        at = parse_as_of(as_of)
+        at = filters.parse_instant("as_of", as_of)
         await self._lifecycle.ready_for_reads()
         h = self.history
         rows = await (h.list_live(where, limit + 1, after) if at is None else h.list_at(where, at, limit + 1, after))

@@ -58,8 +58,9 @@ class VerbatimAdds:
         note: str | None = None,
         reason: str | None = None,
         source_hash: str | None = None,
+        at: int | None = None,
     ) -> AddResult:
-        """Store each message (with its vector) in `scope`; the stores are open."""
+        """Store each message (with its vector) in `scope`, dated `at` (µs; None: now); the stores are open."""
         threshold = self.settings.dedup_threshold
         check_near = near_dup and threshold < 1
         results: list[AddEvent] = []
@@ -98,7 +99,7 @@ class VerbatimAdds:
                             )
                         )
                         continue
-                record = MemoryRecord.new(message.content, with_context(meta, context), scope)
+                record = MemoryRecord.new(message.content, with_context(meta, context), scope, at)
                 seen[digest] = record
                 batch.append((record, vector))
                 change = Change.of(

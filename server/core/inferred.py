@@ -45,14 +45,19 @@ class InferredAdds:
     writes: WriteProtocol
     verbatim: VerbatimAdds
 
-    async def add(self, parsed: list[Message], scope: Scope, meta: dict[str, Any], caller: Caller) -> AddResult:
+    async def add(
+        self, parsed: list[Message], scope: Scope, meta: dict[str, Any], caller: Caller, at: int | None = None
+    ) -> AddResult:
+        """Extract facts from `parsed` and apply the LLM's decisions; new memories are dated `at` (µs;
+        None: now), and the LLM reads the messages as said that day."""
         from milvus_memory_mcp.inference.reconcile import Decision, decide, extract, plan  # only with an LLM
 
         pairs = [(m.role or "user", m.content) for m in parsed]
         source_hash = text_hash("\n".join(f"{r}: {c}" for r, c in pairs))
         max_bytes = self.settings.max_memory_bytes
         try:
-            facts = await extract(self.llm, pairs, datetime.now(timezone.utc).date().isoformat(), max_bytes)
+            said = datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at / 1_000_000, tz=timezone.utc)
+            facts = await extract(self.llm, pairs, said.date().isoformat(), max_bytes)
             if not facts:
                 return AddResult(
                     results=[],
@@ -79,6 +84,7 @@ class InferredAdds:
                 note=f"Inference failed, so the input was stored verbatim: {e}",
                 reason=f"Stored verbatim: inference failed ({e})",
                 source_hash=source_hash,
+                at=at,
             )
         actions, problems = plan(facts, decisions, [c.id for c in candidates], max_bytes)
         vector_of = dict(zip(facts, fact_vectors, strict=True))
@@ -87,7 +93,7 @@ class InferredAdds:
             vector_of.update(zip(missing, await self.embedder.embed(missing), strict=True))
         async with self.writes.lock:
             results, changes, known = await self._resolve(
-                actions, vector_of, scope, meta, caller, source_hash, problems
+                actions, vector_of, scope, meta, caller, source_hash, problems, at
             )
             await self.writes.apply(changes)
             # NONE decisions change nothing but are history too: "told again, already known, because..."
@@ -115,6 +121,7 @@ class InferredAdds:
         caller: Caller,
         source_hash: str,
         problems: list[str],
+        at: int | None,
     ) -> tuple[list[AddEvent], list[Change], Known]:
         """Turn actions into changes against the current state (call with the write lock held), and
         list the memories the model found already known (NONE) with its reasons."""
@@ -145,7 +152,7 @@ class InferredAdds:
                     results.append(AddEvent(id=existing.id, memory=existing.memory, event="NONE", reason=action.reason))
                     known.append((existing, action.reason))
                     continue
-                new = MemoryRecord.new(action.text, meta, scope)
+                new = MemoryRecord.new(action.text, meta, scope, at)
                 added[digest] = new
                 changes.append(
                     Change.of(

@@ -2,12 +2,14 @@
 
 A Milvus 2.3 / 2.4 server has no BM25 function, so hybrid search would silently fall back to
 dense alone (LoCoMo dev R@10 0.51 instead of 0.66). Instead the dense search fetches a wider pool
-(`SERVER_POOL` candidates) and this module scores those candidates' texts with BM25 (k1 and b
+(`SERVER_POOL` candidates, 400) and this module scores those candidates' texts with BM25 (k1 and b
 from `server.keywords`, as `server.search_index`), the document frequencies and average length taken over the
 pool itself. The fused ranking then sees keyword evidence as on Lite. Measured on the LoCoMo dev
 split (bench/retrieval.py's search, 200 candidates): R@10 0.669 against 0.668 with BM25 over the
 whole collection; 100 candidates gave 0.643, 50 gave 0.618. With k1 0.9 / b 0.3, on a Milvus 2.3.5
-server: 0.674 against Lite's 0.683.
+server: 0.674 against Lite's 0.683. With conversation context, a reply is often found by its
+context's words at a low cosine of its own, below the 200 closest: 400 candidates give 0.777
+against Lite's 0.778, 200 gave 0.758 (LoCoMo dev, dated sessions, 2026-11-29; search p50 +9 ms).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from functools import lru_cache
 from milvus_memory_mcp.keywords import analyse, bm25_idf, bm25_tf, words_with_context
 from milvus_memory_mcp.records import MemoryRecord, context_of
 
-SERVER_POOL = 200  # dense candidates scored by keywords when the engine has no BM25
+SERVER_POOL = 400  # dense candidates scored by keywords when the engine has no BM25
 
 Hits = list[tuple[MemoryRecord, float]]
 

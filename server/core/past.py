@@ -23,8 +23,8 @@ from milvus_memory_mcp import ranking
 from milvus_memory_mcp.core.query import content_query, dense_vectors, favour_answer_type, scope_names
 from milvus_memory_mcp.core.search import GATE_POOL
 from milvus_memory_mcp.embedders import Embedder
-from milvus_memory_mcp.errors import BackendError, InvalidInput
-from milvus_memory_mcp.filters import And, parse_time
+from milvus_memory_mcp.errors import BackendError
+from milvus_memory_mcp.filters import And
 from milvus_memory_mcp.history import HistoryStore
 from milvus_memory_mcp.keywords import analyse, words_with_context
 from milvus_memory_mcp.records import MemoryRecord, Scope, context_of
@@ -39,17 +39,6 @@ logger = logging.getLogger(__name__)
 EMBED_CHUNK = 256  # old texts embedded per call
 CACHED_VERSIONS = 200_000  # versions kept indexed across filters (~300 MB of vectors at 384 dims)
 Embedded = dict[str, tuple[Any, str]]  # text hash -> (float32 vector, analysed words)
-
-
-def parse_as_of(value: object) -> int | None:
-    """`as_of` as µs since the epoch (None: now, the current state)."""
-    if value is None:
-        return None
-    try:
-        return parse_time("as_of", value)
-    except InvalidInput:
-        shown = repr(value)[:60]
-        raise InvalidInput(f'as_of must be an ISO-8601 time such as "2024-05-01T12:00:00Z", got {shown}.') from None
 
 
 @dataclass

@@ -7,18 +7,22 @@ looks for the query's content words, the dense one for a blend of them and the w
 cosines gate the keyword evidence, and on an engine without BM25 (a Milvus server before 2.5)
 the pool's texts are scored by BM25 here (`core/keyword_evidence.py`), so hybrid search holds.
 With MEMORY_QUERY_REWRITE, the LLM's rewrites of the query (`core/rewrite.py`) are searched like
-the query, and each memory's score is its mean over the query and the rewrites.
+the query, and each memory's score is its mean over the query and the rewrites. A query that names
+a period ("in May 2023", `core/periods.py`) is also searched among the memories created in it,
+which move up (`ranking.favour_period`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 import anyio
 
-from milvus_memory_mcp import ranking
+from milvus_memory_mcp import filters, ranking
 from milvus_memory_mcp.core.keyword_evidence import SERVER_POOL, bm25_over
+from milvus_memory_mcp.core.periods import asked_period, period_conditions
 from milvus_memory_mcp.core.query import content_query, dense_vectors, favour_answer_type, scope_names
 from milvus_memory_mcp.core.rewrite import QueryRewriter
 from milvus_memory_mcp.embedders import Embedder
@@ -44,14 +48,18 @@ class Searcher:
     async def search(self, text: str, where: And, limit: int) -> Hits:
         """The best `limit` memories for `text` within `where`, best first, with recency applied."""
         s = self.settings
-        hits = await self._ranked(text, where, limit)
+        rewrites = await self.rewriter.rewrites(text) if self.rewriter else []
+        hits = await self._ranked(text, rewrites, where, limit)
+        period = asked_period(text, datetime.now(timezone.utc))
+        if period is not None:
+            inside = await self._ranked(text, rewrites, filters.combine(where, period_conditions(period)), limit)
+            hits = ranking.favour_period(hits, inside, ranking.PERIOD_WEIGHT)
         hits = favour_answer_type(text, hits)
         return ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, now_us())[:limit]
 
-    async def _ranked(self, text: str, where: And, limit: int) -> Hits:
+    async def _ranked(self, text: str, rewrites: list[str], where: And, limit: int) -> Hits:
         """Candidates best first, scored as `server.ranking` documents for the configured mode."""
         names = scope_names(where)
-        rewrites = await self.rewriter.rewrites(text) if self.rewriter else []
         if not rewrites:
             return await self._ranked_one(text, names, where, limit)
         texts = [text, *rewrites]

@@ -101,6 +101,17 @@ async def test_extracted_fact_is_stored_with_reason_and_source_hash_in_one_call(
     assert hit.id == added.id and hit.metadata == {"category": "hobbies"}
 
 
+async def test_an_inferred_add_dated_in_the_past_reads_the_messages_as_said_that_day(
+    svc: MemoryService, fake: FakeOpenAI
+) -> None:
+    fake.script(CHAT, facts("Went to the pottery class on 2023-05-07"))
+    out = await svc.add("I went to the pottery class yesterday.", ALICE, at="2023-05-08T13:56:00Z")
+    [added] = out.results
+    assert chat_input(fake.calls(CHAT)[0])["today"] == "2023-05-08"  # "yesterday" made absolute from then
+    item = await svc.get(added.id)
+    assert item.created_at == item.updated_at == "2023-05-08T13:56:00+00:00"
+
+
 async def test_update_decision_merges_into_the_stored_memory_shown_under_an_alias(
     svc: MemoryService, fake: FakeOpenAI
 ) -> None:
