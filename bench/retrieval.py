@@ -108,9 +108,9 @@ async def ingest(
     svc: MemoryService, samples: list[dict[str, Any]], turn_by_turn: bool = False, dated: bool = True
 ) -> tuple[dict[str, set[str]], list[float]]:
     """Store every turn: each session as one conversation (one add of its messages, so each turn
-        keeps the messages around it as its context), or with `turn_by_turn` one add per turn; `dated`: each
-    dated by its session (the add's `at`), else now. Returns memory
-        id -> dia_ids (a repeated text maps to the first memory) and the time per stored turn."""
+    keeps the messages around it as its context), or with `turn_by_turn` one add per turn; with
+    `dated` each turn is dated by its session (the add's `at`), else stored now. Returns memory id
+    -> dia_ids (a repeated text maps to the first memory) and the time per stored turn."""
     dia_of: dict[str, set[str]] = defaultdict(set)
     latencies = []
     for sample in samples:

@@ -145,9 +145,12 @@ def parse_time(key: str, value: Any) -> int:
             f'filter on {key!r}: {value[:60]!r} is not an ISO-8601 time (e.g. "2024-05-01" or '
             '"2024-05-01T12:00:00+02:00").'
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return epoch_us(parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc))
+
+
+def epoch_us(t: datetime) -> int:
+    """An aware datetime as microseconds since the epoch, exactly (no float rounding)."""
+    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 

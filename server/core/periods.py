@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timedelta, timezone
 
-from milvus_memory_mcp.filters import And, Cond
+from milvus_memory_mcp.filters import And, Cond, epoch_us
 
 TELL_DAYS = 7  # a period also covers what was said this many days after it ended
 DAY = timedelta(days=1)
@@ -73,7 +73,7 @@ def asked_period(text: str, now: datetime) -> tuple[datetime, datetime] | None:
 
 def period_conditions(period: tuple[datetime, datetime]) -> And:
     """The filter tree of memories created within `period`."""
-    start, end = (_us(t) for t in period)
+    start, end = (epoch_us(t) for t in period)
     return And((Cond("created_at", "gte", start), Cond("created_at", "lt", end)))
 
 
@@ -87,8 +87,3 @@ def _day(year: int, month: int, day: int) -> tuple[datetime, datetime] | None:
 
 def _utc(d: date) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
-
-
-def _us(t: datetime) -> int:
-    delta = t - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
