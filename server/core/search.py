@@ -32,6 +32,8 @@ from milvus_memory_mcp.records import now_us
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import Hits, VectorStore
 
+# Each text's dense query vector and the model that made it (None: each search embeds its own).
+Embedded = list[tuple[str, list[float]] | None]
 # Each search of a hybrid query fetches this many candidates (at least `limit`) before fusing.
 FUSION_CANDIDATES = 20
 # The dense pool whose cosines gate keyword evidence (LoCoMo dev R@10 0.668 with 100, 0.666 with 200).
@@ -49,28 +51,31 @@ class Searcher:
         """The best `limit` memories for `text` within `where`, best first, with recency applied."""
         s = self.settings
         rewrites = await self.rewriter.rewrites(text) if self.rewriter else []
-        hits = await self._ranked(text, rewrites, where, limit)
         period = asked_period(text, datetime.now(timezone.utc))
+        texts = [text, *rewrites]
+        # Embedded once, in one call, when several searches need them; else each search embeds its
+        # query while its keyword search runs.
+        embedded: Embedded = await self._embedded(texts, where) if rewrites or period else [None]
+        hits = await self._ranked(texts, embedded, where, limit)
         if period is not None:
-            inside = await self._ranked(text, rewrites, filters.combine(where, period_conditions(period)), limit)
+            inside = await self._ranked(texts, embedded, filters.combine(where, period_conditions(period)), limit)
             hits = ranking.favour_period(hits, inside, ranking.PERIOD_WEIGHT)
         hits = favour_answer_type(text, hits)
         return ranking.with_recency(hits, s.recency_weight, s.recency_half_life_days, now_us())[:limit]
 
-    async def _ranked(self, text: str, rewrites: list[str], where: And, limit: int) -> Hits:
-        """Candidates best first, scored as `server.ranking` documents for the configured mode."""
+    async def _embedded(self, texts: list[str], where: And) -> Embedded:
+        """Each text's dense query vector and the model that made it (None where no search needs one)."""
+        if self._keywords_alone():
+            return [None] * len(texts)
+        model = self.embedder.model_id
+        return [(model, v) for v in await dense_vectors(self.embedder, texts, scope_names(where))]
+
+    async def _ranked(self, texts: list[str], embedded: Embedded, where: And, limit: int) -> Hits:
+        """Candidates best first, scored as `server.ranking` documents for the configured mode: for
+        the query, or the mean over the query and its rewrites (`texts`)."""
         names = scope_names(where)
-        if not rewrites:
-            return await self._ranked_one(text, names, where, limit)
-        texts = [text, *rewrites]
-        embedded: list[tuple[str, list[float]] | None] = [None] * len(texts)
-        if not self._keywords_alone():
-            # The query and its rewrites embedded in one call (the model's cost grows little with a batch).
-            model = self.embedder.model_id
-            embedded = [(model, v) for v in await dense_vectors(self.embedder, texts, names)]
-        return ranking.mean_of(
-            [await self._ranked_one(t, names, where, limit, e) for t, e in zip(texts, embedded, strict=True)]
-        )
+        rankings = [await self._ranked_one(t, names, where, limit, e) for t, e in zip(texts, embedded, strict=True)]
+        return rankings[0] if len(rankings) == 1 else ranking.mean_of(rankings)
 
     def _keywords_alone(self) -> bool:
         """Keyword mode on an engine with BM25: no embedding is needed."""
