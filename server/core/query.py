@@ -27,8 +27,9 @@ half and +2 on the test half in both modes (hybrid test 0.694 -> 0.750, dense 0.
 LoCoMo R@10 within 0.006 everywhere (hybrid dev 0.668 -> 0.664 and conversations 5-9 0.619 ->
 0.615; dense 0.529 -> 0.535 and 0.446 -> 0.449).
 
-A question asking when ("When did she ...", "what time ...", `asks_when`) is answered by a memory
-that says when: the ranking favours those (`ranking.favour_times`; measured there).
+A question asking when or how long ("When did she ...", "what time ...", "how long has she ...",
+"how many years ...", `asks_when`) is answered by a memory that says when or for how long: the
+ranking favours those (`ranking.favour_times`; measured there).
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ _POSSESSIVE_RE = re.compile(r"['’]s$")
 # Informal spellings of stop words that questions use ("whats her job").
 _INFORMAL = frozenset("whats hows wheres whos whens whys thats im ive id dont doesnt didnt isnt please pls".split())
 AS_ASKED_WEIGHT = 0.3  # the share of the words as asked in the dense query vector
-# A question asking when: its answer is a memory that says when (`ranking.favour_times`).
+# A question asking when or how long: its answer is a memory that says so (`ranking.favour_times`).
 _WHEN_RE = re.compile(
-    r"^\W*(?:when|what\s+(?:time|date|day|year|month)|which\s+(?:day|date|year|month)|how\s+long\s+ago)\b",
+    r"^\W*(?:when|what\s+(?:time|date|day|year|month)|which\s+(?:day|date|year|month)|how\s+long"
+    r"|how\s+many\s+(?:days|weeks|months|years))\b",
     re.IGNORECASE,
 )
 
@@ -80,7 +82,8 @@ def content_query(text: str, names: frozenset[str] = frozenset(), possessors: bo
 
 
 def asks_when(text: str) -> bool:
-    """Whether the query asks for a time ("When did she ...", "what time ...", "which day ...")."""
+    """Whether the query asks for a time or a duration ("When did she ...", "what time ...", "which
+    day ...", "how long ...", "how many years ...")."""
     return _WHEN_RE.match(text) is not None
 
 

@@ -133,13 +133,29 @@ DATED = {
     "Has a dentist appointment with Dr. Lee.": False,
     "Moved to Portland in March.": True,
     "Moved to Portland with her partner.": False,
+    "Has had her dog Biscuit for three years.": True,
+    "Takes her dog Biscuit to the beach.": False,
 }
 
 
-def test_questions_asking_when_are_told_apart() -> None:
-    for question in ("When did she go?", "  when is it", "What time is the call?", "which day works", "How long ago?"):
+def test_questions_asking_when_or_how_long_are_told_apart() -> None:
+    for question in (
+        "When did she go?",
+        "  when is it",
+        "What time is the call?",
+        "which day works",
+        "How long ago?",
+        "How long has she had her dog?",
+        "how many years passed between the two moves",
+    ):
         assert asks_when(question), question
-    for question in ("What does she do?", "Whenever she calls, who answers?", "Where is the time capsule?"):
+    for question in (
+        "What does she do?",
+        "Whenever she calls, who answers?",
+        "Where is the time capsule?",
+        "How many dogs does she have?",
+        "How is she?",
+    ):
         assert not asks_when(question), question
 
 
@@ -155,9 +171,22 @@ def test_memories_that_say_when_are_told_apart() -> None:
         "at 7:30",
         "in 2022",
         "the 3rd of the month",
+        "I've had them for 3 years!",  # a duration: the year it began is the year it was said, less three
+        "Been playing it for a month now",
+        "We've been together for about three years",
+        "Saving hard over the past two weeks",
+        "Friends for more than a decade",
     ):
         assert ranking.mentions_time(text), text
-    for text in ("I may go there", "Her time zone is Pacific Time", "Plays in a marching band", "Has a good morning"):
+    for text in (
+        "I may go there",
+        "Her time zone is Pacific Time",
+        "Plays in a marching band",
+        "Has a good morning",
+        "Has two dogs",
+        "Cooked for a few friends",
+        "Drives a ten-year-old car",
+    ):
         assert not ranking.mentions_time(text), text
 
 
@@ -178,15 +207,20 @@ async def test_only_questions_asking_when_favour_memories_that_say_when(
     service: MemoryService, monkeypatch: pytest.MonkeyPatch, as_of: str | None
 ) -> None:
     """Through the core, current and `as_of` searches alike: a dated memory's score moves 0.2 of the
-    way to 1 for a question asking when, an undated one's does not, and other questions are untouched."""
+    way to 1 for a question asking when or how long, an undated one's does not, and other questions
+    are untouched."""
     for text in DATED:
         await service.add(text, Scope(user_id="c"), infer=False)
 
     async def scores(question: str) -> dict[str, float]:
-        hits = (await service.search(question, Scope(user_id="c"), limit=6, as_of=as_of)).results
+        hits = (await service.search(question, Scope(user_id="c"), limit=len(DATED), as_of=as_of)).results
         return {h.memory: h.score for h in hits}
 
-    for question in ("When did she go to the LGBTQ support group?", "What time is her dentist appointment?"):
+    for question in (
+        "When did she go to the LGBTQ support group?",
+        "What time is her dentist appointment?",
+        "How long has she had her dog?",
+    ):
         boosted = await scores(question)
         monkeypatch.setattr(ranking, "TIME_WEIGHT", 0.0)
         plain = await scores(question)
