@@ -36,18 +36,18 @@ Scores (higher is better):
   query handling, its blend with the words as asked, the gate, BM25 k1 0.9 / b 0.3, each session
   added as a conversation dated by its session, `favour_period`, durations and "how long"):
   relevant hits p10/p50/p90 0.26 / 0.63 / 0.99, irrelevant 0.13 / 0.30 / 0.61; EXAMPLE_THRESHOLD
-  0.3 keeps 87% of the relevant hits and 50% of the irrelevant ones (0.5: 63% and 17%). The seed's "What are Alice's
-  hobbies?", searched as "hobbies" blended with "what are alice's hobbies" (core/query.py), finds
-  "I am working on improving my tennis skills." at cosine 0.182 (score 0.66; as written, 0.125,
-  and 0.084 without the "?") while the exam memory of the same scope, at 0.104, is last of two
-  and scores 0.
+  0.3 keeps 87% of the relevant hits and 50% of the irrelevant ones (0.5: 63% and 17%). The
+  seed's "What are Alice's hobbies?", searched as "hobbies" blended with "what are alice's
+  hobbies" (core/query.py), finds "I am working on improving my tennis skills." at cosine 0.182
+  (score 0.66; as written, 0.125, and 0.084 without the "?") while the exam memory of the same
+  scope, at 0.104, is last of two and scores 0.
 - a question that asks when or how long (core/query.py `asks_when`: "When did she ...?", "what
   time ...", "how long has she ...") is answered by a memory that says when: a memory mentioning
   a time (a date, a month, a weekday, a clock time, "yesterday", "last week", a year) or a
   duration ("I've had them for 3 years": the year asked is the year it was said minus three) gets
   s + TIME_WEIGHT * (1 - s), still 0..1. Chosen on the tune half (bench/retrieval.py, LoCoMo
-  conversations 0-2, added to s: 0.05 / 0.1 / 0.2 gave R@10 0.709 / 0.714 / 0.716 against 0.706); see
-  README for the checks, and for durations and "how long".
+  conversations 0-2, added to s: 0.05 / 0.1 / 0.2 gave R@10 0.709 / 0.714 / 0.716 against
+  0.706); see README for the checks, and for durations and "how long".
 - a question that names a period ("in May 2023", core/periods.py) is answered by what was said then:
   the memories created in the period, searched on their own, move PERIOD_WEIGHT of the way to 1
   (`favour_period`). Measured in README ("Questions that name a date").
