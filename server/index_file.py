@@ -10,7 +10,8 @@ history sequence number, the counts of live memories and of stored vectors). At 
 are used only when that mark equals the database's own; any write since, by any process, changes
 it, and the index is rebuilt from SQLite as before. Files are written to a temporary directory
 and renamed over the old one, so a kill midway leaves the previous files (whose mark no longer
-matches) or none. A large index rebuilt at start is saved at once and mapped back
+matches) or none. An index saved under another keyword analysis (`keywords.ANALYSIS`) is rebuilt
+too. A large index rebuilt at start is saved at once and mapped back
 (`IndexedStore._map_rebuilt`), so that it costs the memory of a loaded one. Private to the owner,
 like the database (the vectors are derived from the memories).
 """
@@ -24,6 +25,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from milvus_memory_mcp.keywords import ANALYSIS
 from milvus_memory_mcp.private import make_private_dir
 
 if TYPE_CHECKING:
@@ -46,8 +48,8 @@ def load(folder: Path, mark: dict[str, Any]) -> SearchIndex | None:
         header = json.loads((folder / HEADER).read_text())
     except (OSError, ValueError):
         return None
-    if header.get("format") != FORMAT or header.get("mark") != mark:
-        logger.info("saved search index is stale (the history changed since): rebuilding it")
+    if header.get("format") != FORMAT or header.get("mark") != mark or header.get("analysis", 1) != ANALYSIS:
+        logger.info("saved search index is stale (the history or the keyword analysis changed since): rebuilding it")
         remove(folder)
         return None
     try:
@@ -75,7 +77,7 @@ def save(index: SearchIndex, folder: Path, mark: dict[str, Any]) -> None:
     building.mkdir(mode=0o700)
     for name, data in arrays.items():
         np.save(building / f"{name}.npy", data, allow_pickle=False)
-    header = {"format": FORMAT, "mark": mark, "arrays": list(arrays), "values": values}
+    header = {"format": FORMAT, "analysis": ANALYSIS, "mark": mark, "arrays": list(arrays), "values": values}
     (building / HEADER).write_text(json.dumps(header, separators=(",", ":")))
     for path in building.iterdir():
         with path.open("rb") as f:

@@ -4,7 +4,17 @@ Milvus's analysers lower-case and split but Milvus Lite's cannot stem ("weekends
 "weekend"), so the text is analysed here and Milvus indexes the result: words lower-cased, the
 Snowball English stop words dropped, the rest reduced by the Snowball English stemmer. Measured
 on LoCoMo (bench/retrieval.py), this lifted BM25 recall@10 from about 0.52 to 0.61.
-Changing this analysis changes what stored memories match: bump the collection schema with it.
+Changing this analysis changes what stored memories match: bump `ANALYSIS` with it (a saved
+search index of another analysis is rebuilt at start; see README, "Conversation context", for a
+Milvus 2.5+ collection's stored field).
+
+A memory from a conversation is indexed with its context (the messages around it, so that a reply
+is found by the question it answers), but its own words count `OWN_WEIGHT` times: without that, the
+turn that says a thing and its neighbours, which hold the same words in their context, scored alike,
+and the neighbours took places on the page. Chosen on the tune half (bench/retrieval.py, LoCoMo
+conversations 0-2, all ten conversations in one collection, hybrid R@10): once (as before) / 2 / 3
+/ 4 / 5 gave 0.796 / 0.795 / 0.800 / 0.802 / 0.793; 3 kept (the two best are within 0.002, the
+smaller kept, as elsewhere); measured in README ("Conversation context").
 """
 
 from __future__ import annotations
@@ -35,6 +45,9 @@ T = TypeVar("T", float, "npt.NDArray[np.floating[Any]]")
 # conversations 3-4 (0.650 -> 0.662) and 5-9 (0.616 -> 0.635); the persona set unchanged.
 BM25_K1 = 0.9
 BM25_B = 0.3
+OWN_WEIGHT = 3  # how many times a memory's own words count against its context's (module docstring)
+# The version of what BM25 sees of a memory (this module): 2 since own words count OWN_WEIGHT times.
+ANALYSIS = 2
 
 # The Snowball project's English stop-word list (snowballstem.org, BSD), with clitic fragments.
 STOP_WORDS = frozenset(
@@ -68,8 +81,11 @@ def analyse(text: str) -> str:
 
 
 def words_with_context(words: str, context: str | None) -> str:
-    """A memory's words for BM25: its own (`words`, analysed) and its context's (`records.CONTEXT_KEY`)."""
-    return f"{words} {analyse(context)}".strip() if context else words
+    """A memory's words for BM25: its own (`words`, analysed), OWN_WEIGHT times when it has a context,
+    and its context's (`records.CONTEXT_KEY`) once."""
+    if not context:
+        return words
+    return " ".join(filter(None, [*[words] * OWN_WEIGHT, analyse(context)]))
 
 
 def memory_words(record: MemoryRecord) -> str:

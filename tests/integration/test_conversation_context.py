@@ -79,6 +79,28 @@ async def test_a_reply_is_found_by_the_words_of_the_message_it_answers(service: 
     assert QUESTION in await found(service)
 
 
+DINNER = [
+    "Hey! Long time no talk.",
+    "Busy week at work, but good.",
+    "I finally tried that sushi place by the harbour last night, and it was worth the wait.",
+    "Nice, glad you liked it.",
+    "Talk later!",
+]
+
+
+@ENGINES
+async def test_the_message_that_says_a_word_outranks_neighbours_holding_it_in_their_context(
+    service: MemoryService,
+) -> None:
+    # The neighbours hold "sushi" in their context, and their words with it are fewer than the
+    # middle message's (whose context is all four others): counted once, its own word lost to them.
+    await service.add([{"role": "user", "content": m} for m in DINNER], SCOPE, infer=False)
+    keyword_mode(service)
+    hits = (await service.search("sushi", SCOPE, limit=5)).results
+    assert hits[0].memory == DINNER[2]
+    assert {h.memory for h in hits[1:]} <= {DINNER[0], DINNER[1], DINNER[3], DINNER[4]}
+
+
 @ENGINES
 async def test_a_message_added_alone_has_no_context(service: MemoryService) -> None:
     for text in [*OTHERS, QUESTION, REPLY]:

@@ -112,6 +112,21 @@ async def test_a_history_changed_since_the_save_rebuilds_the_index(
         assert (await svc.search("Lisbon", ALICE, limit=1)).results[0].memory == "Moved to Lisbon in May"
 
 
+async def test_an_index_saved_under_another_keyword_analysis_is_rebuilt(
+    tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The index holds each memory's analysed words: saved by a release that analysed them otherwise,
+    # it would match by the old words until the next write.
+    settings = make_settings(tmp_path / "data")
+    before, _ = await stored(settings, local_embedder)
+    monkeypatch.setattr(index_file, "ANALYSIS", index_file.ANALYSIS + 1)
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        assert not await started(svc)
+        assert await results(svc) == before
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        assert await started(svc)  # saved again under the current analysis
+
+
 async def test_unreadable_saved_files_are_rebuilt_from_the_history(
     tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:

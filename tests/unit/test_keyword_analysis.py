@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from milvus_memory_mcp.keywords import analyse
+from milvus_memory_mcp.keywords import OWN_WEIGHT, analyse, words_with_context
 
 
 def test_analysis_drops_stop_words_and_gives_snowball_english_stems() -> None:
@@ -13,3 +13,11 @@ def test_analysis_drops_stop_words_and_gives_snowball_english_stems() -> None:
 
 def test_analysis_of_only_stop_words_and_punctuation_is_empty() -> None:
     assert analyse("What are they doing? ... and why!") == ""
+
+
+def test_a_memorys_own_words_count_three_times_against_its_contexts_once() -> None:
+    assert OWN_WEIGHT == 3
+    with_context = words_with_context("sushi tonight", "What's for dinner?")
+    assert with_context == "sushi tonight sushi tonight sushi tonight dinner"
+    assert words_with_context("sushi tonight", None) == "sushi tonight"  # a memory stored alone: its words once
+    assert words_with_context("", "What's for dinner?") == "dinner"
