@@ -82,10 +82,12 @@ def analyse(text: str) -> str:
 
 def words_with_context(words: str, context: str | None) -> str:
     """A memory's words for BM25: its own (`words`, analysed), OWN_WEIGHT times when it has a context,
-    and its context's (`records.CONTEXT_KEY`) once."""
+    and its context's (`records.CONTEXT_KEY`) once. The context comes second: BM25 does not see the
+    order, but a memory too long for Milvus's keyword field (`milvus_schema.MAX_TEXT_BYTES`) is cut
+    at the end, and there the cut takes the repeats of its own words before its context."""
     if not context:
         return words
-    return " ".join(filter(None, [*[words] * OWN_WEIGHT, analyse(context)]))
+    return " ".join(filter(None, [words, analyse(context), *[words] * (OWN_WEIGHT - 1)]))
 
 
 def memory_words(record: MemoryRecord) -> str:

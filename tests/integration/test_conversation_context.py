@@ -224,6 +224,14 @@ def test_the_keyword_field_of_the_longest_memory_with_a_context_fits_milvus() ->
     assert words.startswith("kiwi kiwi")
 
 
+def test_a_memory_too_long_for_the_keyword_field_loses_its_repeated_words_before_its_context() -> None:
+    text = "kiwi " * (MAX_TEXT_BYTES // 10)  # about half the field: its three copies do not fit
+    record = MemoryRecord.new(text, {CONTEXT_KEY: "Which fruit do you like?"}, SCOPE)
+    words = to_row(record, [0.0], keywords=True)[KEYWORD_FIELD].split()
+    assert "fruit" in words and "like" in words
+    assert words.count("kiwi") > MAX_TEXT_BYTES // 10  # the cut fell in the repeats
+
+
 async def test_through_the_tools_a_conversation_is_searchable_and_its_context_unseen(client: Client) -> None:
     for text in OTHERS:
         await call(client, "add_memory", messages=text, user_id="john")

@@ -18,6 +18,6 @@ def test_analysis_of_only_stop_words_and_punctuation_is_empty() -> None:
 def test_a_memorys_own_words_count_three_times_against_its_contexts_once() -> None:
     assert OWN_WEIGHT == 3
     with_context = words_with_context("sushi tonight", "What's for dinner?")
-    assert with_context == "sushi tonight sushi tonight sushi tonight dinner"
+    assert with_context == "sushi tonight dinner sushi tonight sushi tonight"
     assert words_with_context("sushi tonight", None) == "sushi tonight"  # a memory stored alone: its words once
     assert words_with_context("", "What's for dinner?") == "dinner"
