@@ -1,7 +1,7 @@
 """Retrieval quality: LoCoMo evidence recall@k and the persona set's top-1 / top-3 of search_memories.
 
     python bench/retrieval.py [PATH/locomo10.json | PATH/locomo10.zip] [--mode all|hybrid|dense|keyword]
-                              [--conversations N] [--first N] [--persona]
+                              [--conversations N] [--first N] [--persona] [--facts]
 
 Persona set (`--persona`, bench/persona.json): 36 short facts about one person stored in her scope,
 72 natural questions an assistant would ask (paraphrases sharing no stemmed word with their answer,
@@ -17,6 +17,11 @@ one add_memory of its turns as a list of messages, so each turn keeps the messag
 context (`--turn-by-turn`: one add per turn, no context, as measured before 2026-11-29). Every
 question except category 5 (adversarial) is then asked through `MemoryService.search`, the call
 behind the search_memories tool, with limit 10, in each requested mode (MEMORY_SEARCH_MODE).
+
+`--facts` (a locomo10.json: the zip has no observations) stores LoCoMo's observations instead of
+the turns: the facts its authors drew from each session per speaker ("Caroline attended an LGBTQ
+support group recently ...", with the dia_ids they came from), each one add of its text alone,
+dated by its session, as an agent stores what it learned; a fact counts for the turns it came from.
 
 Evidence recall@k = share of a question's evidence turns among the top k results; hit@10 = share
 of questions with at least one evidence turn in the top 10. Settings come from MEMORY_* variables
@@ -133,6 +138,42 @@ async def ingest(
     return dia_of, latencies
 
 
+def observations(sample: dict[str, Any]) -> list[tuple[str, str, set[str]]]:
+    """(session date, fact, dia_ids) for every observation of a conversation (LoCoMo's
+    `observation`: per session and speaker, [fact, dia_id or [dia_ids]]), in order."""
+    conv, obs = sample["conversation"], sample.get("observation", {})
+    out = []
+    n = 1
+    while f"session_{n}" in conv:
+        for facts in obs.get(f"session_{n}_observation", {}).values():
+            for text, evidence in facts:
+                ids = evidence_ids([evidence] if isinstance(evidence, str) else evidence)
+                out.append((conv.get(f"session_{n}_date_time", ""), text, ids))
+        n += 1
+    return out
+
+
+async def ingest_facts(
+    svc: MemoryService, samples: list[dict[str, Any]], dated: bool = True
+) -> tuple[dict[str, set[str]], list[float]]:
+    """Store every observation as a fact on its own (one add of its text, no context), dated by its
+    session with `dated`. Returns memory id -> the dia_ids it was drawn from, and the time per fact."""
+    dia_of: dict[str, set[str]] = defaultdict(set)
+    latencies = []
+    for sample in samples:
+        scope = Scope(user_id=sample["sample_id"])
+        for date, text, ids in observations(sample):
+            start = time.perf_counter()
+            out = await svc.add(
+                text, scope, {"session_date": date}, infer=False, at=session_time(date) if dated else None
+            )
+            latencies.append(time.perf_counter() - start)
+            for event in out.results:
+                dia_of[event.id] |= ids
+    await svc.vectors.flush()
+    return dia_of, latencies
+
+
 async def evaluate(
     svc: MemoryService, samples: list[dict[str, Any]], dia_of: dict[str, set[str]]
 ) -> tuple[dict[str, dict[str, float]], list[float]]:
@@ -221,6 +262,11 @@ async def main() -> None:
     parser.add_argument(
         "--undated", action="store_true", help="store every turn now, not dated by its session (the add's `at`)"
     )
+    parser.add_argument(
+        "--facts",
+        action="store_true",
+        help="store LoCoMo's observations (facts drawn from the turns) one by one instead of the turns",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -232,6 +278,8 @@ async def main() -> None:
     samples = load_samples(args.path) if args.path else []
     end = args.first + args.conversations if args.conversations is not None else None
     samples = samples[args.first : end]
+    if args.facts and not any(sample.get("observation") for sample in samples):
+        parser.error("--facts needs LoCoMo's observations: a locomo10.json (the zip has none)")
     modes = MODES if args.mode == "all" else (args.mode,)
     report: dict[str, Any] = {"conversations": len(samples), "modes": {}}
     with tempfile.TemporaryDirectory(prefix="retrieval-bench-") as tmp, contextlib.ExitStack() as stack:
@@ -256,9 +304,18 @@ async def main() -> None:
                 if args.json:
                     args.json.write_text(json.dumps(report, indent=2))
                 return
-            dia_of, ingest_lat = await ingest(svc, samples, args.turn_by_turn, not args.undated)
+            if args.facts:
+                dia_of, ingest_lat = await ingest_facts(svc, samples, not args.undated)
+            else:
+                dia_of, ingest_lat = await ingest(svc, samples, args.turn_by_turn, not args.undated)
             report["memories"] = len(dia_of)
-            report["added"] = "one turn per add_memory" if args.turn_by_turn else "one session per add_memory"
+            report["added"] = (
+                "one observation per add_memory"
+                if args.facts
+                else "one turn per add_memory"
+                if args.turn_by_turn
+                else "one session per add_memory"
+            )
             report["dated"] = "now" if args.undated else "by session (add's at)"
             report["embedder"] = svc.embedder.model_id
             report["engine"] = "Milvus 2.3.5 server" if args.milvus_server else "Milvus Lite"

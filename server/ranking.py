@@ -26,12 +26,25 @@ Scores (higher is better):
   with the two after too, 0.1 -> 0.2: 0.780 -> 0.782), but on a Milvus 2.3.5 server, whose keyword
   candidates all carry their true cosine, 0.2 cost LoCoMo dev 0.738 -> 0.733 (README, "Conversation
   context").
+  A fact's keyword part (a memory stored alone) is weighed by `fact_cover`: w x the largest share
+  of the question's analysed content words that a fact among the keyword candidates holds. A fact
+  is short and says one thing: when the best keyword match of a fact holds one word of the
+  question's three ("Prefers texts over phone calls." for "Can I schedule a call with her at
+  8am?"), that word is weak evidence, and without the cover it took the full weight w = 0.7 and
+  outranked the fact the dense search put first ("Prefers meetings after 10am"). A memory with a
+  conversation context keeps w: its words are the exchange's, and a question about a conversation
+  matches a part of them by nature (the same cover for them: LoCoMo tune R@10 0.802 -> 0.788).
+  No parameter; measured (bench/retrieval.py, README "Facts stored alone"): the persona set's tune
+  half unchanged (0.694 / 0.889), its test half 0.806 -> 0.861 top-1; LoCoMo stored as facts
+  (`--facts`) R@10 0.662 -> 0.660 on conversations 0-2, 0.641 -> 0.651 on 3-4, 0.666 -> 0.671 on
+  5-9; LoCoMo's turns unchanged (they have a context).
   The sum is divided by the weight of the searches that found anything (a query no keyword of
-  which is stored is ranked by the dense part alone, up to 1, not 1 - w), so it is relative: the
-  best candidate gets about 1. It is then multiplied by the *level*, how well the best candidate
-  matches at all: (best cosine - LEVEL_FLOOR) / (LEVEL_FULL - LEVEL_FLOOR), clamped to 0..1. The
-  order within a query comes from the fusion (unchanged by the level: R@10 as above), and a query
-  that nothing matches (best cosine <= 0.05 with the local model) scores 0 throughout.
+  which is stored is ranked by the dense part alone, up to 1, not 1 - w; a fact's keyword part
+  counts with its cover), so it is relative: the best candidate gets about 1. It is then
+  multiplied by the *level*, how well the best candidate matches at all: (best cosine -
+  LEVEL_FLOOR) / (LEVEL_FULL - LEVEL_FLOOR), clamped to 0..1. The order within a query comes from
+  the fusion (unchanged by the level: R@10 as above), and a query that nothing matches (best
+  cosine <= 0.05 with the local model) scores 0 throughout.
   Calibration (bench/score_calibration.py, LoCoMo dev split, 760 questions, top-10 hits, with the
   query handling, its blend with the words as asked, the gate, BM25 k1 0.9 / b 0.3, each session
   added as a conversation dated by its session and indexed with its own words three times,
@@ -60,6 +73,7 @@ from __future__ import annotations
 import re
 from itertools import pairwise
 
+from milvus_memory_mcp.keywords import analyse
 from milvus_memory_mcp.records import MemoryRecord, context_of
 
 Hits = list[tuple[MemoryRecord, float]]
@@ -118,14 +132,35 @@ def min_max(hits: Hits) -> Hits:
     return [(r, (s - low) / span if span > 0 else 1.0) for r, s in hits]
 
 
-def fuse(dense: Hits, keyword: Hits, keyword_weight: float, pool: Hits | None = None) -> Hits:
+def fact_cover(keyword: Hits, query_words: frozenset[str]) -> float:
+    """How much of the question the best keyword match stored alone holds: the largest share of
+    `query_words` (analysed) among the words of the keyword candidates without a context; 1 when
+    there is no such candidate or no word."""
+    alone = [r for r, _ in keyword if context_of(r.metadata) is None]
+    if not alone or not query_words:
+        return 1.0
+    return max(len(query_words.intersection(analyse(r.memory).split())) for r in alone) / len(query_words)
+
+
+def fuse(
+    dense: Hits,
+    keyword: Hits,
+    keyword_weight: float,
+    pool: Hits | None = None,
+    query_words: frozenset[str] = frozenset(),
+) -> Hits:
     """Weighted sum of min-max normalised scores over the union of both candidate lists, best first;
-    each keyword part gated by the candidate's cosine, read from `pool` (the wider dense list)."""
+    each keyword part gated by the candidate's cosine, read from `pool` (the wider dense list), and
+    a fact's (a memory stored alone) weighed by `fact_cover` of the question's `query_words`."""
     records: dict[str, MemoryRecord] = {}
     scores: dict[str, float] = {}
     best = max((s for _, s in dense), default=0.0)
     cosines = {r.id: s for r, s in (pool or dense)}
     lowest = min(cosines.values(), default=0.0)
+    fact_weight = keyword_weight * fact_cover(keyword, query_words)
+
+    def weight(record: MemoryRecord) -> float:
+        return fact_weight if context_of(record.metadata) is None else keyword_weight
 
     def gate(record: MemoryRecord) -> float:
         floor = GATE_FLOOR if context_of(record.metadata) is None else CONTEXT_GATE_FLOOR
@@ -138,8 +173,8 @@ def fuse(dense: Hits, keyword: Hits, keyword_weight: float, pool: Hits | None = 
         scores[r.id] = scores.get(r.id, 0.0) + (1 - keyword_weight) * s
     for r, s in min_max(keyword):
         records.setdefault(r.id, r)
-        scores[r.id] = scores.get(r.id, 0.0) + keyword_weight * s * gate(r)
-    found = (1 - keyword_weight if dense else 0.0) + (keyword_weight if keyword else 0.0)
+        scores[r.id] = scores.get(r.id, 0.0) + weight(r) * s * gate(r)
+    found = (1 - keyword_weight if dense else 0.0) + max((weight(r) for r, _ in keyword), default=0.0)
     level = min(1.0, max(0.0, (best - LEVEL_FLOOR) / (LEVEL_FULL - LEVEL_FLOOR))) / (found or 1.0)
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
     return [(records[i], min(1.0, s * level)) for i, s in ranked]

@@ -131,13 +131,14 @@ class PastSearch:
         pool_size = wanted if mode == "dense" else max(wanted, GATE_POOL)
         found = index.search(query, everyone, pool_size, among=standing) if mode != "keyword" else []
         pool = [(records[int(i)], x) for i, x in found]
-        found = index.search_words(analyse(text), everyone, wanted, among=standing) if mode != "dense" else []
+        asked = analyse(text)
+        found = index.search_words(asked, everyone, wanted, among=standing) if mode != "dense" else []
         words = [(records[int(i)], x) for i, x in found]
         if mode == "dense":
             return pool
         if mode == "keyword":
             return ranking.keyword_scores(words)
-        return ranking.fuse(pool[:wanted], words, self.settings.keyword_weight, pool)
+        return ranking.fuse(pool[:wanted], words, self.settings.keyword_weight, pool, frozenset(asked.split()))
 
     async def _embedded(self, records: list[MemoryRecord]) -> Embedded:
         """Each text's vector (float32 array) and analysed words: stored ones, the rest computed and stored."""

@@ -40,7 +40,7 @@ import re
 from milvus_memory_mcp import ranking
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.filters import And, pinned_scope
-from milvus_memory_mcp.keywords import STOP_WORDS
+from milvus_memory_mcp.keywords import STOP_WORDS, analyse
 from milvus_memory_mcp.ranking import Hits
 
 _WORD_RE = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
@@ -79,6 +79,11 @@ def content_query(text: str, names: frozenset[str] = frozenset(), possessors: bo
             continue
         kept.append(word)
     return " ".join(kept) or text
+
+
+def query_words(query: str) -> frozenset[str]:
+    """The analysed words (`keywords.analyse`) of a content query, as BM25 looks for them."""
+    return frozenset(analyse(query).split())
 
 
 def asks_when(text: str) -> bool:

@@ -23,7 +23,7 @@ import anyio
 from milvus_memory_mcp import filters, ranking
 from milvus_memory_mcp.core.keyword_evidence import SERVER_POOL, bm25_over
 from milvus_memory_mcp.core.periods import asked_period, period_conditions
-from milvus_memory_mcp.core.query import content_query, dense_vectors, favour_answer_type, scope_names
+from milvus_memory_mcp.core.query import content_query, dense_vectors, favour_answer_type, query_words, scope_names
 from milvus_memory_mcp.core.rewrite import QueryRewriter
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import MemoryServiceError
@@ -116,7 +116,7 @@ class Searcher:
             keyword = bm25_over(query, pool, wanted)
             if mode == "keyword":
                 return ranking.keyword_scores(keyword)
-            return ranking.fuse(pool[:wanted], keyword, self.settings.keyword_weight, pool)
+            return ranking.fuse(pool[:wanted], keyword, self.settings.keyword_weight, pool, query_words(query))
         # The keyword search runs while the query is embedded and searched; errors are caught here
         # so that no ExceptionGroup reaches the caller.
         found: dict[str, Hits] = {}
@@ -134,4 +134,4 @@ class Searcher:
         if failed:
             raise failed[0]
         pool = found["dense"]
-        return ranking.fuse(pool[:wanted], found["keyword"], self.settings.keyword_weight, pool)
+        return ranking.fuse(pool[:wanted], found["keyword"], self.settings.keyword_weight, pool, query_words(query))

@@ -10,15 +10,17 @@ import pytest
 from mcp import Client
 from pymilvus import MilvusClient
 
+from milvus_memory_mcp.core.query import content_query, query_words
 from milvus_memory_mcp.embedders.local import LocalEmbedder
 from milvus_memory_mcp.keywords import BM25_B, BM25_K1
-from milvus_memory_mcp.records import Scope
+from milvus_memory_mcp.ranking import fact_cover
+from milvus_memory_mcp.records import CONTEXT_KEY, MemoryRecord, Scope
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.stores.capabilities import Capabilities
 from milvus_memory_mcp.stores.milvus import MilvusStore
 from milvus_memory_mcp.stores.milvus_schema import search_indexes
 
-from ..conftest import call, make_settings
+from ..conftest import ENGINES, call, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -165,3 +167,51 @@ def test_a_milvus_bm25_index_scores_with_the_products_k1_and_b() -> None:
     assert 0 <= BM25_K1 <= 3 and 0 <= BM25_B <= 1  # the ranges Milvus accepts
     server_23 = [p.field_name for p in search_indexes(MilvusClient, Capabilities.detect("http://m:19530", "v2.3.5"))]
     assert server_23 == ["vector"]  # no BM25 there: the product scores the dense pool itself
+
+
+# Facts about one person, each stored alone; each question shares one word of several with a fact
+# that does not answer it ("call" / "calls", "prefer" / "prefers"), none with the fact that does.
+MAYA = [
+    "Wants to run a half marathon next year.",
+    "Hates flying; takes the train whenever possible.",
+    "Goes running three evenings a week.",
+    "Prefers texts over phone calls.",
+    "Prefers meetings after 10am; she is not a morning person.",
+    "Works as a pediatric nurse at Riverside Children's Hospital.",
+    "Lives in Portland, Oregon, with her partner Sam.",
+]
+ONE_WORD_SHARED = {
+    "Can I schedule a call with her at 8am?": MAYA[4],
+    "How does Maya prefer to travel long distances?": MAYA[1],
+}
+
+
+@ENGINES
+@pytest.mark.parametrize("as_of", [None, "2999-01-01T00:00:00Z"])
+async def test_a_fact_sharing_one_word_of_a_question_does_not_outrank_the_fact_that_answers_it(
+    service: MemoryService, as_of: str | None
+) -> None:
+    """Current and `as_of` searches alike (`ranking.fact_cover`)."""
+    for fact in MAYA:
+        await service.add(fact, Scope(user_id="maya"), infer=False)
+
+    async def first(question: str) -> str:
+        return (await service.search(question, Scope(user_id="maya"), as_of=as_of)).results[0].memory
+
+    for question, answer in ONE_WORD_SHARED.items():
+        assert await first(question) == answer, question
+    # a fact holding all of a question's words is still found by them
+    assert await first("half marathon") == MAYA[0]
+    assert await first("phone calls") == MAYA[3]
+
+
+def test_fact_cover_is_the_largest_share_of_the_question_a_fact_stored_alone_holds() -> None:
+    train, race = MemoryRecord.new(MAYA[1], None, Scope()), MemoryRecord.new(MAYA[0], None, Scope())
+    said = MemoryRecord.new("Sure, the train.", {CONTEXT_KEY: "Training for a race?"}, Scope())
+    words = query_words(content_query("is maya training for a race", frozenset({"maya"})))
+    assert words == {"train", "race"}
+    assert fact_cover([(train, 3.0)], words) == 0.5
+    assert fact_cover([(train, 3.0), (race, 1.0)], words) == 0.5  # "marathon" is not "race"
+    assert fact_cover([(said, 3.0)], words) == 1.0  # a memory with a context keeps its full weight
+    assert fact_cover([(train, 3.0)], frozenset()) == 1.0
+    assert fact_cover([], words) == 1.0

@@ -255,7 +255,8 @@ async def test_one_shared_word_of_a_dissimilar_memory_does_not_outrank_the_answe
 ) -> None:
     """The question shares one word with these memories, the "State" of the master's program's
     "Portland State": its keyword evidence counts only as far as its cosine is above
-    ranking.GATE_FLOOR (0.2) on the way to the best one's, too little to outrank the answer."""
+    ranking.GATE_FLOOR (0.2) on the way to the best one's, and only as far as the fact covers the
+    question (`ranking.fact_cover`: one word of three); each alone is enough here."""
     for text in HOME:
         await service.add(text, Scope(user_id="maya"), infer=False)
     question = "what state did maya spend her childhood in"
@@ -264,7 +265,12 @@ async def test_one_shared_word_of_a_dissimilar_memory_does_not_outrank_the_answe
         return (await service.search(question, Scope(user_id="maya"), limit=3)).results[0].memory
 
     assert await first() == HOME[0]
-    monkeypatch.setattr(ranking, "GATE_FLOOR", 0.1)  # the floor before: the shared word wins
+    monkeypatch.setattr(ranking, "GATE_FLOOR", 0.1)  # the floor before: the cover holds
+    assert await first() == HOME[0]
+    monkeypatch.setattr(ranking, "GATE_FLOOR", 0.2)
+    monkeypatch.setattr(ranking, "fact_cover", lambda keyword, words: 1.0)  # no cover: the gate holds
+    assert await first() == HOME[0]
+    monkeypatch.setattr(ranking, "GATE_FLOOR", 0.1)  # neither: the shared word wins
     assert await first() == HOME[1]
 
 
