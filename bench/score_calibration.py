@@ -1,8 +1,9 @@
 """Score calibration on LoCoMo: how search_memories' scores of relevant and irrelevant hits are spread.
 
-    python -m bench.score_calibration PATH/locomo10-dev.json [--conversations N] [--dump features.npz]
+    python -m bench.score_calibration PATH/locomo10-dev.json [--conversations N] [--facts] [--dump features.npz]
 
-Ingests every turn as bench/retrieval.py does, asks every scored question (limit 10), and labels
+Ingests every turn as bench/retrieval.py does (with `--facts`, its observations one by one instead,
+as `bench/retrieval.py --facts`), asks every scored question (limit 10), and labels
 each returned hit relevant when it is one of the question's evidence turns. Prints the score
 percentiles of relevant and irrelevant hits, the share of each above candidate thresholds, and
 R@10, so the documented example threshold can be read off the table. `--dump` also saves each
@@ -26,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.retrieval import CATEGORIES, evidence_ids, ingest  # noqa: E402
+from bench.retrieval import CATEGORIES, evidence_ids, ingest, ingest_facts  # noqa: E402
 from milvus_memory_mcp import filters  # noqa: E402
 from milvus_memory_mcp.records import Scope  # noqa: E402
 from milvus_memory_mcp.service import MemoryService  # noqa: E402
@@ -46,6 +47,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path)
     parser.add_argument("--conversations", type=int, default=None)
+    parser.add_argument("--facts", action="store_true", help="store LoCoMo's observations, not its turns")
     parser.add_argument("--dump", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
@@ -60,7 +62,7 @@ async def main() -> None:
         settings = Settings.load(data_dir=Path(tmp), flush_delay=0.5)
         async with MemoryService(settings) as svc:
             await svc.ready()
-            dia_of, _ = await ingest(svc, samples)
+            dia_of, _ = await (ingest_facts(svc, samples) if args.facts else ingest(svc, samples))
             for sample in samples:
                 scope = Scope(user_id=sample["sample_id"])
                 for qa in sample["qa"]:
