@@ -1,7 +1,9 @@
 """`milvus-memory-mcp doctor`: check that Milvus agrees with SQLite's record, and repair it.
 
 SQLite is the record (docs/ARCHITECTURE.md, "The write protocol"): every live memory there must be in
-the vector store with the same text hash, scope, metadata and update time, and the vector store
+the vector store with the same text hash, scope, metadata and update time (and, where the
+collection keeps one, the keyword text this release's analysis makes of it: a Milvus 2.5+ or Lite
+collection's BM25 field written by an older release differs in "keywords"), and the vector store
 must hold nothing else. `--repair` upserts what is missing or stale (with the stored embeddings,
 else re-embedded) and deletes the extras, through the same `MemoryService` reconciliation the
 write protocol uses. On a shared PostgreSQL history it runs from any machine with the replicas'
@@ -24,6 +26,7 @@ from milvus_memory_mcp.validation import storage_problem
 logger = logging.getLogger(__name__)
 READ_CHUNK = 1000
 COMPARED = ("hash", *SCOPE_FIELDS, "metadata", "updated_at")
+STALE_KEYWORDS = "keywords (written by an older keyword analysis)"
 SHOWN = 20
 
 
@@ -110,20 +113,23 @@ async def check(service: MemoryService) -> Report:
     await service.flush()  # settles this process's own recent writes; pending marks of a past run stay
     records = {r.id: r for r in await service.history.list_live(None, None)}
     rows = await _rows(service, await service.vectors.ids())
-    report = _compare(service, records, rows, await service.history.pending_ids())
+    stale = await _stale_keywords(service, records, rows)
+    report = _compare(service, records, rows, await service.history.pending_ids(), stale)
     if suspects := sorted({*report.missing, *report.extra, *report.differing, *report.pending}):
         # Other processes (replicas on a shared history) may have written between the reads above:
         # read these ids again under the write lock, when no write is in flight anywhere.
         async with service.write_lock:
-            now = await service.history.get_many(suspects)
+            now = {i: r for i, r in (await service.history.get_many(suspects)).items() if r.deleted_at is None}
             again = await _rows(service, suspects)
+            stale_now = await _stale_keywords(service, now, again)
             pending = await service.history.pending_ids()
         for memory_id in suspects:
             records.pop(memory_id, None)
             rows.pop(memory_id, None)
-        records.update((i, r) for i, r in now.items() if r.deleted_at is None)
+        records.update(now)
         rows.update(again)
-        report = _compare(service, records, rows, pending)
+        stale = (stale - set(suspects)) | stale_now
+        report = _compare(service, records, rows, pending, stale)
     return report
 
 
@@ -134,14 +140,32 @@ async def _rows(service: MemoryService, ids: list[str]) -> dict[str, MemoryRecor
     return rows
 
 
+async def _stale_keywords(
+    service: MemoryService, records: dict[str, MemoryRecord], rows: dict[str, MemoryRecord]
+) -> set[str]:
+    """Ids of the memories in both stores whose stored keyword text an older analysis wrote."""
+    both = [records[i] for i in sorted(records.keys() & rows.keys())]
+    stale: set[str] = set()
+    for start in range(0, len(both), READ_CHUNK):
+        stale.update(await service.vectors.stale_keywords(both[start : start + READ_CHUNK]))
+    return stale
+
+
 def _compare(
-    service: MemoryService, records: dict[str, MemoryRecord], rows: dict[str, MemoryRecord], pending: list[str]
+    service: MemoryService,
+    records: dict[str, MemoryRecord],
+    rows: dict[str, MemoryRecord],
+    pending: list[str],
+    stale: set[str],
 ) -> Report:
     report = Report(records=len(records), rows=len(rows), pending=sorted(pending))
     report.missing = sorted(records.keys() - rows.keys())
     report.extra = sorted(rows.keys() - records.keys())
     for memory_id in records.keys() & rows.keys():
-        if fields := _differences(records[memory_id], rows[memory_id]):
+        fields = _differences(records[memory_id], rows[memory_id])
+        if memory_id in stale and not fields:  # another difference rewrites the row anyway
+            fields = [STALE_KEYWORDS]
+        if fields:
             report.differing[memory_id] = fields
     for memory_id in {*report.missing, *report.differing, *report.pending} & records.keys():
         why = service.vectors.refused.get(memory_id) or storage_problem(records[memory_id].metadata)

@@ -28,7 +28,9 @@ Two contracts, by who needs them:
 - `stale_schema` after `open`: the collection predates keyword search although the engine has it;
   `recreate(model_id, dimensions)` then drops it and creates it empty with the current schema,
   for the caller to refill.
-- `get(ids)`, `ids()` and `vectors_of(ids)` read back what is stored.
+- `get(ids)`, `ids()` and `vectors_of(ids)` read back what is stored; `stale_keywords(records)`
+  names those of the records whose stored keyword text (a Milvus 2.5+ or Lite collection's
+  `keywords` field, which BM25 indexes) an older keyword analysis wrote (`keywords.ANALYSIS`).
 - `reembed` (server/core/reembed.py): `use_collection(name)` picks the collection `open` opens
   (no I/O); `sibling(name, model_id, dimensions)` is a plain store of another collection on the
   same open engine, made or checked for that embedder (its `close` closes nothing shared);
@@ -104,6 +106,8 @@ class StoreMaintenance(Protocol):
     async def ids(self) -> list[str]: ...
 
     async def vectors_of(self, ids: list[str]) -> dict[str, list[float]]: ...
+
+    async def stale_keywords(self, records: list[MemoryRecord]) -> list[str]: ...
 
     def use_collection(self, name: str) -> None: ...
 

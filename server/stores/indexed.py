@@ -350,3 +350,7 @@ class IndexedStore:
     async def ids(self) -> list[str]:
         await self.drain()
         return await self.inner.ids()
+
+    async def stale_keywords(self, records: list[MemoryRecord]) -> list[str]:
+        await self.drain()
+        return await self.inner.stale_keywords(records)

@@ -139,5 +139,8 @@ class InMemoryStore:
     async def ids(self) -> list[str]:
         return list(self._rows)
 
+    async def stale_keywords(self, records: list[MemoryRecord]) -> list[str]:
+        return []  # no keyword field
+
     async def vectors_of(self, ids: list[str]) -> dict[str, list[float]]:
         return {i: self._rows[i][1] for i in ids if i in self._rows}

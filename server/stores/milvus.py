@@ -30,12 +30,14 @@ from milvus_memory_mcp.stores.milvus_client import (
     upsert_each_good,
 )
 from milvus_memory_mcp.stores.milvus_schema import (
+    KEYWORD_FIELD,
     OUTPUT_FIELDS,
     PROP_TENANCY,
     SPARSE_FIELD,
     check_signature,
     create_collection,
     from_row,
+    keyword_text,
     to_row,
 )
 
@@ -409,3 +411,15 @@ class MilvusStore:
 
     async def ids(self) -> list[str]:
         return await self._read(lambda: all_ids(self._client, self._collection), "list ids")
+
+    async def stale_keywords(self, records: list[MemoryRecord]) -> list[str]:
+        """Ids of these memories whose `keywords` field is not what this release's analysis makes of
+        them (written by an older one); none on a collection without the field."""
+        if not self.keyword_search or not records:
+            return []
+        ids = [r.id for r in records]
+        rows = await self._read(
+            lambda: self._client.get(self._collection, ids=ids, output_fields=["id", KEYWORD_FIELD]), "read keywords"
+        )
+        stored = {r["id"]: r.get(KEYWORD_FIELD) for r in rows}
+        return [r.id for r in records if r.id in stored and stored[r.id] != keyword_text(r)]

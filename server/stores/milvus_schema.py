@@ -43,10 +43,15 @@ def to_row(record: MemoryRecord, vector: list[float], keywords: bool = False) ->
         "updated_at": record.updated_at,
     }
     if keywords:
-        words = memory_words(record)
-        # a memory of the longest text with a context (or lower-cased into more bytes) could exceed the field
-        row[KEYWORD_FIELD] = words.encode()[:MAX_TEXT_BYTES].decode(errors="ignore")
+        row[KEYWORD_FIELD] = keyword_text(record)
     return row
+
+
+def keyword_text(record: MemoryRecord) -> str:
+    """What the `keywords` field holds for a memory: its words for BM25 (`keywords.memory_words`),
+    cut to the field's size (a memory of the longest text with a context, or lower-cased into more
+    bytes, could exceed it)."""
+    return memory_words(record).encode()[:MAX_TEXT_BYTES].decode(errors="ignore")
 
 
 def from_row(row: dict[str, Any]) -> MemoryRecord:

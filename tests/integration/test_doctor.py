@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from milvus_memory_mcp import doctor
+from milvus_memory_mcp import doctor, keywords
 from milvus_memory_mcp.embedders.local import LocalEmbedder
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.service import MemoryService
@@ -89,6 +89,35 @@ async def test_doctor_reports_unapplied_changes_without_applying_them(
         report = await doctor.check(svc)
         assert report.pending == [added.id] and report.missing == [added.id]
         assert await svc.vectors.ids() == []  # checking changed nothing
+
+
+CONVERSATION = [
+    {"role": "user", "content": "We adopted a puppy last week."},
+    {"role": "assistant", "content": "What did you name the puppy?"},
+    {"role": "user", "content": "Biscuit, after my favourite snack."},
+]
+
+
+@pytest.mark.parametrize("search_index", [True, False], ids=["search-index", "lite-bm25"])
+async def test_doctor_finds_keywords_an_older_analysis_wrote_and_repair_rewrites_them(
+    tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch, search_index: bool
+) -> None:
+    settings = make_settings(tmp_path, search_index=search_index)
+    with monkeypatch.context() as older:
+        older.setattr(keywords, "OWN_WEIGHT", 1)  # what analysis 1 stored: a memory's own words once
+        async with MemoryService(settings, embedder=local_embedder) as svc:
+            said = {r.id for r in (await svc.add(CONVERSATION, Scope("u"))).results}
+            await svc.add("Prefers tea over coffee", Scope("u"))  # no context: the same words in both analyses
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        report = await doctor.check(svc)
+        assert report.differing == {i: [doctor.STALE_KEYWORDS] for i in said}
+        assert not report.agree and "The stores disagree." in report.lines()
+    checked = run_doctor(tmp_path)
+    assert checked.returncode == 1 and doctor.STALE_KEYWORDS in checked.stdout, checked.stdout + checked.stderr
+    repaired = run_doctor(tmp_path, "--repair")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        assert (await doctor.check(svc)).clean  # each field is now what this release writes
 
 
 def test_doctor_on_an_unusable_data_dir_exits_2_with_the_reason(tmp_path: Path) -> None:
