@@ -5,8 +5,8 @@ Milvus's analysers lower-case and split but Milvus Lite's cannot stem ("weekends
 Snowball English stop words dropped, the rest reduced by the Snowball English stemmer. Measured
 on LoCoMo (bench/retrieval.py), this lifted BM25 recall@10 from about 0.52 to 0.61.
 Changing this analysis changes what stored memories match: bump `ANALYSIS` with it (a saved
-search index of another analysis is rebuilt at start; see README, "Conversation context", for a
-Milvus 2.5+ collection's stored field).
+search index of another analysis is rebuilt at start; a Milvus 2.5+ or Lite collection's stored
+field is compared at start, core/keyword_check.py, and rewritten by `doctor --repair`).
 
 A memory from a conversation is indexed with its context (the messages around it, so that a reply
 is found by the question it answers), but its own words count `OWN_WEIGHT` times: without that, the

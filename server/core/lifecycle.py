@@ -4,7 +4,8 @@
 schema is stale), then re-applies changes an earlier run left pending. A failure is raised to the
 caller and retried on the next call. Where the vector store can answer searches before it is
 fully open (Milvus Lite with the search index), `ready_for_reads()` opens only that and lets the
-rest open in the background (`warm_up`). `close()` flushes what is still queued and closes the
+rest open in the background (`warm_up`, which then checks the stored keyword text:
+core/keyword_check.py). `close()` flushes what is still queued and closes the
 stores. docs/ARCHITECTURE.md, "Start-up and shutdown".
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import anyio
 from anyio.abc import TaskGroup
 
+from milvus_memory_mcp.core.keyword_check import check_keyword_text
 from milvus_memory_mcp.core.writes import WriteProtocol
 from milvus_memory_mcp.embedders import Embedder
 from milvus_memory_mcp.errors import BackendError, ConfigurationError, MemoryServiceError
@@ -96,8 +98,14 @@ class Lifecycle:
             await self.ready()
         except MemoryServiceError as e:
             logger.error("warm-up failed: %s", e)
+            return
         finally:
             self._warming = False
+        try:
+            if await check_keyword_text(self.history, self.vectors, self.writes.lock) is not None:
+                await anyio.to_thread.run_sync(release_free_memory)  # the rows it read
+        except MemoryServiceError as e:
+            logger.warning("could not check the stored keyword text: %s", e)
 
     async def ready(self, *, apply_pending: bool = True) -> None:
         """Open everything once. Changes recorded but not applied by an earlier run are re-applied

@@ -30,7 +30,9 @@ Two contracts, by who needs them:
   for the caller to refill.
 - `get(ids)`, `ids()` and `vectors_of(ids)` read back what is stored; `stale_keywords(records)`
   names those of the records whose stored keyword text (a Milvus 2.5+ or Lite collection's
-  `keywords` field, which BM25 indexes) an older keyword analysis wrote (`keywords.ANALYSIS`).
+  `keywords` field, which BM25 indexes) an older keyword analysis wrote (`keywords.ANALYSIS`);
+  `ranks_by_stored_keywords`: that text is what keyword searches rank by (not where the search
+  index, built from SQLite, answers them).
 - `reembed` (server/core/reembed.py): `use_collection(name)` picks the collection `open` opens
   (no I/O); `sibling(name, model_id, dimensions)` is a plain store of another collection on the
   same open engine, made or checked for that embedder (its `close` closes nothing shared);
@@ -98,6 +100,9 @@ class VectorStore(Protocol):
 class StoreMaintenance(Protocol):
     @property
     def stale_schema(self) -> bool: ...
+
+    @property
+    def ranks_by_stored_keywords(self) -> bool: ...
 
     async def recreate(self, model_id: str, dimensions: int) -> None: ...
 

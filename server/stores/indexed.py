@@ -351,6 +351,10 @@ class IndexedStore:
         await self.drain()
         return await self.inner.ids()
 
+    @property
+    def ranks_by_stored_keywords(self) -> bool:
+        return False  # the index ranks, built from SQLite with this release's analysis
+
     async def stale_keywords(self, records: list[MemoryRecord]) -> list[str]:
         await self.drain()
         return await self.inner.stale_keywords(records)

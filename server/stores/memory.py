@@ -139,6 +139,10 @@ class InMemoryStore:
     async def ids(self) -> list[str]:
         return list(self._rows)
 
+    @property
+    def ranks_by_stored_keywords(self) -> bool:
+        return False
+
     async def stale_keywords(self, records: list[MemoryRecord]) -> list[str]:
         return []  # no keyword field
 

@@ -412,6 +412,10 @@ class MilvusStore:
     async def ids(self) -> list[str]:
         return await self._read(lambda: all_ids(self._client, self._collection), "list ids")
 
+    @property
+    def ranks_by_stored_keywords(self) -> bool:
+        return self.keyword_search
+
     async def stale_keywords(self, records: list[MemoryRecord]) -> list[str]:
         """Ids of these memories whose `keywords` field is not what this release's analysis makes of
         them (written by an older one); none on a collection without the field."""
