@@ -45,8 +45,8 @@ async def check_keyword_text(history: HistoryStore, vectors: Store, write_lock: 
             suspects = await _stale(history, vectors, [i for i in suspects if i not in pending])
     if suspects:
         logger.warning(
-            "%d memories keep keyword text an older keyword analysis wrote, and rank lower in keyword "
-            "search until rewritten: run `milvus-memory-mcp doctor --repair` (with this server's settings)",
+            "%d memories keep keyword text an older keyword analysis wrote, which keyword search ranks them "
+            "by until it is rewritten: run `milvus-memory-mcp doctor --repair` (with this server's settings)",
             len(suspects),
         )
     else:
