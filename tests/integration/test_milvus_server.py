@@ -79,6 +79,7 @@ async def test_server_23_is_detected_at_connect_and_its_choices_recorded_with_th
         assert (caps.index_type, caps.consistency, caps.flush_after_writes) == ("AUTOINDEX", "Strong", False)
         assert not (caps.inverted_index or caps.filter_params or caps.bm25 or caps.partition_key)
         assert store.tenancy == "scalar_index" and not store.needs_flush
+        assert not store.ranks_by_stored_keywords  # no BM25 field: the start-up keyword check reads nothing
         described = await anyio.to_thread.run_sync(lambda: store._client.describe_collection(settings.collection))
         assert described["properties"][PROP_TENANCY] == "scalar_index"
         assert described["consistency_level_name"] == "Strong"
