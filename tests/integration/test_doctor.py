@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from milvus_memory_mcp import doctor, keywords
+from milvus_memory_mcp import doctor
 from milvus_memory_mcp.embedders.local import LocalEmbedder
 from milvus_memory_mcp.records import Scope
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 
 from ..conftest import make_settings
+from ..support.older_analysis import write_under_analysis_1
 from ..support.processes import run_doctor
 
 pytestmark = pytest.mark.anyio
@@ -91,23 +92,12 @@ async def test_doctor_reports_unapplied_changes_without_applying_them(
         assert await svc.vectors.ids() == []  # checking changed nothing
 
 
-CONVERSATION = [
-    {"role": "user", "content": "We adopted a puppy last week."},
-    {"role": "assistant", "content": "What did you name the puppy?"},
-    {"role": "user", "content": "Biscuit, after my favourite snack."},
-]
-
-
 @pytest.mark.parametrize("search_index", [True, False], ids=["search-index", "lite-bm25"])
 async def test_doctor_finds_keywords_an_older_analysis_wrote_and_repair_rewrites_them(
     tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch, search_index: bool
 ) -> None:
     settings = make_settings(tmp_path, search_index=search_index)
-    with monkeypatch.context() as older:
-        older.setattr(keywords, "OWN_WEIGHT", 1)  # what analysis 1 stored: a memory's own words once
-        async with MemoryService(settings, embedder=local_embedder) as svc:
-            said = {r.id for r in (await svc.add(CONVERSATION, Scope("u"))).results}
-            await svc.add("Prefers tea over coffee", Scope("u"))  # no context: the same words in both analyses
+    said = await write_under_analysis_1(settings, local_embedder, monkeypatch)
     async with MemoryService(settings, embedder=local_embedder) as svc:
         report = await doctor.check(svc)
         assert report.differing == {i: [doctor.STALE_KEYWORDS] for i in said}

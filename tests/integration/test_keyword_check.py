@@ -22,14 +22,10 @@ from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 
 from ..conftest import make_settings
+from ..support.older_analysis import CONVERSATION, write_under_analysis_1
 
 pytestmark = pytest.mark.anyio
 
-CONVERSATION = [
-    {"role": "user", "content": "We adopted a puppy last week."},
-    {"role": "assistant", "content": "What did you name the puppy?"},
-    {"role": "user", "content": "Biscuit, after my favourite snack."},
-]
 WARNED = "keep keyword text an older keyword analysis wrote"
 
 
@@ -47,25 +43,12 @@ async def start_and_wait(settings: Settings, embedder: LocalEmbedder, caplog: py
         return (await svc.history.store_state()).get(keyword_check.KEY)
 
 
-async def write_under_analysis_1(
-    settings: Settings, embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch, user: str = "u"
-) -> int:
-    """A conversation and a fact stored by a release of analysis 1 that kept no record; how many
-    memories differ now (the conversation's: the fact has the same words in both analyses)."""
-    with monkeypatch.context() as older:
-        older.setattr(keywords, "OWN_WEIGHT", 1)  # what analysis 1 stored: a memory's own words once
-        async with MemoryService(settings, embedder=embedder) as svc:
-            said = (await svc.add(CONVERSATION, Scope(user))).results
-            await svc.add("Prefers tea over coffee", Scope(user))
-    return len(said)
-
-
 async def test_start_up_warns_of_keyword_text_an_older_analysis_wrote_until_doctor_repairs_it(
     tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="milvus_memory_mcp.core.keyword_check")
     settings = make_settings(tmp_path, search_index=False)  # Lite's BM25 field ranks, as a 2.5+ server's
-    stale = await write_under_analysis_1(settings, local_embedder, monkeypatch)
+    stale = len(await write_under_analysis_1(settings, local_embedder, monkeypatch))
     async with MemoryService(settings, embedder=local_embedder) as svc:
         await svc.ready()
         assert keyword_check.KEY not in await svc.history.store_state()  # no start-up check ran yet
