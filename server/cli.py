@@ -2,8 +2,10 @@
 
 Each command is a tool call (or `stats`) through `cli_session`, so the scope rules, validation and
 sharing are the server's own; flags mirror the tools' arguments. Output: a readable table, or the
-tool's JSON with `--json`. Settings other than the data dir come from MEMORY_* variables, as for
-the server that may own the data dir (the two must agree).
+tool's JSON with `--json`; stored text reaches the terminal only through `terminal.printable` (the
+table and plain output) or `terminal.json_text` (`--json`), its control characters escaped.
+Settings other than the data dir come from MEMORY_* variables, as for the server that may own the
+data dir (the two must agree).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from milvus_memory_mcp.cli_session import CommandFailed, Session
-from milvus_memory_mcp.errors import MemoryServiceError
+from milvus_memory_mcp.errors import InvalidInput, MemoryServiceError
+from milvus_memory_mcp.terminal import json_text, printable
+from milvus_memory_mcp.validation import parse_json_object
 
 Handler = Callable[[Session, argparse.Namespace], Coroutine[Any, Any, Any]]
 COMMANDS = ("list", "search", "show", "history", "delete", "restore", "stats")
@@ -25,12 +29,9 @@ COMMANDS = ("list", "search", "show", "history", "delete", "restore", "stats")
 
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not JSON ({e})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError('must be a JSON object, e.g. {"category": "work"}')
-    return value
+        return parse_json_object(text, "--filters")
+    except InvalidInput as e:  # argparse names the option: "argument --filters: --filters is not JSON: ..."
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--filters ")) from None
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -83,10 +84,10 @@ async def run(session: Session, args: argparse.Namespace, out: TextIO) -> int:
     try:
         result = await HANDLERS[args.command](session, args)
     except (CommandFailed, MemoryServiceError) as e:
-        print(f"milvus-memory-mcp {args.command}: {e}", file=sys.stderr)
+        print(f"milvus-memory-mcp {args.command}: {printable(e)}", file=sys.stderr)
         return 1
     if args.json:
-        out.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        out.write(json_text(json.dumps(result, indent=2, ensure_ascii=False)) + "\n")
     else:
         out.write(RENDER[args.command](result, args))
     return 0
@@ -123,8 +124,9 @@ def _scope_of(m: dict[str, Any]) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]], wide: int) -> str:
-    """Columns padded to their widest cell; column `wide` is cut to fit the terminal."""
-    rows = [[" ".join(str(c).split()) for c in r] for r in rows]
+    """Columns padded to their widest cell; column `wide` is cut to fit the terminal. Cells are
+    `printable` (a newline shows as `\\n`), runs of other white space one space."""
+    rows = [[" ".join(printable(c).split()) for c in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     room = shutil.get_terminal_size((120, 24)).columns - sum(w + 2 for i, w in enumerate(widths) if i != wide)
     widths[wide] = max(20, min(widths[wide], room))
@@ -145,7 +147,7 @@ def _memories(result: dict[str, Any], args: argparse.Namespace) -> str:
     ]
     text = table(headers, rows, 2 if scored else 1) if rows else "No memories.\n"
     if result.get("next_cursor"):
-        text += f"More: --cursor {result['next_cursor']}\n"
+        text += f"More: --cursor {printable(result['next_cursor'])}\n"
     return text
 
 
@@ -154,11 +156,11 @@ def _show(m: dict[str, Any], args: argparse.Namespace) -> str:
         ("id", m["id"]),
         ("memory", m["memory"]),
         ("scope", _scope_of(m)),
-        ("metadata", json.dumps(m.get("metadata") or {}, ensure_ascii=False)),
+        ("metadata", json_text(json.dumps(m.get("metadata") or {}, ensure_ascii=False))),
         ("created", _when(m.get("created_at"))),
         ("updated", _when(m.get("updated_at"))),
     ]
-    return "".join(f"{k:<9} {v}\n" for k, v in fields)
+    return "".join(f"{k:<9} {printable(v)}\n" for k, v in fields)
 
 
 def _history(result: dict[str, Any], args: argparse.Namespace) -> str:
@@ -172,7 +174,9 @@ def _history(result: dict[str, Any], args: argparse.Namespace) -> str:
         ]
         for e in result.get("events", [])
     ]
-    return f"Memory {result['memory_id']}\n" + table(["when", "event", "memory", "actor", "event id"], rows, 2)
+    return f"Memory {printable(result['memory_id'])}\n" + table(
+        ["when", "event", "memory", "actor", "event id"], rows, 2
+    )
 
 
 def _stats(s: dict[str, Any], args: argparse.Namespace) -> str:
@@ -187,7 +191,11 @@ def _stats(s: dict[str, Any], args: argparse.Namespace) -> str:
     if r := s.get("reembed_in_progress"):
         lines.append(f"reembed         into {r['collection']} with {r['model']}: {r['done']}/{r['total']} (unfinished)")
     rows = [[_scope_of(x) or "(none)", str(x["live"]), str(x["deleted"])] for x in s["scopes"]]
-    return "\n".join(lines) + "\n\n" + (table(["scope", "live", "deleted"], rows, 0) if rows else "No memories.\n")
+    return (
+        "\n".join(printable(line) for line in lines)
+        + "\n\n"
+        + (table(["scope", "live", "deleted"], rows, 0) if rows else "No memories.\n")
+    )
 
 
 RENDER: dict[str, Callable[[dict[str, Any], argparse.Namespace], str]] = {
@@ -195,7 +203,7 @@ RENDER: dict[str, Callable[[dict[str, Any], argparse.Namespace], str]] = {
     "search": _memories,
     "show": _show,
     "history": _history,
-    "delete": lambda r, a: f"{r['message']}\n",
+    "delete": lambda r, a: f"{printable(r['message'])}\n",
     "restore": lambda r, a: "Restored.\n" + _show(r, a),
     "stats": _stats,
 }

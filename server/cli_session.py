@@ -43,10 +43,14 @@ class Session:
             raise CommandFailed(error_text(tool, result))
         return dict(result.structured_content or {})
 
+    @property
+    def settings(self) -> Settings:
+        return self._store.settings
+
     async def stats(self) -> dict[str, Any]:
         return dict(await self._store.run_op("stats"))
 
-    async def import_batch(self, lines: list[Any], on_conflict: str, embedder: str | None) -> dict[str, int]:
+    async def import_batch(self, lines: list[Any], on_conflict: str, embedder: str | None) -> dict[str, Any]:
         result = await self._store.run_op("import", lines=lines, on_conflict=on_conflict, embedder=embedder)
         return dict(result)
 

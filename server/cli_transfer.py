@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from milvus_memory_mcp.cli_session import Session
 from milvus_memory_mcp.errors import InvalidInput, MemoryServiceError
 from milvus_memory_mcp.settings import Settings
+from milvus_memory_mcp.terminal import json_text, printable
 
 BATCH = 200  # memory lines sent to the owner at a time
 MAX_REPORTED = 50  # malformed lines listed one by one
@@ -53,6 +54,7 @@ def progress_bar(total: int, what: str) -> Any:
 
 async def export_command(settings: Settings, args: argparse.Namespace) -> int:
     from milvus_memory_mcp import filters
+    from milvus_memory_mcp.cli_output import OutputFailed, json_output
     from milvus_memory_mcp.core.transfer import export
     from milvus_memory_mcp.embedders import make_embedder
     from milvus_memory_mcp.history import make_history
@@ -61,22 +63,24 @@ async def export_command(settings: Settings, args: argparse.Namespace) -> int:
     scope = check_scope(args.user_id, args.agent_id, args.run_id)
     where = None if scope.is_empty() else filters.within(scope, None)
     history, embedder = make_history(settings), make_embedder(settings)  # the model is not loaded
-    await history.open()
-    out: TextIO = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout  # noqa: SIM115
     try:
-        with progress_bar(0, "export") as bar:
+        with json_output(args.output) as out:  # a file written whole or not at all
+            await history.open()
+            try:
+                with progress_bar(0, "export") as bar:
 
-            def progress(done: int, total: int) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
+                    def progress(done: int, total: int) -> None:
+                        bar.total = total
+                        bar.update(done - bar.n)
 
-            memories, events = await export(
-                history, embedder, where, out, with_vectors=args.with_vectors, progress=progress
-            )
-    finally:
-        if out is not sys.stdout:
-            out.close()
-        await history.close()
+                    memories, events = await export(
+                        history, embedder, where, out, with_vectors=args.with_vectors, progress=progress
+                    )
+            finally:
+                await history.close()
+    except OutputFailed as e:
+        print(f"milvus-memory-mcp export: {e}", file=sys.stderr)
+        return 1
     if args.output:
         print(f"Exported {memories} memories ({events} history events) to {args.output}.")
     return 0
@@ -92,26 +96,63 @@ def _remaps(pairs: list[str]) -> dict[str, str]:
     return remap
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(number, text) of each non-blank line after the header."""
-    with path.open(encoding="utf-8", errors="replace") as f:
-        f.readline()
-        for number, line in enumerate(f, 2):
-            if line.strip():
-                yield number, line
+class Lines:
+    """The memory lines of an export file, each parsed and checked (`read`), and the ids seen so
+    far: a memory id or a history event id on two lines is reported on the second."""
+
+    def __init__(self, path: Path, remap: dict[str, str], max_bytes: int) -> None:
+        self._path = path
+        self._remap = remap
+        self._max_bytes = max_bytes
+        self._memories: dict[str, int] = {}
+        self._events: dict[str, int] = {}
+
+    def read(self) -> Iterator[tuple[int, dict[str, Any] | InvalidInput]]:
+        """(number, the line's object or why it is malformed) of each non-blank line after the header."""
+        with self._path.open("rb") as f:
+            f.readline()
+            for number, raw in enumerate(f, 2):
+                if raw.strip():
+                    try:
+                        yield number, self._parse(number, raw)
+                    except InvalidInput as e:
+                        yield number, e
+
+    def _parse(self, number: int, raw: bytes) -> dict[str, Any]:
+        from milvus_memory_mcp.core.transfer import from_json
+
+        obj = _json(raw)
+        record, events, _ = from_json(obj, self._max_bytes)  # checked here to report the line; the owner checks again
+        if record.id in self._memories:
+            raise InvalidInput(f"memory id {record.id} is on line {self._memories[record.id]} already")
+        for h in events:
+            if h.id in self._events:
+                raise InvalidInput(f"history event id {h.id} is on line {self._events[h.id]} already")
+        self._memories[record.id] = number
+        self._events.update((h.id, number) for h in events)
+        if obj.get("user_id") in self._remap:
+            obj["user_id"] = self._remap[obj["user_id"]]
+        return obj
 
 
-def _parse(line: str, remap: dict[str, str]) -> dict[str, Any]:
-    from milvus_memory_mcp.core.transfer import from_json
-
+def _json(raw: bytes) -> Any:
     try:
-        obj = json.loads(line)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"not valid UTF-8 (byte {e.start + 1}); export files are UTF-8") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise InvalidInput("nested too deeply to be a memory line") from None
     except ValueError as e:
         raise InvalidInput(f"not valid JSON ({e}); the file may be truncated or corrupt") from None
-    from_json(obj)  # checked here to report the line; the owner checks again
-    if obj.get("user_id") in remap:
-        obj["user_id"] = remap[obj["user_id"]]
-    return obj
+
+
+def _total(head: dict[str, Any]) -> int:
+    """The header's count of memories (for the progress bar), 0 when it has none that is a number."""
+    counts = head.get("counts")
+    total = counts.get("memories") if isinstance(counts, dict) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) and total >= 0 else 0
 
 
 async def import_command(session: Session, args: argparse.Namespace, out: TextIO) -> int:
@@ -120,11 +161,11 @@ async def import_command(session: Session, args: argparse.Namespace, out: TextIO
     path = Path(args.file)
     try:
         remap = _remaps(args.remap_user_id)
-        with path.open(encoding="utf-8", errors="replace") as f:
+        with path.open("rb") as f:
             first = f.readline()
         try:
-            head = check_header(json.loads(first))
-        except ValueError:
+            head = check_header(_json(first))
+        except InvalidInput:
             raise InvalidInput(f"{path}: line 1 is not a JSON export header") from None
     except OSError as e:
         print(f"milvus-memory-mcp import: cannot read {path}: {e.strerror or e}", file=sys.stderr)
@@ -132,43 +173,46 @@ async def import_command(session: Session, args: argparse.Namespace, out: TextIO
     except InvalidInput as e:
         print(f"milvus-memory-mcp import: {e}", file=sys.stderr)
         return 1
+    max_bytes = session.settings.max_memory_bytes
     malformed: list[tuple[int, str]] = []
     if args.strict:
-        for number, line in _lines(path):
-            try:
-                _parse(line, remap)
-            except InvalidInput as e:
-                malformed.append((number, str(e)))
+        malformed = [(n, str(v)) for n, v in Lines(path, remap, max_bytes).read() if isinstance(v, InvalidInput)]
     counts = {"imported": 0, "skipped": 0}
-    if not malformed:
-        total = int((head.get("counts") or {}).get("memories") or 0)
-        batch: list[dict[str, Any]] = []
+    held_back = bool(malformed)  # --strict found some: nothing is sent
+    if not held_back:
+        batch: list[tuple[int, dict[str, Any]]] = []
+
+        async def send() -> None:
+            result = await session.import_batch([obj for _, obj in batch], args.on_conflict, head.get("embedder"))
+            _add(counts, result)
+            malformed.extend((batch[r["index"]][0], str(r["error"])) for r in result.get("refused", []))
+            bar.update(len(batch))
+            batch.clear()
+
         try:
-            with progress_bar(total, "import") as bar:
-                for number, line in _lines(path):
-                    try:
-                        batch.append(_parse(line, remap))
-                    except InvalidInput as e:
-                        malformed.append((number, str(e)))
+            with progress_bar(_total(head), "import") as bar:
+                for number, parsed in Lines(path, remap, max_bytes).read():
+                    if isinstance(parsed, InvalidInput):
+                        malformed.append((number, str(parsed)))
+                    else:
+                        batch.append((number, parsed))
                     if len(batch) >= BATCH:
-                        _add(counts, await session.import_batch(batch, args.on_conflict, head.get("embedder")))
-                        bar.update(len(batch))
-                        batch = []
+                        await send()
                 if batch:
-                    _add(counts, await session.import_batch(batch, args.on_conflict, head.get("embedder")))
-                    bar.update(len(batch))
+                    await send()
         except MemoryServiceError as e:
             print(f"milvus-memory-mcp import: {e} (imported so far: {counts['imported']})", file=sys.stderr)
             return 1
+    malformed.sort()
     for number, message in malformed[:MAX_REPORTED]:
-        print(f"{path}: line {number}: {message}", file=sys.stderr)
+        print(printable(f"{path}: line {number}: {message}"), file=sys.stderr)
     if len(malformed) > MAX_REPORTED:
         print(f"{path}: {len(malformed) - MAX_REPORTED} more malformed lines", file=sys.stderr)
     result = {**counts, "malformed": [{"line": n, "error": m} for n, m in malformed]}
     if args.json:
-        out.write(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        out.write(json_text(json.dumps(result, indent=2, ensure_ascii=False)) + "\n")
     else:
-        note = f"; {len(malformed)} malformed line(s) {'(nothing imported: --strict)' if args.strict else 'skipped'}"
+        note = f"; {len(malformed)} malformed line(s) {'(nothing imported: --strict)' if held_back else 'skipped'}"
         out.write(
             f"Imported {counts['imported']} memories, skipped {counts['skipped']} already present"
             + (note if malformed else "")
@@ -177,6 +221,6 @@ async def import_command(session: Session, args: argparse.Namespace, out: TextIO
     return 1 if malformed else 0
 
 
-def _add(counts: dict[str, int], more: dict[str, int]) -> None:
+def _add(counts: dict[str, int], more: dict[str, Any]) -> None:
     for key in counts:
         counts[key] += int(more.get(key, 0))

@@ -303,7 +303,7 @@ def within(scope: Scope, filters: object) -> And:
 def _shown(value: object) -> str:
     try:
         text = json.dumps(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
         text = type(value).__name__
     return text if len(text) <= 100 else text[:100] + "..."
 

@@ -66,7 +66,7 @@ class MemoryService:
         self._searcher = Searcher(settings, self.vectors, self.embedder, make_rewriter(settings, self.llm))
         self._past = PastSearch(settings, self.history, self.embedder)
         self._restorer = Restorer(self.history, self._writes, self.embedder)
-        self._importer = Importer(self.history, self._writes, self.embedder)
+        self._importer = Importer(self.history, self._writes, self.embedder, settings.max_memory_bytes)
         self._edits = Edits(self.history, self._writes)
         self._reembed = Reembedder(settings, self.history, self.vectors, self.embedder, self._writes, self._lifecycle)
         self._stack: AsyncExitStack | None = None
@@ -263,7 +263,7 @@ class MemoryService:
         where = None if scope.is_empty() else filters.scope_conditions(scope)
         return dashboard.to_json(await dashboard.activity(self.history, where, days, now_us()))
 
-    async def import_batch(self, lines: list[object], on_conflict: object, file_embedder: object) -> dict[str, int]:
+    async def import_batch(self, lines: list[object], on_conflict: object, file_embedder: object) -> dict[str, Any]:
         """Memory lines of an export file (server/core/transfer.py): not a tool."""
         await self.ready()
         return await self._importer.import_batch(lines, on_conflict, file_embedder)

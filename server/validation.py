@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 import uuid
 from typing import Any
 
@@ -16,6 +17,16 @@ MAX_METADATA_BYTES = 16384
 MAX_METADATA_DEPTH = 5
 METADATA_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_ANY_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL and C1
+# What no one sees: separators (Zs, Zl, Zp), controls (Cc: whitespace such as tab and newline
+# included), format characters (Cf: zero-width space, joiners, U+FEFF, bidi marks, tags) and
+# combining marks (Mn, Me), which show only on a character before them.
+INVISIBLE_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cc", "Cf", "Mn", "Me"})
+# Letters by category that Unicode makes default-ignorable (rendered as nothing): the Hangul fillers.
+INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+# The deepest JSON a person may type into a form (the dashboard's filters and metadata); the
+# stdio transport refuses deeper messages too (stdio.MAX_DEPTH).
+MAX_FORM_JSON_DEPTH = 64
 _SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 # Milvus stores JSON integers as signed 64-bit (pymilvus refuses larger ones, and the whole batch
 # of rows with them); SQLite's integers are the same width.
@@ -32,17 +43,30 @@ def is_int64(value: int) -> bool:
 
 
 def has_control_chars(value: str) -> bool:
-    """NUL and other control characters (tab, newline and CR are allowed)."""
+    """NUL and other C0 control characters and DEL (tab, newline and CR are allowed)."""
     return bool(_CONTROL_RE.search(value))
+
+
+def is_visible(char: str) -> bool:
+    """Whether one character shows anything by itself: not a space, separator, control, format
+    character, combining mark alone or Hangul filler (INVISIBLE_CATEGORIES, INVISIBLE_LETTERS)."""
+    return char not in INVISIBLE_LETTERS and unicodedata.category(char) not in INVISIBLE_CATEGORIES
+
+
+def has_visible_char(text: str) -> bool:
+    """At least one visible character (`is_visible`): a text without one reads as empty."""
+    return any(is_visible(c) for c in text)
 
 
 def check_text(text: object, max_bytes: int, what: str = "memory text") -> str:
     if not isinstance(text, str):
         raise InvalidInput(f"The {what} must be a string, got {type(text).__name__}.")
-    if not text.strip():
-        raise InvalidInput(f"The {what} is empty; give a short, self-contained fact to remember.")
     if "\x00" in text:
         raise InvalidInput(f"The {what} contains a NUL character.")
+    if not has_visible_char(text):
+        raise InvalidInput(
+            f"The {what} is empty (it has no visible character); give a short, self-contained fact to remember."
+        )
     if has_surrogates(text):
         raise InvalidInput(f"The {what} contains a lone UTF-16 surrogate, which is not valid Unicode text.")
     size = len(text.encode("utf-8"))
@@ -54,15 +78,58 @@ def check_text(text: object, max_bytes: int, what: str = "memory text") -> str:
 
 
 def check_plain_string(value: str, what: str, max_bytes: int, *, tabs_and_newlines: bool = True) -> str:
-    """A string a store can keep and a filter can match: no control characters (nor tab or newline
-    unless `tabs_and_newlines`), no lone surrogates, at most `max_bytes` of UTF-8."""
-    if has_control_chars(value) or "\x00" in value or (not tabs_and_newlines and any(c in value for c in "\n\r\t")):
+    """A string a store can keep and a filter can match: no C0 control character or DEL (tab,
+    newline and CR allowed when `tabs_and_newlines`; without it, no control character at all: C0,
+    DEL or C1), no lone surrogates, at most `max_bytes` of UTF-8."""
+    controls = _CONTROL_RE if tabs_and_newlines else _ANY_CONTROL_RE
+    if controls.search(value):
         raise InvalidInput(f"{what} contains a control character.")
     if has_surrogates(value):
         raise InvalidInput(f"{what} contains a lone UTF-16 surrogate, which is not valid Unicode text.")
     if len(value.encode("utf-8")) > max_bytes:
         raise InvalidInput(f"{what} is longer than {max_bytes} bytes.")
     return value
+
+
+def json_text_depth(text: str) -> int:
+    """How deeply the arrays and objects of JSON text nest (the outermost one is level 1), read
+    without parsing (so without recursion); brackets inside strings do not count."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_json_object(text: str, name: str) -> dict[str, Any]:
+    """A JSON object typed by a person (the dashboard's filters and metadata fields): InvalidInput
+    naming the problem for text that is not JSON, not an object, or nested deeper than
+    MAX_FORM_JSON_DEPTH levels (refused before parsing: Python's decoder recurses)."""
+    depth = json_text_depth(text)
+    if depth > MAX_FORM_JSON_DEPTH:
+        raise InvalidInput(f"{name} is nested {depth} levels deep (at most {MAX_FORM_JSON_DEPTH}).")
+    try:
+        value = json.loads(text)
+    except RecursionError:  # a backstop: the depth is checked above
+        raise InvalidInput(f"{name} is nested too deeply (at most {MAX_FORM_JSON_DEPTH} levels).") from None
+    except ValueError as e:
+        raise InvalidInput(f"{name} is not JSON: {e}.") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f'{name} must be a JSON object, e.g. {{"category": "work"}}.')
+    return value  # pyright: ignore[reportUnknownVariableType]
 
 
 def check_scope_value(name: str, value: object) -> str | None:

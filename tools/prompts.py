@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.prompts import Prompt
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS, InputRequiredResult
+
+if TYPE_CHECKING:
+    from mcp.server.mcpserver import Context
+    from mcp.server.mcpserver.prompts.base import Message
 
 MEMORY_GUIDE = """\
 Use the memory tools like this{who}:
@@ -18,8 +27,25 @@ Use the memory tools like this{who}:
   time), or none when the server has a default user. A memory is only visible within its own scope."""
 
 
+class StrictPrompt(Prompt):
+    """A prompt that refuses unknown arguments by name, as the tools do. (The SDK passes them to the
+    function, and answers the validation error that raises with "Error rendering prompt <name>" alone.)"""
+
+    async def render(
+        self, arguments: dict[str, Any] | None, context: Context[Any, Any]
+    ) -> list[Message] | InputRequiredResult:
+        known = [a.name for a in self.arguments or []]
+        unknown = sorted(set(arguments or {}) - set(known))
+        if unknown:
+            its = f"its arguments are: {', '.join(known)}" if known else "it takes none"
+            raise MCPError(INVALID_PARAMS, f"{self.name} has no argument {', '.join(unknown)}; {its}.")
+        return await super().render(arguments, context)
+
+
 def register_prompts(server: MCPServer, threshold: float) -> None:
-    @server.prompt(name="memory_guide", description="When to search memory before answering; what to remember.")
     def memory_guide(user_id: str | None = None) -> str:
         who = f' (user_id="{user_id}")' if user_id else ""
         return MEMORY_GUIDE.format(who=who, threshold=threshold)
+
+    description = "When to search memory before answering; what to remember."
+    server.add_prompt(StrictPrompt.from_function(memory_guide, name="memory_guide", description=description))

@@ -7,14 +7,19 @@ history event, `context` when it has one (the messages around it: `records.CONTE
 event), and `vector` only when exported `--with-vectors`.
 
 An import keeps ids, times and history. Vectors in the file are used when they were made by the
-current embedder (same id and length); otherwise the texts are embedded again (or taken from the
-embeddings cache). A memory whose id is present is skipped (the default: a second import changes
-nothing) or replaced whole. Writes go through the write protocol, a batch at a time.
+current embedder (same id and length, finite numbers); otherwise the texts are embedded again (or
+taken from the embeddings cache). A memory whose id is present is skipped (the default: a second
+import changes nothing) or replaced whole. Writes go through the write protocol, a batch at a time.
+A line is held to what the tools accept (the text's size and visible content, a scope, metadata,
+no NUL or lone surrogate in any text), and one whose history event ids belong to another memory is
+refused (importing it would move that memory's events): such lines are reported by id, the rest of
+the batch is imported.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TextIO
@@ -25,7 +30,14 @@ from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.filters import Node, parse_time
 from milvus_memory_mcp.history import HistoryStore
 from milvus_memory_mcp.records import HistoryEntry, MemoryRecord, context_of, public_metadata, text_hash, with_context
-from milvus_memory_mcp.validation import check_memory_id, check_metadata, check_scope
+from milvus_memory_mcp.validation import (
+    check_memory_id,
+    check_metadata,
+    check_plain_string,
+    check_scope,
+    check_text,
+    has_surrogates,
+)
 
 FORMAT = "milvus-memory-mcp"
 VERSION = 1
@@ -34,6 +46,7 @@ EVENTS = ("ADD", "UPDATE", "DELETE", "NONE", "RESTORE")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 OnConflict = Literal["skip", "replace"]
 Item = tuple[MemoryRecord, list[HistoryEntry], list[float] | None]
+MAX_EVENT_ID_BYTES = 128
 
 
 def iso_us(us: int | None) -> str | None:
@@ -57,6 +70,8 @@ def _text(obj: dict[str, Any], key: str, *, optional: bool = False) -> str | Non
         return None
     if not isinstance(value, str) or (not value and not optional):
         raise InvalidInput(f"{key} must be a non-empty string")
+    if "\x00" in value or has_surrogates(value):
+        raise InvalidInput(f"{key} contains a NUL character or a lone UTF-16 surrogate")
     return value
 
 
@@ -124,13 +139,16 @@ def to_json(record: MemoryRecord, events: list[HistoryEntry], vector: list[float
     return line
 
 
-def from_json(obj: object) -> Item:
-    """One memory line, checked (InvalidInput naming the field)."""
+def from_json(obj: object, max_bytes: int) -> Item:
+    """One memory line, checked as the tools check what they store (InvalidInput naming the field);
+    `max_bytes`: the largest memory text (MEMORY_MAX_MEMORY_BYTES)."""
     if not isinstance(obj, dict):
         raise InvalidInput("a memory line must be a JSON object")
     memory_id = check_memory_id(obj.get("id"))
-    text = _text(obj, "memory") or ""
+    text = check_text(obj.get("memory"), max_bytes)
     scope = check_scope(obj.get("user_id"), obj.get("agent_id"), obj.get("run_id"))
+    if scope.is_empty():
+        raise InvalidInput("the memory has no user_id, agent_id or run_id: no tool could reach it")
     record = MemoryRecord(
         id=memory_id,
         memory=text,
@@ -147,10 +165,16 @@ def from_json(obj: object) -> Item:
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise InvalidInput("history must be a list of event objects")
     events = [_event(h, record) for h in history]
+    if len({h.id for h in events}) < len(events):
+        raise InvalidInput("history has the same event id twice")
     vector = obj.get("vector")
-    if vector is not None and (not isinstance(vector, list) or not all(isinstance(x, (int, float)) for x in vector)):
-        raise InvalidInput("vector must be a list of numbers")
+    if vector is not None and (not isinstance(vector, list) or not all(_finite(x) for x in vector)):
+        raise InvalidInput("vector must be a list of finite numbers")
     return record, events, vector
+
+
+def _finite(x: object) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _event(h: dict[str, Any], record: MemoryRecord) -> HistoryEntry:
@@ -158,7 +182,7 @@ def _event(h: dict[str, Any], record: MemoryRecord) -> HistoryEntry:
     if event not in EVENTS:
         raise InvalidInput(f"history event {str(event)[:20]!r} is not one of {', '.join(EVENTS)}")
     return HistoryEntry(
-        id=_text(h, "id") or "",
+        id=check_plain_string(_text(h, "id") or "", "history event id", MAX_EVENT_ID_BYTES, tabs_and_newlines=False),
         memory_id=record.id,
         old_memory=_text(h, "old_memory", optional=True),
         new_memory=_text(h, "new_memory", optional=True),
@@ -204,16 +228,31 @@ async def export(
 
 
 class Importer:
-    def __init__(self, history: HistoryStore, writes: WriteProtocol, embedder: Embedder) -> None:
+    def __init__(self, history: HistoryStore, writes: WriteProtocol, embedder: Embedder, max_bytes: int) -> None:
         self._history = history
         self._writes = writes
         self._embedder = embedder
+        self._max_bytes = max_bytes
 
-    async def import_batch(self, lines: list[object], on_conflict: object, file_embedder: object) -> dict[str, int]:
-        """Import memory lines (already checked by the sender, checked again here); counts by outcome."""
+    async def import_batch(self, lines: list[object], on_conflict: object, file_embedder: object) -> dict[str, Any]:
+        """Import memory lines (already checked by the sender, checked again here): counts by
+        outcome, and `refused`, [{"index", "id", "error"}] of the lines not imported (index in `lines`)."""
         if on_conflict not in ("skip", "replace"):
             raise InvalidInput('on_conflict must be "skip" or "replace"')
-        items = [from_json(line) for line in lines]
+        refused: list[dict[str, Any]] = []
+        items: list[Item] = []
+        index_of: dict[str, int] = {}
+        for index, line in enumerate(lines):
+            try:
+                item = from_json(line, self._max_bytes)
+            except InvalidInput as e:
+                refused.append({"index": index, "id": _id_of(line), "error": str(e)})
+                continue
+            if item[0].id in index_of:
+                refused.append({"index": index, "id": item[0].id, "error": "the same memory id is in the batch twice"})
+                continue
+            index_of[item[0].id] = index
+            items.append(item)
         reuse = file_embedder == self._embedder.model_id
         if on_conflict == "skip":
             present = await self._history.existing_ids([r.id for r, _, _ in items])
@@ -223,8 +262,30 @@ class Importer:
             if on_conflict == "skip":  # one may have come in while the texts were embedded
                 present = await self._history.existing_ids([r.id for r, _, _ in items])
                 items = [i for i in items if i[0].id not in present]
+            items, taken = await self._own_events(items)
             await self._writes.apply_imported(items)
-        return {"imported": len(items), "skipped": len(lines) - len(items)}
+        refused += [{"index": index_of[i], "id": i, "error": e} for i, e in taken.items()]
+        refused.sort(key=lambda r: int(r["index"]))
+        return {"imported": len(items), "skipped": len(lines) - len(items) - len(refused), "refused": refused}
+
+    async def _own_events(self, items: list[Item]) -> tuple[list[Item], dict[str, str]]:
+        """The items whose history event ids are new or already theirs, and why each other one is
+        refused: importing it would move another memory's events (or another item's in the batch)."""
+        owners = await self._history.event_owners([h.id for _, events, _ in items for h in events])
+        claimed: dict[str, str] = {}
+        kept: list[Item] = []
+        taken: dict[str, str] = {}
+        for item in items:
+            record, events, _ = item
+            for h in events:
+                owner = owners.get(h.id) or claimed.get(h.id)
+                if owner is not None and owner != record.id:
+                    taken[record.id] = f"history event {h.id} belongs to another memory ({owner})"
+                    break
+            else:
+                claimed.update((h.id, record.id) for h in events)
+                kept.append(item)
+        return kept, taken
 
     async def _with_vectors(self, items: list[Item], reuse: bool) -> list[Item]:
         """Each live memory with a vector of the current embedder: the file's, the cache's, or a new one."""
@@ -246,3 +307,8 @@ class Importer:
             else:
                 out.append((r, evs, v if usable(v) else stored[r.hash]))
         return out
+
+
+def _id_of(line: object) -> str | None:
+    value = line.get("id") if isinstance(line, dict) else None
+    return value if isinstance(value, str) else None

@@ -95,6 +95,15 @@ class Transfer(RecordLog):
 
         return await self._run(run)
 
+    async def event_owners(self, ids: list[str]) -> dict[str, str]:
+        """The memory each of these history event ids already belongs to (`owner_of`)."""
+
+        def run(conn: sqlite3.Connection) -> dict[str, str]:
+            sql = "SELECT id, collection, memory_id FROM history WHERE id IN ({})"
+            return {r[0]: owner_of(r[1], r[2], self._collection) for r in rows_in(conn, sql, [], ids)}
+
+        return await self._run(run)
+
     async def import_records(self, items: list[Imported], model: str) -> None:
         """Write memories and their events verbatim, replacing any with the same id, in one transaction."""
 
@@ -112,3 +121,8 @@ class Transfer(RecordLog):
 
         if items:
             await self._transaction(run)
+
+
+def owner_of(collection: str, memory_id: str, current: str) -> str:
+    """An event's memory: its id, with its collection when that is not the current one."""
+    return memory_id if collection == current else f"{memory_id} of collection {collection}"

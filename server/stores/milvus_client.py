@@ -169,11 +169,19 @@ class ReadWriteLock:
 
 
 def refused_data(e: BaseException) -> bool:
-    """True when pymilvus refused the rows themselves (their values do not fit the schema), as
-    opposed to the engine failing: only such a failure is worth splitting the batch for."""
-    from pymilvus.exceptions import DataNotMatchException, ParamError
+    """True when pymilvus or the engine refused the rows themselves (their values do not fit the
+    schema: pymilvus checks types, the engine a VARCHAR's length), as opposed to the engine failing:
+    only such a failure is worth splitting the batch for."""
+    from pymilvus.exceptions import DataNotMatchException, MilvusException, ParamError
 
-    return isinstance(e, (DataNotMatchException, ParamError))
+    if isinstance(e, (DataNotMatchException, ParamError)):
+        return True
+    return isinstance(e, MilvusException) and _TOO_LONG_RE.search(str(e)) is not None
+
+
+# Milvus Lite: "VARCHAR field 'text' value length 70000 exceeds max_length=65535"; a server: "...
+# exceeds max length ...".
+_TOO_LONG_RE = re.compile(r"exceeds max[_ ]length", re.IGNORECASE)
 
 
 def short(e: Exception) -> str:

@@ -10,7 +10,9 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlencode
 
+from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.ui.backend import Refused
+from milvus_memory_mcp.validation import parse_json_object
 
 SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
 _WORDS = re.compile(r"\s*\S+|\s+")  # words with the spaces before them
@@ -101,16 +103,13 @@ def scope_query(item: dict[str, Any], **extra: str) -> str:
 
 
 def json_object(text: str | None, name: str) -> dict[str, Any] | None:
-    """A JSON object typed into a form (blank: None)."""
+    """A JSON object typed into a form (blank: None); what is not one is Refused, saying why."""
     if not text or not text.strip():
         return None
     try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise Refused(f"{name} is not JSON: {e}.") from None
-    if not isinstance(value, dict):
-        raise Refused(f'{name} must be a JSON object, e.g. {{"category": "work"}}.')
-    return value
+        return parse_json_object(text, name)
+    except InvalidInput as e:
+        raise Refused(str(e)) from None
 
 
 def shown_json(value: Any) -> str:

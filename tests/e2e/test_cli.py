@@ -131,4 +131,6 @@ async def test_version_and_help_list_only_each_commands_own_options(tmp_path: Pa
     list_help = await cli(tmp_path, "list", "--help")
     assert "--as-of" in list_help and "--cursor" in list_help and "--transport" not in list_help
     assert "--transport" in await cli(tmp_path, "serve", "--help")
-    assert "--filters: not JSON" in await cli(tmp_path, "list", "--filters", "{oops", code=2)
+    assert "--filters: is not JSON" in await cli(tmp_path, "list", "--filters", "{oops", code=2)
+    deep = await cli(tmp_path, "list", "--filters", "[" * 5000 + "]" * 5000, code=2)
+    assert "--filters: is nested 5000 levels deep (at most 64)" in deep and "Traceback" not in deep

@@ -30,10 +30,10 @@ async def test_skip_keeps_and_replace_overwrites_an_existing_memory(service: Mem
     line["history"][0]["new_memory"] = "Drinks coffee"  # type: ignore[index]
     model = service.embedder.model_id
 
-    assert await service.import_batch([line], "skip", model) == {"imported": 0, "skipped": 1}
+    assert await service.import_batch([line], "skip", model) == {"imported": 0, "skipped": 1, "refused": []}
     assert (await service.get(added.id)).memory == "Drinks tea"
 
-    assert await service.import_batch([line], "replace", model) == {"imported": 1, "skipped": 0}
+    assert await service.import_batch([line], "replace", model) == {"imported": 1, "skipped": 0, "refused": []}
     item = await service.get(added.id)
     assert item.memory == "Drinks coffee" and item.metadata == {"k": "new"}
     events = (await service.memory_history(added.id)).events
@@ -45,18 +45,20 @@ async def test_skip_keeps_and_replace_overwrites_an_existing_memory(service: Mem
     assert report.clean, report.lines()
 
     again = await service.import_batch([line], "replace", model)  # replacing with the same is harmless
-    assert again == {"imported": 1, "skipped": 0}
+    assert again == {"imported": 1, "skipped": 0, "refused": []}
     assert len((await service.memory_history(added.id)).events) == 1
 
 
-async def test_a_bad_line_or_option_changes_nothing(service: MemoryService) -> None:
+async def test_a_bad_option_changes_nothing_and_a_bad_line_is_refused_alone(service: MemoryService) -> None:
     added = (await service.add("Drinks tea", Scope("alice"), infer=False)).results[0]
     line = await exported(service, added.id)
     with pytest.raises(InvalidInput, match="on_conflict"):
         await service.import_batch([line], "merge", None)
     bad = dict(line, id="not-a-uuid")
-    with pytest.raises(InvalidInput, match="not a valid memory id"):
-        await service.import_batch([line, bad], "replace", None)
+    outcome = await service.import_batch([bad, line], "skip", None)
+    assert outcome["imported"] == 0 and outcome["skipped"] == 1, outcome
+    [refused] = outcome["refused"]
+    assert refused["index"] == 0 and refused["id"] == "not-a-uuid" and "not a valid memory id" in refused["error"]
     with pytest.raises(InvalidInput, match="history event"):
-        from_json(dict(line, history=[{"id": "x", "event": "BOGUS"}]))
+        from_json(dict(line, history=[{"id": "x", "event": "BOGUS"}]), 8192)
     assert [e.event for e in (await service.memory_history(added.id)).events] == ["ADD"]

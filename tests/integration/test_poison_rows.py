@@ -184,3 +184,24 @@ async def test_a_new_refused_write_without_the_index_is_kept_pending(
         assert await milvus_ids(svc) == {other}
         assert await svc.history.pending_ids() == [poison]
         assert list((await doctor.check(svc)).refused) == [poison]
+
+
+@pytest.mark.parametrize("search_index", [True, False], ids=["indexed", "milvus-only"])
+async def test_a_pending_text_longer_than_milvus_keeps_does_not_block_other_writes(
+    tmp_path: Path, local_embedder: LocalEmbedder, search_index: bool
+) -> None:
+    # The engine itself refuses it (a MilvusException: "... exceeds max_length=65535"), not pymilvus.
+    settings: Settings = make_settings(tmp_path / "data", search_index=search_index)
+    changes = [poison_change("x" * 70_000, "mallory", {}), poison_change("Alice likes tea", "alice", {})]
+    poison, alice = (c.new.id for c in changes)
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        await svc.history.open()
+        await svc.history.commit(changes)
+    async with MemoryService(settings, embedder=local_embedder) as svc:
+        await svc.ready()
+        added = (await svc.add("Bob likes coffee", Scope("bob"))).results[0].id
+        await svc.flush()
+        assert await milvus_ids(svc) == {alice, added}
+        assert await svc.history.pending_ids() == [poison]
+        assert "exceeds max_length" in svc.vectors.refused[poison]
+        assert list((await doctor.check(svc)).refused) == [poison]

@@ -157,7 +157,11 @@ async def test_the_tools_and_export_import_on_postgres(
     # into another PostgreSQL database: the same records, the same events
     settings = make_settings(tmp_path / "other", history_url=postgres_server.new_database())
     async with MemoryService(settings, embedder=local_embedder) as other:
-        assert await other.import_batch(lines, "skip", service.embedder.model_id) == {"imported": 3, "skipped": 0}
+        assert await other.import_batch(lines, "skip", service.embedder.model_id) == {
+            "imported": 3,
+            "skipped": 0,
+            "refused": [],
+        }
         again = io.StringIO()
         await export(other.history, other.embedder, None, again, with_vectors=True)
         assert again.getvalue().splitlines()[1:] == out.getvalue().splitlines()[1:]

@@ -10,6 +10,7 @@ from milvus_memory_mcp.history.postgres.database import Conn
 from milvus_memory_mcp.history.postgres.embeddings import put_embeddings
 from milvus_memory_mcp.history.postgres.log import PUT_HISTORY, RecordLog, _where
 from milvus_memory_mcp.history.postgres.pending import mark
+from milvus_memory_mcp.history.transfer import owner_of
 from milvus_memory_mcp.records import HistoryEntry, MemoryRecord
 
 Imported = tuple[MemoryRecord, list[HistoryEntry], list[float] | None]
@@ -90,6 +91,15 @@ class Transfer(RecordLog):
         async def run(conn: Conn) -> set[str]:
             sql = "SELECT id FROM memories WHERE collection = ? AND id = ANY(?::text[])"
             return {r[0] for r in await conn.fetch(sql, self._collection, ids)}
+
+        return await self._run(run)
+
+    async def event_owners(self, ids: list[str]) -> dict[str, str]:
+        """The memory each of these history event ids already belongs to (`owner_of`)."""
+
+        async def run(conn: Conn) -> dict[str, str]:
+            sql = "SELECT id, collection, memory_id FROM history WHERE id = ANY(?::text[])"
+            return {r[0]: owner_of(r[1], r[2], self._collection) for r in await conn.fetch(sql, ids)}
 
         return await self._run(run)
 
