@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +13,15 @@ import pytest
 from mcp import Client
 
 from ..conftest import call
-from ..support.processes import ROOT, params, server_env
+from ..support.processes import params, run_cli
 
 pytestmark = pytest.mark.anyio
 
 
 async def cli(data_dir: Path, *args: str, code: int = 0) -> str:
     """Run `milvus-memory-mcp ARGS` as a user would; its stdout (stderr checked for `code`)."""
-    done = await anyio.run_process(
-        [sys.executable, "-m", "milvus_memory_mcp", *args],
-        env=server_env(data_dir, COLUMNS="200"),
-        cwd=str(ROOT),
-        check=False,
-    )
-    out, err = done.stdout.decode(), done.stderr.decode()
-    assert done.returncode == code, (args, out, err)
+    returncode, out, err = await run_cli(data_dir, *args, COLUMNS="200")
+    assert returncode == code, (args, out, err)
     if code == 0:
         assert err == "", err  # the owner's commands log warnings only
     return out if code == 0 else err

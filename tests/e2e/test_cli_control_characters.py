@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from milvus_memory_mcp.embedders.local import LocalEmbedder
 from milvus_memory_mcp.service import MemoryService
 
 from ..conftest import call, make_settings
-from ..support.processes import ROOT, server_env
+from ..support.processes import run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -39,14 +38,8 @@ RAW_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 
 async def cli(data_dir: Path, *args: str) -> str:
     """`milvus-memory-mcp ARGS` as the owner runs it: its stdout, checked free of raw controls."""
-    done = await anyio.run_process(
-        [sys.executable, "-m", "milvus_memory_mcp", *args],
-        env=server_env(data_dir, COLUMNS="400"),
-        cwd=str(ROOT),
-        check=False,
-    )
-    out, err = done.stdout.decode(), done.stderr.decode()
-    assert done.returncode == 0, (args, out, err)
+    returncode, out, err = await run_cli(data_dir, *args, COLUMNS="400")
+    assert returncode == 0, (args, out, err)
     assert not RAW_CONTROL.search(out), (args, out)
     return out
 

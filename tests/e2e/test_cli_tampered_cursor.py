@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
-from ..support.processes import ROOT, server_env
+from ..support.processes import run_cli
 
 pytestmark = pytest.mark.anyio
 
@@ -24,13 +23,9 @@ async def test_list_with_a_tampered_cursor_says_the_cursor_is_not_valid(tmp_path
     with anyio.fail_after(240):
         # 20,000 levels: far beyond Python's recursion limit, within Linux's 128 KiB per argument.
         for raw in (json.dumps([2**70, "x"]), "[" * 20000 + "]" * 20000, '[1, "\\ud800"]'):
-            done = await anyio.run_process(
-                [sys.executable, "-m", "milvus_memory_mcp", "list", "--user-id", "alice", "--cursor", cursor_of(raw)],
-                env=server_env(tmp_path / "data"),
-                cwd=str(ROOT),
-                check=False,
+            returncode, _, err = await run_cli(
+                tmp_path / "data", "list", "--user-id", "alice", "--cursor", cursor_of(raw)
             )
-            err = done.stderr.decode()
-            assert done.returncode == 1, err
+            assert returncode == 1, err
             assert "cursor is not valid: pass the next_cursor value from the previous page." in err
             assert "Traceback" not in err and "Error executing tool" not in err

@@ -5,11 +5,9 @@ with user ids remapped, and a truncated file reported by its line."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 
@@ -20,20 +18,14 @@ from milvus_memory_mcp.service import MemoryService
 
 from ..conftest import call, make_settings
 from ..support.fake_openai import FakeOpenAI
-from ..support.processes import ROOT, server_env
+from ..support.processes import run_cli
 
 pytestmark = pytest.mark.anyio
 
 
 async def cli(data_dir: Path, *args: str, code: int = 0, env: dict[str, str] | None = None) -> tuple[str, str]:
-    done = await anyio.run_process(
-        [sys.executable, "-m", "milvus_memory_mcp", *args],
-        env=server_env(data_dir, **(env or {})),
-        cwd=str(ROOT),
-        check=False,
-    )
-    out, err = done.stdout.decode(), done.stderr.decode()
-    assert done.returncode == code, (args, out, err)
+    returncode, out, err = await run_cli(data_dir, *args, **(env or {}))
+    assert returncode == code, (args, out, err)
     return out, err
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 from mcp.client.stdio import StdioServerParameters
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +49,14 @@ def read_until(proc: subprocess.Popen[bytes], want_id: int, deadline: float) -> 
         if message.get("id") == want_id:
             return message
     raise AssertionError("no reply in time")
+
+
+async def run_cli(data_dir: Path, *args: str, **env: str) -> tuple[int, str, str]:
+    """`milvus-memory-mcp ARGS` on `data_dir` as a user would run it: (exit code, stdout, stderr)."""
+    done = await anyio.run_process(
+        [sys.executable, "-m", "milvus_memory_mcp", *args], env=server_env(data_dir, **env), cwd=str(ROOT), check=False
+    )
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
 def run_doctor(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
