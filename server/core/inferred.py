@@ -57,7 +57,7 @@ class InferredAdds:
         max_bytes = self.settings.max_memory_bytes
         try:
             said = datetime.now(timezone.utc) if at is None else datetime.fromtimestamp(at / 1_000_000, tz=timezone.utc)
-            facts = await extract(self.llm, pairs, said.date().isoformat(), max_bytes)
+            facts, problems = await extract(self.llm, pairs, said.date().isoformat(), max_bytes)
             if not facts:
                 return AddResult(
                     results=[],
@@ -86,7 +86,8 @@ class InferredAdds:
                 source_hash=source_hash,
                 at=at,
             )
-        actions, problems = plan(facts, decisions, [c.id for c in candidates], max_bytes)
+        actions, planning = plan(facts, decisions, [c.id for c in candidates], max_bytes)
+        problems += planning
         vector_of = dict(zip(facts, fact_vectors, strict=True))
         missing = sorted({a.text for a in actions if a.text is not None and a.text not in vector_of})
         if missing:
@@ -95,12 +96,18 @@ class InferredAdds:
             results, changes, known = await self._resolve(
                 actions, vector_of, scope, meta, caller, source_hash, problems, at
             )
+            # NONE decisions change nothing but are history too: "told again, already known, because...".
+            # Those on stored memories come first (decided on them as they stood before this add), those on
+            # a memory this add creates after it.
+            new = {c.new.id for c in changes if c.old is None}
+            nones = [
+                (r.id in new, Change.of("NONE", r, r, caller.actor, reason=why, source_hash=source_hash).history)
+                for r, why in known
+            ]
+            await self.records.note([h for later, h in nones if not later])
             await self.writes.apply(changes)
-            # NONE decisions change nothing but are history too: "told again, already known, because..."
-            await self.records.note(
-                [Change.of("NONE", r, r, caller.actor, reason=why, source_hash=source_hash).history for r, why in known]
-            )
-        note = ("Some decisions of the LLM were not applied: " + "; ".join(problems) + ".") if problems else None
+            await self.records.note([h for later, h in nones if later])
+        note = ("Some of the LLM's output was not applied as given: " + "; ".join(problems) + ".") if problems else None
         return AddResult(results=results, note=note)
 
     async def _candidates(self, vectors: list[list[float]], scope: Scope) -> list[MemoryRecord]:
@@ -129,6 +136,7 @@ class InferredAdds:
 
         current = await self.records.get_many(sorted({a.target for a in actions if a.target}))
         touched: set[str] = set()
+        updated: dict[str, MemoryRecord] = {}  # by an earlier UPDATE decision of this add
         added: dict[str, MemoryRecord] = {}
         results: list[AddEvent] = []
         changes: list[Change] = []
@@ -137,12 +145,20 @@ class InferredAdds:
         for action in actions:
             old = current.get(action.target) if action.target else None
             if action.target is not None:
+                if action.event == "NONE" and old is not None and old.id in updated:
+                    # known, and just updated by another decision of this add: its fact is there
+                    now = updated[old.id]
+                    results.append(AddEvent(id=now.id, memory=now.memory, event="NONE", reason=action.reason))
+                    continue
                 if old is None or old.deleted_at is not None or not scope.contains(old) or old.id in touched:
-                    # gone since the LLM saw it, or already changed by an earlier decision of this add
+                    # gone since the LLM saw it, or already deleted by an earlier decision of this add
                     logger.warning("%s of memory %s skipped: no longer applicable", action.event, action.target)
-                    if action.event != "UPDATE" or action.text is None:
+                    if action.event == "DELETE" or action.text is None:
                         continue
-                    problems.append(f"an UPDATE of memory {action.target} was stored as a new memory")
+                    problems.append(
+                        f"{'an' if action.event == 'UPDATE' else 'a'} {action.event} of memory "
+                        f"{action.target}, which is gone, was stored as a new memory"
+                    )
                     action, old = Action("ADD", action.text, None, action.reason), None
             ts = now_us()
             if action.event == "ADD" and action.text is not None:
@@ -177,6 +193,7 @@ class InferredAdds:
             if action.event == "UPDATE" and action.text is not None:
                 text = action.text
                 new = old.updated(memory=text, hash=text_hash(text), metadata={**old.metadata, **meta}, updated_at=ts)
+                updated[old.id] = new
                 changes.append(
                     Change.of(
                         "UPDATE", old, new, caller.actor, vector_of[text], reason=action.reason, source_hash=source_hash

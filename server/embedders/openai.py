@@ -119,12 +119,15 @@ class OpenAIEmbedder:
             response = await self._client.embeddings.create(**kwargs)
         except openai.OpenAIError as e:
             raise EmbedderError(describe_openai_error(e, "embedding")) from e
-        except (ValueError, TypeError, KeyError) as e:  # the client's parser rejects malformed bodies this way
+        except (ValueError, TypeError, KeyError, AttributeError) as e:  # how the client's parser rejects a bad body
             raise EmbedderError(f"The embedding API returned a malformed response: {e}") from e
-        data = sorted(response.data or [], key=lambda d: d.index)
+        try:
+            data = sorted(response.data or [], key=lambda d: d.index)
+            vectors = [_vector(d.embedding) for d in data]
+        except (ValueError, TypeError, AttributeError) as e:
+            raise EmbedderError(f"The embedding API returned a malformed response: {e}") from e
         if len(data) != len(texts):
             raise EmbedderError(f"The embedding API returned {len(data)} vectors for {len(texts)} texts.")
-        vectors = [list(map(float, d.embedding)) for d in data]
         if self._dims is None:
             self._dims = len(vectors[0])
         for v in vectors:
@@ -136,6 +139,25 @@ class OpenAIEmbedder:
         return [_normalise(v) for v in vectors]
 
 
+def _vector(embedding: object) -> list[float]:
+    """One embedding as floats: ValueError unless it is a list of finite numbers, not all zero (a
+    NaN or infinite value would score every query alike, and an all-zero vector matches nothing)."""
+    if not isinstance(embedding, list) or not all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) for x in embedding
+    ):
+        raise ValueError("an embedding is not a list of numbers")
+    vector = [float(x) for x in embedding]
+    if not all(math.isfinite(x) for x in vector):
+        raise ValueError("an embedding holds a value that is not a finite number (NaN or infinite)")
+    if not any(vector):
+        raise ValueError("an embedding is all zeros")
+    return vector
+
+
 def _normalise(v: list[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in v))
-    return [x / norm for x in v] if norm > 0 else v
+    """`v` (finite, not all zero) at unit length; scaled by its largest value first, so that no
+    sum of squares overflows."""
+    scale = max(abs(x) for x in v)
+    w = [x / scale for x in v]
+    norm = math.hypot(*w)
+    return [x / norm for x in w]

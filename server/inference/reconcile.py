@@ -27,6 +27,7 @@ from milvus_memory_mcp.inference.prompts import (
     decide_input,
     extract_input,
 )
+from milvus_memory_mcp.validation import has_surrogates, has_visible_char
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -64,7 +65,8 @@ class Decisions(BaseModel):
 
 @dataclass(frozen=True)
 class Action:
-    """What to do to the store: `target` is a real memory id (UPDATE, DELETE, NONE)."""
+    """What to do to the store: `target` is a real memory id (UPDATE, DELETE, NONE); `text` the
+    memory's new text (ADD, UPDATE) or the fact already known (NONE)."""
 
     event: Literal["ADD", "UPDATE", "DELETE", "NONE"]
     text: str | None
@@ -95,28 +97,38 @@ def parse_reply(text: str, model: type[M]) -> M:
 
 
 def _clean(text: str | None, max_bytes: int) -> str | None:
+    """A text of the model's as the tools would take it (runs of white space one space), or None
+    when a tool would refuse it: empty or invisible, a NUL or lone surrogate, over `max_bytes`."""
     if not isinstance(text, str):
         return None
     text = " ".join(text.split())
-    if not text or len(text.encode("utf-8")) > max_bytes:
+    if "\x00" in text or has_surrogates(text) or not has_visible_char(text):
         return None
-    return text
+    return text if len(text.encode("utf-8")) <= max_bytes else None
 
 
-async def extract(llm: ChatModel, messages: list[tuple[str, str]], today: str, max_bytes: int) -> list[str]:
-    """Facts in `messages` ((role, content) pairs); [] when the model finds nothing worth keeping."""
+async def extract(
+    llm: ChatModel, messages: list[tuple[str, str]], today: str, max_bytes: int
+) -> tuple[list[str], list[str]]:
+    """Facts in `messages` ((role, content) pairs; [] when the model finds nothing worth keeping),
+    and the problems met: facts left out because no tool would store them."""
     reply = await llm.complete(EXTRACT_SYSTEM, extract_input(messages, today), "facts", FACTS_SCHEMA)
     raw = parse_reply(reply, Facts).facts
     facts: list[str] = []
+    unusable = 0
     for f in raw:
         cleaned = _clean(f, max_bytes)
-        if cleaned is not None and cleaned not in facts:
+        if cleaned is None:
+            unusable += 1
+        elif cleaned not in facts:
             facts.append(cleaned)
     if raw and not facts:
-        raise InferenceError("The LLM returned only empty or over-long facts.")
+        raise InferenceError("The LLM returned only empty, unreadable or over-long facts.")
+    problems = [f"{unusable} fact(s) of the LLM were empty, unreadable or over {max_bytes} bytes"] if unusable else []
     if len(facts) > MAX_FACTS:
         logger.warning("the LLM returned %d facts; keeping the first %d", len(facts), MAX_FACTS)
-    return facts[:MAX_FACTS]
+        problems.append(f"{len(facts) - MAX_FACTS} fact(s) beyond the first {MAX_FACTS} were left out")
+    return facts[:MAX_FACTS], problems
 
 
 async def decide(llm: ChatModel, facts: list[str], memories: list[str]) -> list[Decision]:
@@ -170,7 +182,9 @@ def _action(d: Decision, fact: str, ids: list[str], max_bytes: int, problems: li
         logger.warning("ignoring %s of unknown memory id %r proposed by the LLM", d.event, d.id)
         problems.append(f"ignored a {d.event} of unknown memory id {str(d.id)[:40]!r}")
         return Action("ADD", text, None, reason) if d.event == "UPDATE" else None
-    return Action(d.event, text if d.event in ("ADD", "UPDATE") else None, target, reason)
+    # A NONE keeps its fact: stored after all when its memory is gone by the time it is applied.
+    kept = {"ADD": text, "UPDATE": text, "NONE": fact}.get(d.event)
+    return Action(d.event, kept, target, reason)
 
 
 def _alias(alias: str | None, ids: list[str]) -> str | None:

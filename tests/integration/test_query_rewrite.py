@@ -201,3 +201,13 @@ async def test_rewriting_is_off_unless_asked_for_even_with_an_llm(
 def test_rewriting_without_an_llm_is_refused_naming_the_setting() -> None:
     with pytest.raises(ConfigurationError, match="MEMORY_QUERY_REWRITE needs an LLM: set MEMORY_LLM"):
         Settings.load({"MEMORY_QUERY_REWRITE": "true"})
+
+
+async def test_rewrites_no_search_would_take_are_dropped(
+    svc: MemoryService, fake: FakeOpenAI, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.script(CHAT, rewrites("\u200b\ufeff", "knee \ud800 injury", "nul\x00here", "Has a knee injury"))
+    batches = record_embed_calls(local_embedder, monkeypatch)
+    assert (await top(svc, QUESTION, limit=1)) == [MEMORIES[0]]
+    assert [len(b) for b in batches] == [4]  # the query and the one usable rewrite (content words, as asked)
+    assert not any("\u200b" in t or "\x00" in t for t in batches[0])

@@ -60,6 +60,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def distinct_free_ports(n: int) -> list[int]:
+    """`n` different free ports (the kernel may hand out a port again once it is closed)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
 @dataclass
 class MilvusStandalone:
     """One Milvus standalone process with its data under `base_dir`; restartable on the same ports."""
@@ -85,9 +94,9 @@ class MilvusStandalone:
     def _configure(self) -> None:
         from milvus import MilvusServerConfig, _initialize_data_files  # type: ignore[import-not-found]
 
-        self.ports = {key: free_port() for key in _PORT_KEYS}
-        self.metrics_port = free_port()
-        self.ports["etcd_peer_port"] = free_port()
+        ports = distinct_free_ports(len(_PORT_KEYS) + 2)
+        self.ports = dict(zip(_PORT_KEYS, ports, strict=False))
+        self.metrics_port, self.ports["etcd_peer_port"] = ports[-2:]
         config = MilvusServerConfig(data_dir=str(self.base_dir))
         config.update(**{k: v for k, v in self.ports.items() if k in _PORT_KEYS})
         config.set("authorization_enabled", self.auth)
@@ -122,8 +131,8 @@ class MilvusStandalone:
         # A fresh server: a port found free may be taken by someone else before Milvus binds it
         # (seen once in CI). Then start over on new ports, with no data left from the failed try.
         for attempt in range(3):
-            self._configure()
             try:
+                self._configure()  # milvus checks here that it can bind each port
                 self._launch(timeout)
                 return
             except (RuntimeError, TimeoutError):

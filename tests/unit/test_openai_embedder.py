@@ -24,6 +24,12 @@ def fake() -> Iterator[FakeOpenAI]:
         yield f
 
 
+def embedding_reply(vector: object) -> Reply:
+    """One embedding, as a JSON list (the `openai` client decodes what it did not ask as base64 as is)."""
+    data = [{"object": "embedding", "index": 0, "embedding": vector}]
+    return Reply(200, {"object": "list", "data": data, "model": "m", "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+
+
 def embedder(fake: FakeOpenAI, **kw: object) -> OpenAIEmbedder:
     return OpenAIEmbedder(
         "text-embedding-3-small", api_key="sk-test", base_url=fake.base_url, max_retries=0, timeout=2.0, **kw
@@ -49,7 +55,14 @@ async def test_openai_embedder_stores_and_searches_with_requested_dimensions(fak
         (Reply(429, {"error": {"message": "slow down", "type": "rate_limit"}}), "rate limiting"),
         (Reply(500, {"error": {"message": "boom", "type": "server_error"}}), "HTTP 500"),
         (Reply(200, {"object": "list", "data": [], "model": "m"}), "malformed response"),
+        (Reply(200, {"object": "list", "data": {"x": 1}, "model": "m"}), "malformed response"),
+        (embedding_reply(None), "malformed response"),
+        (embedding_reply([float("nan")] * 64), "not a finite number"),
+        (embedding_reply([float("inf")] + [0.5] * 63), "not a finite number"),
+        (embedding_reply([0.0] * 64), "all zeros"),
+        (embedding_reply(["0.5"] * 64), "not a list of numbers"),
     ],
+    ids=["401", "429", "500", "no-data", "data-not-a-list", "null", "nan", "infinite", "zeros", "strings"],
 )
 async def test_embedding_api_errors_become_clear_tool_errors_and_write_nothing(
     fake: FakeOpenAI, tmp_path: Path, reply: Reply, expected: str
@@ -59,9 +72,17 @@ async def test_embedding_api_errors_become_clear_tool_errors_and_write_nothing(
             await call(client, "add_memory", messages="first", user_id="a")
             fake.script("/v1/embeddings", reply)
             message = await error_of(client, "add_memory", messages="second", user_id="a")
-            assert expected in message
+            assert expected in message, message
             listed = (await call(client, "list_memories", user_id="a"))["results"]
             assert [m["memory"] for m in listed] == ["first"]
+            hits = (await call(client, "search_memories", query="first", user_id="a"))["results"]
+            assert [h["memory"] for h in hits] == ["first"]
+
+
+async def test_large_finite_values_are_normalised_without_overflow(fake: FakeOpenAI, tmp_path: Path) -> None:
+    fake.script("/v1/embeddings", embedding_reply([1e308] * 64))
+    [vector] = await embedder(fake, dimensions=64).embed(["big"])
+    assert abs(sum(x * x for x in vector) - 1.0) < 1e-9
 
 
 async def test_embedding_timeout_is_reported(fake: FakeOpenAI, tmp_path: Path) -> None:
