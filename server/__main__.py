@@ -119,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     # is for this account only, and a store left open to others by an earlier release is tightened.
     os.umask(UMASK)
     if command != "demo":  # the demo uses a throw-away data dir of its own
-        secure_store(settings)
+        try:
+            secure_store(settings)
+        except MemoryServiceError as e:
+            print(f"milvus-memory-mcp: {e}", file=sys.stderr)
+            return 1
     import anyio
 
     if command == "demo":

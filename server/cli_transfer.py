@@ -20,6 +20,7 @@ from milvus_memory_mcp.cli_session import Session
 from milvus_memory_mcp.errors import InvalidInput, MemoryServiceError
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.terminal import json_text, printable
+from milvus_memory_mcp.wire import MAX_BATCH_BYTES, MAX_LINE_BYTES
 
 BATCH = 200  # memory lines sent to the owner at a time
 MAX_REPORTED = 50  # malformed lines listed one by one
@@ -107,20 +108,23 @@ class Lines:
         self._memories: dict[str, int] = {}
         self._events: dict[str, int] = {}
 
-    def read(self) -> Iterator[tuple[int, dict[str, Any] | InvalidInput]]:
-        """(number, the line's object or why it is malformed) of each non-blank line after the header."""
+    def read(self) -> Iterator[tuple[int, dict[str, Any] | InvalidInput, int]]:
+        """(number, the line's object or why it is malformed, its size in bytes) of each non-blank
+        line after the header."""
         with self._path.open("rb") as f:
             f.readline()
             for number, raw in enumerate(f, 2):
                 if raw.strip():
                     try:
-                        yield number, self._parse(number, raw)
+                        yield number, self._parse(number, raw), len(raw)
                     except InvalidInput as e:
-                        yield number, e
+                        yield number, e, len(raw)
 
     def _parse(self, number: int, raw: bytes) -> dict[str, Any]:
         from milvus_memory_mcp.core.transfer import from_json
 
+        if len(raw) > MAX_LINE_BYTES:
+            raise InvalidInput(f"a line of {len(raw)} bytes (at most {MAX_LINE_BYTES})")
         obj = _json(raw)
         record, events, _ = from_json(obj, self._max_bytes)  # checked here to report the line; the owner checks again
         if record.id in self._memories:
@@ -176,26 +180,32 @@ async def import_command(session: Session, args: argparse.Namespace, out: TextIO
     max_bytes = session.settings.max_memory_bytes
     malformed: list[tuple[int, str]] = []
     if args.strict:
-        malformed = [(n, str(v)) for n, v in Lines(path, remap, max_bytes).read() if isinstance(v, InvalidInput)]
+        malformed = [(n, str(v)) for n, v, _ in Lines(path, remap, max_bytes).read() if isinstance(v, InvalidInput)]
     counts = {"imported": 0, "skipped": 0}
     held_back = bool(malformed)  # --strict found some: nothing is sent
     if not held_back:
         batch: list[tuple[int, dict[str, Any]]] = []
+        size = 0  # the batch's bytes in the file
 
         async def send() -> None:
+            nonlocal size
             result = await session.import_batch([obj for _, obj in batch], args.on_conflict, head.get("embedder"))
             _add(counts, result)
             malformed.extend((batch[r["index"]][0], str(r["error"])) for r in result.get("refused", []))
             bar.update(len(batch))
             batch.clear()
+            size = 0
 
         try:
             with progress_bar(_total(head), "import") as bar:
-                for number, parsed in Lines(path, remap, max_bytes).read():
+                for number, parsed, length in Lines(path, remap, max_bytes).read():
                     if isinstance(parsed, InvalidInput):
                         malformed.append((number, str(parsed)))
                     else:
+                        if batch and size + length > MAX_BATCH_BYTES:  # a request the owner reads whole
+                            await send()
                         batch.append((number, parsed))
+                        size += length
                     if len(batch) >= BATCH:
                         await send()
                 if batch:

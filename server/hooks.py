@@ -5,10 +5,14 @@
   run with the owner's settings) to search the configured scope (MEMORY_USER_ID) and prints the
   relevant memories as added context, within a small token budget. It runs on every prompt, so it
   reads only MEMORY_DATA_DIR and MEMORY_USER_ID (or --data-dir, --user-id) and imports neither
-  pydantic nor the settings model: ~0.1 s of the user's time besides the search.
+  pydantic nor the settings model: ~0.1 s of the user's time besides the search. One line per
+  memory: control characters in stored text (a newline too) are shown escaped.
 - `capture` (SessionEnd or Stop): reads the transcript file the event names and adds what is new in
   it since the last capture of that session (a state file per session id under the data dir), with
-  inference; without an LLM configured it stores nothing and says why on stderr.
+  inference; without an LLM configured it stores nothing and says why on stderr. The new messages
+  go in order, CAPTURE_CHUNK per add, at most MAX_CHUNKS adds (none begun after CAPTURE_BUDGET s)
+  per run; the state advances past each add stored, so none is skipped: what is left (or met a
+  failure) waits for the session's next capture.
 
 A hook must never block the user: any failure (no data dir, no owner, a dead owner, a malformed
 event) ends with exit 0 and nothing on stdout; only a short reason on stderr. The model is never
@@ -20,11 +24,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from milvus_memory_mcp.errors import ConfigurationError
+from milvus_memory_mcp.private import check_owned
 from milvus_memory_mcp.ranking import EXAMPLE_THRESHOLD
 from milvus_memory_mcp.records import Caller
+from milvus_memory_mcp.terminal import one_line, printable
 from milvus_memory_mcp.wire import caller_to_json, exchange, shared_settings
 
 if TYPE_CHECKING:
@@ -33,6 +41,14 @@ if TYPE_CHECKING:
 RECALL_LIMIT = 5
 RECALL_TIMEOUT = 3.0
 MAX_QUERY_CHARS = 1000
+# `capture` sends a session's new messages in order, oldest first, CAPTURE_CHUNK per add_memory
+# (at most MEMORY_MAX_MESSAGES): few enough that inference's cap of 20 facts per add
+# (inference/reconcile.py's MAX_FACTS) is unlikely to leave any out, and at most MAX_CHUNKS adds
+# per run, none started after CAPTURE_BUDGET seconds, so one run stays bounded; what is left
+# waits for the session's next capture.
+CAPTURE_CHUNK = 10
+MAX_CHUNKS = 10
+CAPTURE_BUDGET = 60.0
 
 
 class HookSkipped(Exception):
@@ -93,8 +109,12 @@ def _event(stdin: TextIO) -> dict[str, Any]:
 def _ask_owner(data_dir: Path, request: dict[str, Any], timeout: float) -> dict[str, Any]:
     """A request to the owner of `data_dir`; the tool result's structured content."""
     try:
+        check_owned(data_dir / "owner.json", "The owner file")
         info = json.loads((data_dir / "owner.json").read_text())
-    except (OSError, ValueError):
+        check_owned(Path(str(info["socket"])), "The owner's socket")
+    except ConfigurationError as e:
+        raise HookSkipped(str(e)) from None
+    except (OSError, ValueError, KeyError, TypeError):
         raise HookSkipped(f"no server owns {data_dir}") from None
     try:
         reply = exchange(str(info["socket"]), request, timeout)
@@ -124,8 +144,9 @@ def recall(event: dict[str, Any], data_dir: Path, user: str, max_tokens: int) ->
     memories = [r["memory"] for r in found.get("results", []) if isinstance(r, dict) and r.get("memory")]
     if not memories:
         return ""
-    lines = [f"Remembered about {user} (milvus-memory-mcp; search_memories for more):"]
-    return "\n".join(lines + [f"- {m}" for m in memories])
+    # one line per memory: control characters in stored text (a newline too) are shown escaped
+    lines = [f"Remembered about {one_line(user)} (milvus-memory-mcp; search_memories for more):"]
+    return "\n".join(lines + [f"- {one_line(m)}" for m in memories])
 
 
 def transcript_messages(path: Path) -> list[dict[str, str]]:
@@ -168,35 +189,65 @@ def capture(event: dict[str, Any], settings: Settings) -> str:
         raise HookSkipped("set MEMORY_USER_ID (the scope to remember in)")
     state = settings.data_dir / "hooks" / f"{hashlib.sha256(session.encode()).hexdigest()[:32]}.json"
     try:
-        done = int(json.loads(state.read_text()).get("captured", 0))
+        done = max(0, int(json.loads(state.read_text()).get("captured", 0)))
     except (OSError, ValueError, AttributeError):
         done = 0
     messages = transcript_messages(Path(transcript))
-    new = messages[done:][-settings.max_messages :]
-    if not new:
-        return f"nothing new in session {session}"
+    if done >= len(messages):
+        return f"nothing new in session {printable(session)}"
+    size = min(CAPTURE_CHUNK, settings.max_messages)
     limit = settings.max_memory_bytes
-    for m in new:  # a message over the limit keeps its end (the latest part of a long turn)
+    for m in messages[done:]:  # a message over the limit keeps its end (the latest part of a long turn)
         m["content"] = m["content"].encode()[-limit:].decode(errors="ignore")
-    arguments = {
-        "messages": new,
-        "user_id": user,
-        "infer": True,
-        "metadata": {"source": "hook", "session_id": session[:128]},
-    }
-    request = {
-        "op": "call",
-        "settings": shared_settings(settings),
-        "tool": "add_memory",
-        "arguments": arguments,
-        "caller": caller_to_json(Caller(actor="hook", default_user_id=user)),
-    }
-    result = _ask_owner(settings.data_dir, request, 300.0)
+    events: list[Any] = []
+    notes: list[str] = []
+    stored = 0
+    failure = ""
+    began = time.monotonic()
+    for start in range(done, min(len(messages), done + size * MAX_CHUNKS), size):
+        if stored and time.monotonic() - began > CAPTURE_BUDGET:
+            break  # the time budget of a run is spent: the rest is for the next run
+        chunk = messages[start : start + size]
+        arguments = {
+            "messages": chunk,
+            "user_id": user,
+            "infer": True,
+            "metadata": {"source": "hook", "session_id": session[:128]},
+        }
+        request = {
+            "op": "call",
+            "settings": shared_settings(settings),
+            "tool": "add_memory",
+            "arguments": arguments,
+            "caller": caller_to_json(Caller(actor="hook", default_user_id=user)),
+        }
+        try:
+            result = _ask_owner(settings.data_dir, request, 300.0)
+        except HookSkipped as e:
+            if not stored:
+                raise
+            failure = str(e)  # what is stored stays recorded; the rest is for the next run
+            break
+        stored += len(chunk)
+        _save_state(state, start + len(chunk))  # after each chunk: a run killed later loses nothing
+        events += [r.get("event") for r in result.get("results", [])]
+        if result.get("note"):
+            notes.append(str(result["note"]))
+    summary = ", ".join(f"{events.count(e)} {e}" for e in ("ADD", "UPDATE", "DELETE", "NONE") if e in events)
+    line = f"session {printable(session)}: {stored} messages, {summary or 'nothing stored'}"
+    if notes:
+        line += f" ({' '.join(printable(n) for n in notes)})"
+    left = len(messages) - done - stored
+    if failure:
+        line += f"; stopped: {printable(failure)}"
+    if left:
+        line += f"; {left} messages left for the next capture of this session"
+    return line
+
+
+def _save_state(state: Path, captured: int) -> None:
+    """Record that the session's first `captured` transcript messages are stored (atomically)."""
     state.parent.mkdir(mode=0o700, exist_ok=True)
     tmp = state.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"captured": len(messages)}))
+    tmp.write_text(json.dumps({"captured": captured}))
     os.replace(tmp, state)
-    events = [r.get("event") for r in result.get("results", [])]
-    summary = ", ".join(f"{events.count(e)} {e}" for e in ("ADD", "UPDATE", "DELETE", "NONE") if e in events)
-    note = result.get("note")
-    return f"session {session}: {len(new)} messages, {summary or 'nothing stored'}" + (f" ({note})" if note else "")

@@ -3,6 +3,9 @@
 The data dir is created 0700 and the files in it 0600 (the server process runs with umask 077,
 and the code that creates them asks for those modes itself). A data dir, history file or Milvus
 Lite dir left readable by others by an earlier release is tightened at start, with a log line.
+A data dir that belongs to another account is refused, and so are an `owner.json` or an owner's
+socket that do (`check_owned`): another account could have made them to receive this account's
+calls (its memories, a hook's prompts) and answer them.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from milvus_memory_mcp.settings import Settings
+from milvus_memory_mcp.errors import ConfigurationError
+
+if TYPE_CHECKING:  # `hook recall` imports this module: it stays light
+    from milvus_memory_mcp.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +61,29 @@ def _tighten(path: Path, mode: int, what: str) -> None:
     logger.warning("%s %s was open to other accounts (mode %04o); now %04o", what, path, current, current & mode)
 
 
+def owner_of(path: Path) -> int | None:
+    """The uid `path` belongs to (None when it is not there)."""
+    try:
+        return path.stat().st_uid
+    except OSError:
+        return None
+
+
+def check_owned(path: Path, what: str) -> None:
+    """ConfigurationError when `path` exists and belongs to another account than this process's."""
+    uid = owner_of(path)
+    if uid is not None and uid != os.geteuid():
+        raise ConfigurationError(
+            f"{what} {path} belongs to another account (uid {uid}), which could read and answer this "
+            "account's memory calls: use a data dir of your own (MEMORY_DATA_DIR)."
+        )
+
+
 def secure_store(settings: Settings) -> None:
-    """At start: tighten the data dir, the history database and the Milvus Lite dir if others can
-    reach them. A directory that is not there yet is created 0700 later, by whoever needs it."""
+    """At start: refuse a data dir of another account; tighten the data dir, the history database
+    and the Milvus Lite dir if others can reach them. A directory that is not there yet is created
+    0700 later, by whoever needs it."""
+    check_owned(settings.data_dir, "The data dir")
     _tighten(settings.data_dir, 0o700, "data dir")
     history = settings.resolved_history_path
     for path in (history, history.with_name(history.name + "-wal"), history.with_name(history.name + "-shm")):

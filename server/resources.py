@@ -3,7 +3,9 @@
 Each read runs the matching tool call (list_memories, memory_history) as the calling client, so
 the caller's bound scope, validation and sharing apply as for any tool: in a process that does
 not own the data dir, the call is forwarded to the one that does. The memories resource is
-bounded (its first page); list_memories pages through the rest.
+bounded (its first page); list_memories pages through the rest. Each memory or event is one line:
+control characters in stored values (a newline too) are shown escaped (terminal.one_line), so no
+stored text can pass for another line; the tools' JSON has the exact values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
 
 from milvus_memory_mcp.records import Caller
+from milvus_memory_mcp.terminal import one_line
 
 if TYPE_CHECKING:
     from milvus_memory_mcp.sharing import SharedStore
@@ -44,9 +47,12 @@ def register_resources(server: MCPServer, caller: Callable[[], Caller], store: S
     )
     async def memories(user_id: str) -> str:
         page = await tool("list_memories", {"user_id": user_id, "limit": PAGE, "verbose": True})
-        lines = [f"- {m['memory']} (id {m['id']}, updated {m['updated_at']})" for m in page["results"]]
+        lines = [
+            f"- {one_line(m['memory'])} (id {one_line(m['id'])}, updated {one_line(m['updated_at'])})"
+            for m in page["results"]
+        ]
         if page.get("next_cursor"):
-            lines.append(f"More memories: call list_memories with cursor {page['next_cursor']}.")
+            lines.append(f"More memories: call list_memories with cursor {one_line(page['next_cursor'])}.")
         return "\n".join(lines) if lines else f"No memories of user_id={user_id!r}."
 
     @server.resource(
@@ -60,6 +66,7 @@ def register_resources(server: MCPServer, caller: Callable[[], Caller], store: S
         lines = []
         for e in events:
             text = e.get("new_memory") if e["event"] != "DELETE" else e.get("old_memory")
-            by = f" by {e['actor']}" if e.get("actor") else ""
-            lines.append(f"{e['updated_at']} {e['event']}{by}: {text or ''} (event {e['id']})")
+            by = f" by {one_line(e['actor'])}" if e.get("actor") else ""
+            fields = (one_line(e["updated_at"]), one_line(e["event"]), one_line(text or ""), one_line(e["id"]))
+            lines.append(f"{fields[0]} {fields[1]}{by}: {fields[2]} (event {fields[3]})")
         return "\n".join(lines)

@@ -41,14 +41,15 @@ from anyio.abc import SocketStream, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp_types import CallToolResult, TextContent
 
-from milvus_memory_mcp.errors import MemoryServiceError, StoreUnavailable
-from milvus_memory_mcp.private import make_private_dir
-from milvus_memory_mcp.records import Caller, Scope
+from milvus_memory_mcp.errors import ConfigurationError, MemoryServiceError, StoreUnavailable
+from milvus_memory_mcp.private import check_owned, make_private_dir
+from milvus_memory_mcp.records import STATE_EVENTS, Caller, Scope
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.wire import (
     FRAME_HEADER,
     MAX_FRAME,
+    MAX_REQUEST,
     caller_from_json,
     caller_to_json,
     shared_settings,
@@ -88,11 +89,11 @@ async def send_frame(stream: SocketStream, message: dict[str, Any]) -> None:
     await stream.send(data)
 
 
-async def receive_frame(stream: SocketStream) -> Any:
+async def receive_frame(stream: SocketStream, limit: int = MAX_FRAME) -> Any:
     buffered = BufferedByteReceiveStream(stream)
     (size,) = FRAME_HEADER.unpack(await buffered.receive_exactly(FRAME_HEADER.size))
-    if size > MAX_FRAME:
-        raise FrameError(f"a frame of {size} bytes (more than {MAX_FRAME})")
+    if size > limit:
+        raise FrameError(f"a frame of {size} bytes (more than {limit})")
     try:
         return json.loads(await buffered.receive_exactly(size))
     except ValueError as e:
@@ -207,11 +208,23 @@ class SharedStore:
         self._fd = None
 
     def _owner_info(self) -> dict[str, Any]:
+        """What the owner wrote to owner.json (StoreUnavailable when another account wrote it, or
+        the socket it names is another account's: `private.check_owned`)."""
         try:
+            check_owned(self._info_path, "The owner file")
             info = json.loads(self._info_path.read_text())
+        except ConfigurationError as e:
+            raise StoreUnavailable(str(e)) from None
         except (OSError, ValueError):
             return {}
-        return info if isinstance(info, dict) else {}
+        if not isinstance(info, dict):
+            return {}
+        if isinstance(info.get("socket"), str):
+            try:
+                check_owned(Path(info["socket"]), "The owner's socket")
+            except ConfigurationError as e:
+                raise StoreUnavailable(str(e)) from None
+        return info
 
     # the owner's side
 
@@ -230,7 +243,10 @@ class SharedStore:
 
     async def _answer(self, stream: SocketStream) -> dict[str, Any]:
         with anyio.fail_after(10):
-            request = await receive_frame(stream)
+            try:
+                request = await receive_frame(stream, MAX_REQUEST)
+            except FrameError as e:
+                return {"error": f"The process that owns the store refused a request: {e}."}
         if request.get("op") == "recall":  # `hook recall`: a read-only search, run with this process's settings
             user = (request.get("arguments") or {}).get("user_id")
             caller = Caller(actor="hook", read_only=True, default_user_id=user if isinstance(user, str) else None)
@@ -273,8 +289,12 @@ class SharedStore:
         try:
             for attempt in range(MAX_RETRIES + 1):
                 if await self.try_own():
+                    if request["arguments"] is not arguments:  # pinned by `_pin_undo` while forwarding
+                        return await self._run_tool(tool, request["arguments"], caller)
                     return await run_here()
                 try:
+                    if tool == "restore_memory" and not arguments.get("event_id") and not await self._pin_undo(request):
+                        continue  # this process became the owner meanwhile
                     reply = await self._exchange(request, self.settings.call_timeout, CONNECT_WINDOW)
                 except OwnerGone:
                     logger.warning("the owning process went away during %s; retrying (%d)", tool, attempt + 1)
@@ -287,6 +307,26 @@ class SharedStore:
         except MemoryServiceError as e:
             return error_result(str(e))
         return error_result(f"The processes serving {self._dir} kept exiting during this call; try again.")
+
+    async def _pin_undo(self, request: dict[str, Any]) -> bool:
+        """Name the event an undo (restore_memory without event_id: the state before the last change)
+        goes back to, read from the owner first: a call retried after the owner went away must not
+        undo the undo it may have committed (with the event named, a restore is idempotent). Once
+        pinned, or when the history gives no state to pin (the owner's restore then says why), True;
+        False when this process became the owner meanwhile."""
+        if request["arguments"].get("event_id"):
+            return True
+        memory_id = request["arguments"].get("memory_id")
+        ask = request | {"tool": "memory_history", "arguments": {"memory_id": memory_id, "verbose": True}}
+        reply = await self._exchange(ask, self.settings.call_timeout, CONNECT_WINDOW)
+        if reply is None:
+            return False
+        content = (reply.get("result") or {}).get("structuredContent") or {}
+        events = content.get("events") if isinstance(content, dict) else None
+        changes = [e for e in events or [] if isinstance(e, dict) and e.get("event") in STATE_EVENTS]
+        if len(changes) >= 2 and changes[-2].get("event") != "DELETE" and isinstance(changes[-2].get("id"), str):
+            request["arguments"] = {**request["arguments"], "event_id": changes[-2]["id"]}
+        return True
 
     async def run_op(self, op: str, **payload: Any) -> Any:
         """One of the owner's operations that are not tool calls (OWNER_OPS: the CLI's `stats`, a

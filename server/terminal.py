@@ -33,3 +33,13 @@ def json_text(text: str) -> str:
     for any JSON reader, and nothing a terminal acts on. Exact: in JSON such characters occur only
     inside strings, where `\\u009b` means the character itself."""
     return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m[0]):04x}", text)
+
+
+# Line and paragraph separators: not control characters, but line breaks to str.splitlines and JavaScript.
+_SEPARATORS = re.compile("[\u2028\u2029]")
+
+
+def one_line(value: object) -> str:
+    """`value` as `printable` shows it, and U+2028 / U+2029 as `\\u2028` / `\\u2029`: exactly one line
+    for any reader, for texts that show one stored value per line (MCP resources, hook context)."""
+    return _SEPARATORS.sub(lambda m: f"\\u{ord(m[0]):04x}", printable(value))

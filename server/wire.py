@@ -39,6 +39,11 @@ PROCESS_SETTINGS = frozenset(
 # 16 KiB of metadata each, escaped twice (structured content and its text copy), stays under 1 GiB.
 FRAME_HEADER = struct.Struct("!Q")
 MAX_FRAME = 4 * 1024**3  # only a sanity bound against a peer that does not speak this protocol
+# A request is read whole before it is checked: bounded far lower than a reply. The largest, a batch
+# of `import` lines, is sent before it reaches MAX_BATCH_BYTES (a line alone is at most MAX_LINE_BYTES).
+MAX_REQUEST = 256 * 1024**2
+MAX_BATCH_BYTES = 64 * 1024**2
+MAX_LINE_BYTES = 128 * 1024**2
 
 
 def shared_settings(settings: Settings) -> dict[str, str]:
