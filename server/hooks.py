@@ -204,6 +204,7 @@ def capture(event: dict[str, Any], settings: Settings) -> str:
     stored = 0
     failure = ""
     began = time.monotonic()
+    shared, caller = shared_settings(settings), caller_to_json(Caller(actor="hook", default_user_id=user))
     for start in range(done, min(len(messages), done + size * MAX_CHUNKS), size):
         if stored and time.monotonic() - began > CAPTURE_BUDGET:
             break  # the time budget of a run is spent: the rest is for the next run
@@ -214,13 +215,7 @@ def capture(event: dict[str, Any], settings: Settings) -> str:
             "infer": True,
             "metadata": {"source": "hook", "session_id": session[:128]},
         }
-        request = {
-            "op": "call",
-            "settings": shared_settings(settings),
-            "tool": "add_memory",
-            "arguments": arguments,
-            "caller": caller_to_json(Caller(actor="hook", default_user_id=user)),
-        }
+        request = {"op": "call", "settings": shared, "tool": "add_memory", "arguments": arguments, "caller": caller}
         try:
             result = _ask_owner(settings.data_dir, request, 300.0)
         except HookSkipped as e:

@@ -58,6 +58,12 @@ def has_visible_char(text: str) -> bool:
     return any(is_visible(c) for c in text)
 
 
+def is_usable_text(text: str) -> bool:
+    """Whether `check_text` would take `text` as content (size aside): no NUL, no lone surrogate,
+    a visible character. For texts that are dropped rather than refused (the LLM's)."""
+    return "\x00" not in text and not has_surrogates(text) and has_visible_char(text)
+
+
 def check_text(text: object, max_bytes: int, what: str = "memory text") -> str:
     if not isinstance(text, str):
         raise InvalidInput(f"The {what} must be a string, got {type(text).__name__}.")

@@ -24,7 +24,7 @@ from milvus_memory_mcp.inference import ChatModel
 from milvus_memory_mcp.inference.prompts import QUERIES_SCHEMA, REWRITE_SYSTEM, rewrite_input
 from milvus_memory_mcp.inference.reconcile import parse_reply
 from milvus_memory_mcp.settings import Settings
-from milvus_memory_mcp.validation import has_surrogates, has_visible_char
+from milvus_memory_mcp.validation import is_usable_text
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _clean(items: list[str], query: str) -> list[str]:
     out: list[str] = []
     for item in items:
         text = " ".join(item.split())[:MAX_REWRITE_CHARS]
-        if "\x00" in text or has_surrogates(text) or not has_visible_char(text):
+        if not is_usable_text(text):
             continue  # what a search would refuse as its query
         if text.casefold() not in seen:
             seen.add(text.casefold())

@@ -27,7 +27,7 @@ from milvus_memory_mcp.inference.prompts import (
     decide_input,
     extract_input,
 )
-from milvus_memory_mcp.validation import has_surrogates, has_visible_char
+from milvus_memory_mcp.validation import is_usable_text
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -102,7 +102,7 @@ def _clean(text: str | None, max_bytes: int) -> str | None:
     if not isinstance(text, str):
         return None
     text = " ".join(text.split())
-    if "\x00" in text or has_surrogates(text) or not has_visible_char(text):
+    if not is_usable_text(text):
         return None
     return text if len(text.encode("utf-8")) <= max_bytes else None
 
