@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from milvus_memory_mcp.errors import ConfigurationError
-from milvus_memory_mcp.private import check_owned
+from milvus_memory_mcp.private import read_owner_info
 from milvus_memory_mcp.ranking import EXAMPLE_THRESHOLD
 from milvus_memory_mcp.records import Caller
 from milvus_memory_mcp.terminal import one_line, printable
@@ -109,13 +109,11 @@ def _event(stdin: TextIO) -> dict[str, Any]:
 def _ask_owner(data_dir: Path, request: dict[str, Any], timeout: float) -> dict[str, Any]:
     """A request to the owner of `data_dir`; the tool result's structured content."""
     try:
-        check_owned(data_dir / "owner.json", "The owner file")
-        info = json.loads((data_dir / "owner.json").read_text())
-        check_owned(Path(str(info["socket"])), "The owner's socket")
+        info = read_owner_info(data_dir)
     except ConfigurationError as e:
         raise HookSkipped(str(e)) from None
-    except (OSError, ValueError, KeyError, TypeError):
-        raise HookSkipped(f"no server owns {data_dir}") from None
+    if not isinstance(info.get("socket"), str):
+        raise HookSkipped(f"no server owns {data_dir}")
     try:
         reply = exchange(str(info["socket"]), request, timeout)
     except (OSError, KeyError, TypeError, ValueError):

@@ -10,11 +10,12 @@ calls (its memories, a hook's prompts) and answer them.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from milvus_memory_mcp.errors import ConfigurationError
 
@@ -77,6 +78,22 @@ def check_owned(path: Path, what: str) -> None:
             f"{what} {path} belongs to another account (uid {uid}), which could read and answer this "
             "account's memory calls: use a data dir of your own (MEMORY_DATA_DIR)."
         )
+
+
+def read_owner_info(data_dir: Path) -> dict[str, Any]:
+    """What the process owning `data_dir` wrote to its owner.json ({} when there is none, or it is
+    unreadable); ConfigurationError when another account wrote it or owns the socket it names."""
+    path = data_dir / "owner.json"
+    check_owned(path, "The owner file")
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    if isinstance(info.get("socket"), str):
+        check_owned(Path(info["socket"]), "The owner's socket")
+    return info
 
 
 def secure_store(settings: Settings) -> None:

@@ -42,7 +42,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 from mcp_types import CallToolResult, TextContent
 
 from milvus_memory_mcp.errors import ConfigurationError, MemoryServiceError, StoreUnavailable
-from milvus_memory_mcp.private import check_owned, make_private_dir
+from milvus_memory_mcp.private import make_private_dir, read_owner_info
 from milvus_memory_mcp.records import STATE_EVENTS, Caller, Scope
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
@@ -200,7 +200,7 @@ class SharedStore:
                 self._info_path.unlink(missing_ok=True)
             if self._socket_path is not None:
                 self._socket_path.unlink(missing_ok=True)
-        except OSError as e:
+        except (OSError, StoreUnavailable) as e:
             logger.warning("could not remove the owner files: %s", e)
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
@@ -208,23 +208,12 @@ class SharedStore:
         self._fd = None
 
     def _owner_info(self) -> dict[str, Any]:
-        """What the owner wrote to owner.json (StoreUnavailable when another account wrote it, or
-        the socket it names is another account's: `private.check_owned`)."""
+        """What the owner wrote to owner.json (`private.read_owner_info`; StoreUnavailable when
+        another account wrote it or owns the socket it names)."""
         try:
-            check_owned(self._info_path, "The owner file")
-            info = json.loads(self._info_path.read_text())
+            return read_owner_info(self._dir)
         except ConfigurationError as e:
             raise StoreUnavailable(str(e)) from None
-        except (OSError, ValueError):
-            return {}
-        if not isinstance(info, dict):
-            return {}
-        if isinstance(info.get("socket"), str):
-            try:
-                check_owned(Path(info["socket"]), "The owner's socket")
-            except ConfigurationError as e:
-                raise StoreUnavailable(str(e)) from None
-        return info
 
     # the owner's side
 
