@@ -192,7 +192,7 @@ class _Parser:
                 raise InvalidInput(f"{key} takes a non-empty list of filter objects, got {_shown(value)}.")
             parts = tuple(self.node(v, depth + 1) for v in value)
             return And(parts) if logical == "and" else Or(parts)
-        if not METADATA_KEY_RE.match(key):
+        if not METADATA_KEY_RE.fullmatch(key):
             raise InvalidInput(
                 f"filter key {key!r} is not allowed: use a scope field (user_id, agent_id, run_id), "
                 "created_at, updated_at, a metadata key of letters, digits, '_' or '-', or AND / OR / NOT."

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from milvus_memory_mcp.errors import ConfigurationError
 
 ENV_PREFIX = "MEMORY_"
-_COLLECTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+_COLLECTION_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")  # fullmatch: "$" would let a final "\n" by
 
 
 def default_data_dir() -> Path:
@@ -171,7 +171,7 @@ class Settings(BaseModel):
     @field_validator("collection")
     @classmethod
     def _collection_name(cls, v: str) -> str:
-        if not _COLLECTION_RE.match(v):
+        if not _COLLECTION_RE.fullmatch(v):
             raise ValueError("must start with a letter or '_' and hold only letters, digits and '_'")
         return v
 
@@ -194,7 +194,7 @@ class Settings(BaseModel):
     @field_validator("milvus_db_name")
     @classmethod
     def _db_name(cls, v: str | None) -> str | None:
-        if v is not None and not _COLLECTION_RE.match(v):
+        if v is not None and not _COLLECTION_RE.fullmatch(v):
             raise ValueError("must start with a letter or '_' and hold only letters, digits and '_'")
         return v
 

@@ -15,7 +15,7 @@ from milvus_memory_mcp.records import SCOPE_FIELDS, Scope
 MAX_SCOPE_BYTES = 128
 MAX_METADATA_BYTES = 16384
 MAX_METADATA_DEPTH = 5
-METADATA_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,63}$")
+METADATA_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")  # whole key: fullmatch ("$" would let "key\n" by)
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _ANY_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL and C1
 # What no one sees: separators (Zs, Zl, Zp), controls (Cc: whitespace such as tab and newline
@@ -225,7 +225,7 @@ def check_metadata(metadata: object) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise InvalidInput('metadata must be a JSON object such as {"category": "hobbies"}.')
     for key in metadata:
-        if not isinstance(key, str) or not METADATA_KEY_RE.match(key):
+        if not isinstance(key, str) or not METADATA_KEY_RE.fullmatch(key):
             raise InvalidInput(
                 f"metadata key {key!r} is not allowed: use 1-64 letters, digits, '_' or '-', "
                 "starting with a letter or '_'."

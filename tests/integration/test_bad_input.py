@@ -41,6 +41,9 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     ("add_memory", {"messages": [{"role": "system", "content": "only system"}], "user_id": "u"}, "only system"),
     ("add_memory", {"messages": "x", "user_id": "u", "metadata": {"bad key!": 1}}, "metadata key"),
     ("add_memory", {"messages": "x", "user_id": "u", "metadata": {"user_id": "bob"}}, "reserved"),
+    # "$" in a pattern matches before a final newline: the whole key must match
+    ("add_memory", {"messages": "x", "user_id": "u", "metadata": {"tag\n": 1}}, "metadata key"),
+    ("add_memory", {"messages": "x", "user_id": "u", "metadata": {"user_id\n": "bob"}}, "metadata key"),
     (
         "add_memory",
         {"messages": "x", "user_id": "u", "metadata": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}},

@@ -163,6 +163,7 @@ def test_iso_times_become_microseconds_with_naive_as_utc() -> None:
         ({"user_id": {"eq": 3}}, "takes a string"),
         ({"note": {"contains": "50%"}}, "cannot match '%' or '_'"),
         ({'k"] or true or metadata["k': 1}, "filter key"),
+        ({"tag\n": 1}, "filter key"),
         ({"k": {"in": list(range(101))}}, "at most 100 values"),
         ({"NOT": {"NOT": {"NOT": {"NOT": {"NOT": {"NOT": {"NOT": {"NOT": {"k": 1}}}}}}}}}, "deeper than 8"),
     ],

@@ -36,6 +36,7 @@ def test_environment_then_flags_override() -> None:
         ({"MEMORY_PORT": "http"}, "MEMORY_PORT"),
         ({"MEMORY_TRANSPORT": "carrier-pigeon"}, "MEMORY_TRANSPORT"),
         ({"MEMORY_COLLECTION": "bad name;drop"}, "MEMORY_COLLECTION"),
+        ({"MEMORY_COLLECTION": "memories\n"}, "MEMORY_COLLECTION"),
         ({"MEMORY_MAX_MEMORY_BYTES": "100000"}, "MEMORY_MAX_MEMORY_BYTES"),
     ],
 )
