@@ -28,7 +28,7 @@ from milvus_memory_mcp.core.rewrite import make_rewriter
 from milvus_memory_mcp.core.search import Searcher
 from milvus_memory_mcp.core.transfer import Importer
 from milvus_memory_mcp.core.writes import WriteLock, WriteProtocol
-from milvus_memory_mcp.embedders import Embedder, make_embedder
+from milvus_memory_mcp.embedders import Embedder, embed_signed, make_embedder
 from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.history import HistoryStore, make_history
 from milvus_memory_mcp.inference import ChatModel, make_llm
@@ -157,8 +157,8 @@ class MemoryService:
         await self.ready()
         if self._inferred is not None and infer is not False:
             return await self._inferred.add(parsed, scope, meta, caller, said_at)
-        vectors = await self.embedder.embed([m.content for m in parsed])
-        return await self._verbatim.add(parsed, vectors, scope, meta, caller, near_dup=infer is None, at=said_at)
+        signed = await embed_signed(self.embedder, [m.content for m in parsed])
+        return await self._verbatim.add(parsed, signed, scope, meta, caller, near_dup=infer is None, at=said_at)
 
     async def search(
         self,
@@ -218,9 +218,9 @@ class MemoryService:
         text = check_text(data, self.settings.max_memory_bytes)
         meta = None if metadata is None else check_metadata(metadata)
         await self._owned(memory_id, caller)  # fail fast before embedding
-        [vector] = await self.embedder.embed([text])
+        signed = await embed_signed(self.embedder, [text])
         await self.ready()
-        return models.MemoryItem.of(await self._edits.update(memory_id, text, meta, vector, caller))
+        return models.MemoryItem.of(await self._edits.update(memory_id, text, meta, signed, caller))
 
     async def delete(self, memory_id: str, caller: Caller = ANONYMOUS) -> models.DeleteResult:
         scopes.check_writable(caller)

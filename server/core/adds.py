@@ -17,6 +17,7 @@ from typing import Any
 from milvus_memory_mcp import filters
 from milvus_memory_mcp.core.messages import Message
 from milvus_memory_mcp.core.writes import WriteProtocol
+from milvus_memory_mcp.embedders import Signed
 from milvus_memory_mcp.history import RecordStore
 from milvus_memory_mcp.models import AddEvent, AddResult
 from milvus_memory_mcp.records import (
@@ -49,7 +50,7 @@ class VerbatimAdds:
     async def add(
         self,
         parsed: list[Message],
-        vectors: list[list[float]],
+        signed: Signed,
         scope: Scope,
         meta: dict[str, Any],
         caller: Caller,
@@ -60,7 +61,8 @@ class VerbatimAdds:
         source_hash: str | None = None,
         at: int | None = None,
     ) -> AddResult:
-        """Store each message (with its vector) in `scope`, dated `at` (µs; None: now); the stores are open."""
+        """Store each message (`signed`: their vectors) in `scope`, dated `at` (µs; None: now); the
+        stores are open."""
         threshold = self.settings.dedup_threshold
         check_near = near_dup and threshold < 1
         results: list[AddEvent] = []
@@ -70,6 +72,7 @@ class VerbatimAdds:
             seen: dict[str, MemoryRecord] = {}
             batch: list[tuple[MemoryRecord, list[float]]] = []
             texts = [m.content for m in parsed]
+            vectors = await self.writes.current(texts, signed)
             for i, (message, vector) in enumerate(zip(parsed, vectors, strict=True)):
                 # a stored message's context (records.CONTEXT_KEY): the messages around it
                 context = conversation_context(texts, i)

@@ -7,6 +7,7 @@ from typing import Any
 
 from milvus_memory_mcp.core import scopes
 from milvus_memory_mcp.core.writes import WriteProtocol
+from milvus_memory_mcp.embedders import Signed
 from milvus_memory_mcp.filters import And
 from milvus_memory_mcp.history import HistoryStore
 from milvus_memory_mcp.records import Caller, Change, MemoryRecord, context_of, now_us, text_hash, with_context
@@ -18,7 +19,7 @@ class Edits:
         self._writes = writes
 
     async def update(
-        self, memory_id: str, text: str, metadata: dict[str, Any] | None, vector: list[float], caller: Caller
+        self, memory_id: str, text: str, metadata: dict[str, Any] | None, signed: Signed, caller: Caller
     ) -> MemoryRecord:
         """The memory with its new text (and metadata, when given; its context stays); unchanged when
         nothing differs."""
@@ -28,6 +29,7 @@ class Edits:
             if old.memory == text and old.metadata == new_meta:
                 return old
             new = old.updated(memory=text, hash=text_hash(text), metadata=new_meta, updated_at=now_us())
+            [vector] = await self._writes.current([text], signed)
             await self._writes.apply([Change.of("UPDATE", old, new, caller.actor, vector)])
         return new
 

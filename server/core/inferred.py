@@ -16,7 +16,7 @@ from milvus_memory_mcp import filters
 from milvus_memory_mcp.core.adds import VerbatimAdds
 from milvus_memory_mcp.core.messages import Message
 from milvus_memory_mcp.core.writes import WriteProtocol
-from milvus_memory_mcp.embedders import Embedder
+from milvus_memory_mcp.embedders import Embedder, embed_signed
 from milvus_memory_mcp.errors import InferenceError
 from milvus_memory_mcp.history import RecordStore
 from milvus_memory_mcp.inference import ChatModel
@@ -64,8 +64,8 @@ class InferredAdds:
                     note="The LLM found no fact worth remembering; nothing was stored. "
                     "Pass infer=false to store the messages verbatim.",
                 )
-            fact_vectors = await self.embedder.embed(facts)
-            candidates = await self._candidates(fact_vectors, scope)
+            fact_vectors = await embed_signed(self.embedder, facts)
+            candidates = await self._candidates(fact_vectors.vectors, scope)
             if candidates:
                 decisions = await decide(self.llm, facts, [c.memory for c in candidates])
             else:
@@ -74,10 +74,10 @@ class InferredAdds:
                 ]
         except InferenceError as e:
             logger.warning("inference failed; storing the input verbatim: %s", e)
-            vectors = await self.embedder.embed([m.content for m in parsed])
+            signed = await embed_signed(self.embedder, [m.content for m in parsed])
             return await self.verbatim.add(
                 parsed,
-                vectors,
+                signed,
                 scope,
                 meta,
                 caller,
@@ -88,11 +88,12 @@ class InferredAdds:
             )
         actions, planning = plan(facts, decisions, [c.id for c in candidates], max_bytes)
         problems += planning
-        vector_of = dict(zip(facts, fact_vectors, strict=True))
-        missing = sorted({a.text for a in actions if a.text is not None and a.text not in vector_of})
-        if missing:
-            vector_of.update(zip(missing, await self.embedder.embed(missing), strict=True))
+        missing = sorted({a.text for a in actions if a.text is not None and a.text not in facts})
+        missing_vectors = await embed_signed(self.embedder, missing) if missing else None
         async with self.writes.lock:
+            vector_of = dict(zip(facts, await self.writes.current(facts, fact_vectors), strict=True))
+            if missing_vectors is not None:
+                vector_of.update(zip(missing, await self.writes.current(missing, missing_vectors), strict=True))
             results, changes, known = await self._resolve(
                 actions, vector_of, scope, meta, caller, source_hash, problems, at
             )

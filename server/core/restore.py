@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from milvus_memory_mcp.core import scopes
 from milvus_memory_mcp.core.writes import WriteProtocol
-from milvus_memory_mcp.embedders import Embedder
+from milvus_memory_mcp.embedders import Embedder, Signed, embed_signed, signature
 from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.history import HistoryStore
 from milvus_memory_mcp.records import STATE_EVENTS, Caller, Change, HistoryEntry, MemoryRecord, now_us, text_hash
@@ -59,7 +59,7 @@ class Restorer:
         # lock that no change came in between.
         old, target = await self._target(memory_id, event_id, caller)
         text = target.new_memory or ""
-        vector = await self._vector(text)
+        signed = await self._vector(text)
         async with self._writes.lock:
             current, again = await self._target(memory_id, event_id, caller)
             if again.id != target.id or current.updated_at != old.updated_at or current.deleted_at != old.deleted_at:
@@ -71,6 +71,7 @@ class Restorer:
                 memory=text, hash=text_hash(text), metadata=metadata, updated_at=now_us(), deleted_at=None
             )
             reason = f"Restored the state after event {target.id} ({target.event})."
+            [vector] = await self._writes.current([text], signed)
             await self._writes.apply([Change.of("RESTORE", old, new, caller.actor, vector, reason=reason)])
         return new
 
@@ -78,10 +79,10 @@ class Restorer:
         record = await scopes.owned(self._history, memory_id, caller, include_deleted=True)
         return record, target_event(record.id, await self._history.history(record.id), event_id)
 
-    async def _vector(self, text: str) -> list[float]:
+    async def _vector(self, text: str) -> Signed:
         """The text's embedding: stored in the history database when it was, else computed."""
-        stored = await self._history.embeddings(self._embedder.model_id, [text_hash(text)])
+        made_by = signature(self._embedder)
+        stored = await self._history.embeddings(made_by[0], [text_hash(text)])
         if stored:
-            return next(iter(stored.values()))
-        [vector] = await self._embedder.embed([text])
-        return vector
+            return Signed(made_by, list(stored.values()))
+        return await embed_signed(self._embedder, [text])

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TextIO
 
 from milvus_memory_mcp.core.writes import WriteProtocol
-from milvus_memory_mcp.embedders import Embedder
+from milvus_memory_mcp.embedders import Embedder, signature
 from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.filters import Node, parse_time
 from milvus_memory_mcp.history import HistoryStore
@@ -253,12 +253,15 @@ class Importer:
                 continue
             index_of[item[0].id] = index
             items.append(item)
-        reuse = file_embedder == self._embedder.model_id
         if on_conflict == "skip":
             present = await self._history.existing_ids([r.id for r, _, _ in items])
             items = [i for i in items if i[0].id not in present]
-        items = await self._with_vectors(items, reuse)
+        made_by = signature(self._embedder)
+        embedded = await self._with_vectors(items, file_embedder)
         async with self._writes.lock:
+            if made_by != signature(self._embedder):  # `reembed` switched the embedder meanwhile
+                embedded = await self._with_vectors(items, file_embedder)
+            items = embedded
             if on_conflict == "skip":  # one may have come in while the texts were embedded
                 present = await self._history.existing_ids([r.id for r, _, _ in items])
                 items = [i for i in items if i[0].id not in present]
@@ -287,10 +290,11 @@ class Importer:
                 kept.append(item)
         return kept, taken
 
-    async def _with_vectors(self, items: list[Item], reuse: bool) -> list[Item]:
-        """Each live memory with a vector of the current embedder: the file's, the cache's, or a new one."""
-        dims = self._embedder.dimensions
-        model = self._embedder.model_id
+    async def _with_vectors(self, items: list[Item], file_embedder: object) -> list[Item]:
+        """Each live memory with a vector of the current embedder: the file's (made by
+        `file_embedder`), the cache's, or a new one."""
+        model, dims = signature(self._embedder)
+        reuse = file_embedder == model
 
         def usable(v: list[float] | None) -> bool:
             return reuse and v is not None and len(v) == dims

@@ -25,7 +25,7 @@ from types import TracebackType
 
 import anyio
 
-from milvus_memory_mcp.embedders import Embedder
+from milvus_memory_mcp.embedders import Embedder, Signed, signature
 from milvus_memory_mcp.errors import BackendError
 from milvus_memory_mcp.history import HistoryStore
 from milvus_memory_mcp.records import Change, HistoryEntry, MemoryRecord, scope_terms
@@ -90,6 +90,15 @@ class WriteProtocol:
         # Scope terms of writes whose timestamp is not recorded yet (None: unknown, recorded as "*")
         self._unnoted: set[str] | None = set()
         self._flush_send, self._flush_recv = anyio.create_memory_object_stream[None](1)
+
+    async def current(self, texts: list[str], signed: Signed) -> list[list[float]]:
+        """The vectors of `texts` by the embedder in use; the caller holds `lock`. `signed`'s, when
+        the embedder that made them is still in use; else the texts are embedded again: a write
+        embeds before it takes the lock, and `reembed` switches the embedder under it."""
+        if signed.made_by == signature(self._embedder):
+            return signed.vectors
+        logger.info("the embedder was switched while %d text(s) were embedded; embedding them again", len(texts))
+        return await self._embedder.embed(texts) if texts else []
 
     # applying changes
 

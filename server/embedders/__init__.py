@@ -8,10 +8,16 @@ Contract of an `Embedder`:
 - `start()` begins loading what is heavy without waiting (no-op where nothing is); `await open()`
   waits until it is loaded (idempotent); `embed` calls it if needed; `await close()` frees it.
 - Failures raise `EmbedderError` with a message fit for the agent.
+
+A write embeds its texts before it takes the write lock, and `reembed` may switch the embedder in
+between: `embed_signed` returns the vectors with the `Signature` of the embedder that made them, and
+the write protocol embeds them again under the lock when it is no longer the one in use
+(`WriteProtocol.current`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from milvus_memory_mcp.errors import ConfigurationError
@@ -36,6 +42,29 @@ class Embedder(Protocol):
     async def close(self) -> None: ...
 
     async def embed(self, texts: list[str], kind: Kind = "document") -> list[list[float]]: ...
+
+
+Signature = tuple[str, int]  # which embedder made a vector: its model id and dimensions
+
+
+def signature(embedder: Embedder) -> Signature:
+    return (embedder.model_id, embedder.dimensions)
+
+
+@dataclass(frozen=True)
+class Signed:
+    """Vectors, and the signature of the embedder that made them."""
+
+    made_by: Signature
+    vectors: list[list[float]]
+
+
+async def embed_signed(embedder: Embedder, texts: list[str], kind: Kind = "document") -> Signed:
+    """`embed`, with the signature of the embedder that made the vectors (read in the same step as
+    the call starts, so a switch cannot come in between)."""
+    await embedder.open()  # the dimensions of an API model may be known only once it is open
+    made_by = signature(embedder)
+    return Signed(made_by, await embedder.embed(texts, kind))
 
 
 def make_embedder(settings: Settings) -> Embedder:
