@@ -113,11 +113,13 @@ class WriteProtocol:
         if not changes:
             return
         await self._settle()
+        ids = [c.new.id for c in changes]
         try:
             await self._history.commit(changes, self._embedder.model_id)
         except BackendError as e:
-            raise type(e)(f"{e} Nothing was changed.") from e
-        ids = [c.new.id for c in changes]
+            if not await self._recorded(changes, e):
+                raise type(e)(f"{e} Nothing was changed.") from e
+            logger.warning("the history reported a failed commit that is recorded (%s); applying it", e)
         self._unsettled.update(ids)  # until the vector store holds the changes (or SQLite is reverted)
         with anyio.CancelScope(shield=True):
             try:
@@ -126,6 +128,21 @@ class WriteProtocol:
                 await self._undo(changes, e)
             self._unsettled.difference_update(ids)
             await self._applied(ids, [c.new for c in changes])
+
+    async def _recorded(self, changes: list[Change], failure: BackendError) -> bool:
+        """Whether a commit that raised `failure` is recorded all the same (a connection lost while
+        PostgreSQL answered COMMIT): its history events are there. When that cannot be read either,
+        the ids stay unsettled (the next write, or the sweep, makes the vector store match what was
+        recorded) and the call is told that the outcome is unknown."""
+        try:
+            return bool(await self._history.event_owners([c.history.id for c in changes]))
+        except BackendError:
+            self._unsettled.update(c.new.id for c in changes)
+            raise type(failure)(
+                f"{failure} It is not known whether the change was recorded: the vector store is brought in "
+                "line with what was by the next write (or within MEMORY_PENDING_SWEEP seconds on a shared "
+                "history). Check with get_memory or list_memories before retrying."
+            ) from failure
 
     async def apply_imported(self, items: list[tuple[MemoryRecord, list[HistoryEntry], list[float] | None]]) -> None:
         """Record imported memories with their histories as they were (one transaction), then apply
