@@ -9,6 +9,8 @@ closes that credential's least recently used idle session, through the protocol'
 with the same credential; when all of them have a request in flight (an open stream), the new
 one is refused with 503 for that credential only. The SDK's global cap is lifted (the sum of
 per-credential caps bounds the table) and its idle timeout shortened (MEMORY_SESSION_IDLE_TIMEOUT).
+A new session's slot is taken before the SDK is asked to open it (given back if it opens none), so
+concurrent `initialize` calls count like sequential ones: beyond the cap while all are busy, 503.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class SessionLimit:
         self.per_credential = per_credential
         self.idle_timeout = idle_timeout
         self._sessions: dict[str, dict[str, _Session]] = {}  # credential -> session id -> state
+        self._opening: dict[str, int] = {}  # credential -> sessions being opened (the SDK not done yet)
 
     def open_sessions(self, credential: str) -> int:
         self._forget_expired(credential)
@@ -110,17 +113,8 @@ class SessionLimit:
                     self._sessions.pop(credential, None)
 
     async def _open(self, scope: Scope, receive: Receive, send: Send, credential: str) -> None:
-        self._forget_expired(credential)
-        sessions = self._sessions.get(credential, {})
-        while len(sessions) >= self.per_credential:
-            idle = [(s.last_used, sid) for sid, s in sessions.items() if not s.in_flight]
-            if not idle:
-                logger.warning("refusing a new session: %d sessions of one credential are busy", len(sessions))
-                await _refuse(send, self.per_credential)
-                return
-            _, victim = min(idle)
-            del sessions[victim]
-            await self._close(scope, victim)
+        if not await self._reserve(scope, send, credential):
+            return
         new_sid = ""
 
         async def note_session(message: Message) -> None:
@@ -129,9 +123,38 @@ class SessionLimit:
                 new_sid = (_header(message, SESSION_HEADER) or b"").decode("latin-1")
             await send(message)
 
-        await self.app(scope, receive, note_session)
-        if new_sid:  # recorded only once the SDK opened it: a wrong token (401) leaves nothing here
-            self._sessions.setdefault(credential, {})[new_sid] = _Session()
+        try:
+            await self.app(scope, receive, note_session)
+        finally:
+            self._release(credential)
+            if new_sid:  # recorded only once the SDK opened it: a wrong token (401) leaves nothing here
+                self._sessions.setdefault(credential, {})[new_sid] = _Session()
+
+    async def _reserve(self, scope: Scope, send: Send, credential: str) -> bool:
+        """A slot for one new session, taken before the SDK is awaited, so concurrent `initialize`
+        calls cannot all pass the count: it counts as a busy session until the SDK has answered.
+        False: refused (503 sent), every session of the credential busy or being opened."""
+        while True:
+            self._forget_expired(credential)
+            sessions = self._sessions.get(credential, {})
+            opening = self._opening.get(credential, 0)
+            if len(sessions) + opening < self.per_credential:
+                self._opening[credential] = opening + 1
+                return True
+            idle = [(s.last_used, sid) for sid, s in sessions.items() if not s.in_flight]
+            if not idle:
+                busy = len(sessions) + opening
+                logger.warning("refusing a new session: %d sessions of one credential are busy", busy)
+                await _refuse(send, self.per_credential)
+                return False
+            _, victim = min(idle)
+            del sessions[victim]
+            await self._close(scope, victim)  # others may open or close meanwhile: counted again
+
+    def _release(self, credential: str) -> None:
+        left = self._opening.pop(credential, 0) - 1
+        if left > 0:
+            self._opening[credential] = left
 
     async def _close(self, scope: Scope, sid: str) -> None:
         """End one session through the MCP endpoint itself: DELETE with the caller's credential."""

@@ -36,6 +36,59 @@ CSP = (
 )
 
 
+# Request bodies are refused (413) beyond these, before they are read. The largest form is a memory's
+# edit: its text (MEMORY_MAX_MEMORY_BYTES, at most 65535 bytes) and metadata (16384 bytes as compact
+# JSON, more as typed), up to three times that URL-encoded: 1 MiB leaves room. A login (nonce, token,
+# next page) needs far less.
+FORM_BODY_LIMIT = 1024 * 1024
+LOGIN_BODY_LIMIT = 16 * 1024
+
+
+class BodyLimit:
+    """Refuse a request body over its path's limit with 413: by Content-Length before reading any of
+    it, else (chunked) while counting what arrives; the body is read at most to the limit and handed
+    on whole. The rest of a refused body is discarded by the server as it arrives, never kept."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = LOGIN_BODY_LIMIT if scope["path"] == PREFIX + "/login" else FORM_BODY_LIMIT
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await _too_large(limit)(scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nobody to answer
+                return
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await _too_large(limit)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        whole: Message = {"type": "http.request", "body": bytes(body), "more_body": False}
+        await self.app(scope, _replay([whole], receive), send)
+
+
+def _too_large(limit: int) -> Response:
+    return PlainTextResponse(f"Request body too large: the dashboard accepts at most {limit} bytes here.", 413)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """`receive` that first gives back what was already read."""
+
+    async def again() -> Message:
+        return messages.pop(0) if messages else await receive()
+
+    return again
+
+
 class Guard:
     """Every dashboard response: the Host checked (DNS rebinding), security headers added."""
 
@@ -111,7 +164,7 @@ def dashboard_app(
         Mount(PREFIX + "/static", GZipMiddleware(StaticFiles(directory=HERE / "static")), name="static"),
     ]
     allowed = transport_security(settings).allowed_hosts
-    return Starlette(routes=routes, middleware=[Middleware(Guard, allowed_hosts=allowed)])
+    return Starlette(routes=routes, middleware=[Middleware(Guard, allowed_hosts=allowed), Middleware(BodyLimit)])
 
 
 class WithDashboard:

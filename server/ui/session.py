@@ -7,7 +7,10 @@
   session id: HttpOnly, SameSite=Strict, Path=/ui.
 - Every form carries the session's CSRF token (the login form: a random value also set as a
   short-lived cookie, double-submit); a POST whose Origin names another site is refused.
-- Sessions expire after SESSION_TTL idle; at most MAX_SESSIONS are kept (the oldest go first).
+- Sessions expire after SESSION_TTL idle. One token keeps at most MAX_SESSIONS_PER_TOKEN (a login
+  beyond that ends that token's least recently used one), so a token's logins never end another
+  token's sessions; the process keeps at most MAX_SESSIONS (a login beyond that ends the least
+  recently used session of the token holding the most).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ COOKIE = "mm_session"
 LOGIN_COOKIE = "mm_login"
 SESSION_TTL = 8 * 3600.0
 MAX_SESSIONS = 1000
+MAX_SESSIONS_PER_TOKEN = 20
 PATH = "/ui"
 
 Verify = Callable[[str], "Caller | None"]
@@ -61,18 +65,27 @@ class Session:
 
 
 class Sessions:
-    def __init__(self, verify: Verify) -> None:
+    def __init__(self, verify: Verify, per_token: int = MAX_SESSIONS_PER_TOKEN, most: int = MAX_SESSIONS) -> None:
         self._verify = verify
-        self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self._per_token = per_token
+        self._most = most
+        self._by_id: dict[str, Session] = {}
+        self._by_token: dict[str, OrderedDict[str, Session]] = {}  # each token's, least recently used first
 
     def login(self, token: str) -> Session | None:
-        caller = self._verify(token.strip())
+        token = token.strip()
+        caller = self._verify(token)
         if caller is None:
             return None
-        if len(self._by_id) >= MAX_SESSIONS:
-            self._by_id.popitem(last=False)
-        session = Session(secrets.token_urlsafe(32), token.strip(), secrets.token_urlsafe(32), time.monotonic(), caller)
+        self._forget_expired()
+        own = self._by_token.get(token)
+        if own is not None and len(own) >= self._per_token:
+            self._drop(next(iter(own.values())))
+        elif len(self._by_id) >= self._most:
+            self._drop(self._victim(token))
+        session = Session(secrets.token_urlsafe(32), token, secrets.token_urlsafe(32), time.monotonic(), caller)
         self._by_id[session.id] = session
+        self._by_token.setdefault(token, OrderedDict())[session.id] = session
         return session
 
     def current(self, request: Request) -> Session | None:
@@ -84,15 +97,35 @@ class Sessions:
         now = time.monotonic()
         caller = self._verify(session.token)
         if caller is None or now - session.seen > SESSION_TTL:
-            self._by_id.pop(session.id, None)
+            self._drop(session)
             return None
         session.seen = now
         session.caller = caller
-        self._by_id.move_to_end(session.id)
+        self._by_token[session.token].move_to_end(session.id)
         return session
 
     def logout(self, session: Session) -> None:
+        self._drop(session)
+
+    def _victim(self, token: str) -> Session:
+        """The process is full: the least recently used session of the token holding the most (on a
+        tie the token logging in, then the token whose session is the least recently used)."""
+        held = self._by_token.items()
+        _, sessions = max(held, key=lambda kv: (len(kv[1]), kv[0] == token, -next(iter(kv[1].values())).seen))
+        return next(iter(sessions.values()))
+
+    def _forget_expired(self) -> None:
+        cutoff = time.monotonic() - SESSION_TTL
+        for session in [s for s in self._by_id.values() if s.seen < cutoff]:
+            self._drop(session)
+
+    def _drop(self, session: Session) -> None:
         self._by_id.pop(session.id, None)
+        own = self._by_token.get(session.token)
+        if own is not None:
+            own.pop(session.id, None)
+            if not own:
+                del self._by_token[session.token]
 
     def set_cookie(self, request: Request, response: Response, session: Session) -> None:
         response.set_cookie(COOKIE, session.id, path=PATH, httponly=True, samesite="strict", secure=_tls(request))

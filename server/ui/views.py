@@ -64,7 +64,7 @@ def parse_local_time(value: str) -> datetime:
 
 def belief_at(events: list[dict[str, Any]], at: datetime) -> Belief:
     """The memory's state after its last event up to `at` (events oldest first, as memory_history gives them)."""
-    shown = at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    shown = _shown_time(at)
     last = None
     for e in events:
         if e.get("updated_at") and datetime.fromisoformat(e["updated_at"]) <= at:
@@ -74,6 +74,15 @@ def belief_at(events: list[dict[str, Any]], at: datetime) -> Belief:
     if last["event"] == "DELETE":
         return Belief(shown, None, "It had been deleted.")
     return Belief(shown, last.get("new_memory"), f"As of its {last['event']} event of {when(last['updated_at'])}.")
+
+
+def _shown_time(at: datetime) -> str:
+    """`at` in UTC; one whose UTC falls outside years 1-9999 (0001-01-01T00:00+01:00) as given. The
+    tools take such times too (a moment before, or after, every memory)."""
+    try:
+        return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except OverflowError:
+        return at.isoformat(" ", "minutes")
 
 
 def timeline(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Streamable HTTP sessions are bounded per credential: a token that opens session after session
-(read-only included) only ever holds its own few, and never locks another token out; idle
-sessions close after MEMORY_SESSION_IDLE_TIMEOUT."""
+(read-only included) only ever holds its own few, sent one after another or all at once, and never
+locks another token out; idle sessions close after MEMORY_SESSION_IDLE_TIMEOUT."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import anyio
 import httpx2
 
 from ..support.processes import stop
@@ -78,6 +79,43 @@ def test_one_credential_opening_many_sessions_keeps_only_its_limit_and_locks_nob
             reply = http.post(base, json=HELLO, headers={**ACCEPT, "Authorization": f"bearer {ALICE_READER}"})
             assert reply.status_code == 200
         assert sum(alive(http, base, ALICE_READER, sid) for sid in opened) == 0
+
+
+async def burst(url: str, token: str, count: int) -> list[httpx2.Response]:
+    """`count` initialize requests of one token, all in flight at once (one connection each)."""
+    replies: list[httpx2.Response] = []
+    limits = httpx2.Limits(max_connections=count)
+    async with httpx2.AsyncClient(timeout=60, limits=limits) as http:
+
+        async def one() -> None:
+            replies.append(await http.post(url, json=HELLO, headers={**ACCEPT, "Authorization": f"Bearer {token}"}))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(count):
+                tg.start_soon(one)
+    return replies
+
+
+def test_concurrent_initializes_of_one_credential_never_hold_more_than_its_limit(tmp_path: Path) -> None:
+    with running(tmp_path, idle=600) as base, httpx2.Client(timeout=30) as http:
+        bob_sid = initialize(http, base, BOB).headers["mcp-session-id"]
+        replies = anyio.run(burst, base, ALICE_READER, 60)
+        assert {r.status_code for r in replies} <= {200, 503}, [r.text for r in replies if r.status_code != 200]
+        opened = [r.headers["mcp-session-id"] for r in replies if r.status_code == 200]
+        assert 1 <= sum(alive(http, base, ALICE_READER, sid) for sid in opened) <= LIMIT
+        assert alive(http, base, BOB, bob_sid)
+        # Every slot the burst took was given back: the token opens sessions one after another again.
+        for _ in range(LIMIT + 1):
+            assert initialize(http, base, ALICE_READER).status_code == 200
+
+
+def test_an_initialize_that_opens_no_session_gives_its_slot_back(tmp_path: Path) -> None:
+    with running(tmp_path, idle=600) as base, httpx2.Client(timeout=30) as http:
+        headers = {**ACCEPT, "Authorization": f"Bearer {ALICE}"}
+        for _ in range(LIMIT + 2):
+            assert http.post(base, content=b"{not json", headers=headers).status_code == 400
+        sids = [initialize(http, base, ALICE).headers["mcp-session-id"] for _ in range(LIMIT)]
+        assert all(alive(http, base, ALICE, sid) for sid in sids)
 
 
 def test_idle_sessions_close_after_the_idle_timeout(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The dashboard given hostile query strings and forms, over plain HTTP against a real server process:
 deeply nested filters or metadata and tampered cursors get a 400 page naming the problem (as
-`filters={` does), never a 500 with a RecursionError or an encoding error in the log."""
+`filters={` does), never a 500 with a RecursionError or an encoding error in the log; an as_of at
+either end of the calendar is answered as the tools answer it."""
 
 from __future__ import annotations
 
@@ -90,3 +91,24 @@ def test_a_tampered_cursor_gets_a_400_saying_the_cursor_is_not_valid(
     assert "cursor is not valid: pass the next_cursor value from the previous page." in message_of(answer)
     log = running.log.read_text()
     assert "Traceback" not in log and "UnicodeEncodeError" not in log and "OverflowError" not in log
+
+
+CALENDAR_ENDS = {
+    "year 1 at +01:00 (year 0 in UTC)": (
+        "0001-01-01T00:00:00+01:00",
+        "0001-01-01 00:00+01:00",
+        "It did not exist yet.",
+    ),
+    "year 9999 at -01:00 (year 10000 in UTC)": ("9999-12-31T23:59:59-01:00", "9999-12-31 23:59-01:00", "As of its ADD"),
+}
+
+
+@pytest.mark.parametrize(("as_of", "shown", "belief"), CALENDAR_ENDS.values(), ids=CALENDAR_ENDS.keys())
+def test_an_as_of_beyond_the_utc_calendar_shows_the_belief_then_as_the_tools_take_it(
+    running: Running, alice: httpx2.Client, as_of: str, shown: str, belief: str
+) -> None:
+    answer = alice.get(f"/ui/memory/{running.ids['piano']}", params={"as_of": as_of})
+    assert answer.status_code == 200, message_of(answer)
+    said = message_of(answer)
+    assert f"At {shown}:" in said and belief in said, said
+    assert "OverflowError" not in running.log.read_text()

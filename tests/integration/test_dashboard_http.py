@@ -17,6 +17,8 @@ import httpx2
 import pytest
 from markupsafe import escape
 
+from milvus_memory_mcp.ui.session import MAX_SESSIONS
+
 from ..support.dashboard import (
     ALICE,
     ALICE_READER,
@@ -193,6 +195,20 @@ def test_a_token_removed_from_the_file_ends_its_sessions(running: Running) -> No
     finally:
         tokens.write_text(saved)
     assert bob.get("/ui/memories").status_code == 303  # the session is gone, not just suspended
+
+
+def test_a_flood_of_one_tokens_logins_logs_out_no_other_token(running: Running) -> None:
+    alice = client_for(running, ALICE)
+    flood = httpx2.Client(base_url=running.base, timeout=60)
+    first = login(flood, BOB).cookies["mm_session"]
+    nonce = flood.cookies["mm_login"]
+    for _ in range(MAX_SESSIONS):  # as many as the whole process keeps: each a new session of bob's
+        answer = flood.post("/ui/login", data={"nonce": nonce, "token": BOB, "next": ""})
+        assert answer.status_code == 303
+    assert alice.get("/ui/memories").status_code == 200  # alice is still logged in
+    # bob's own first session made room for his later ones
+    gone = httpx2.get(running.base + "/ui/memories", cookies={"mm_session": first})
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/ui/login")
 
 
 def test_ui_command_beside_a_running_server_forwards_to_it(running: Running) -> None:

@@ -118,6 +118,11 @@ def test_belief_at_and_timeline() -> None:
     assert [e["id"] for e in shown] == ["e3", "e2", "e1"] and [e["restorable"] for e in shown] == [False, True, True]
     with pytest.raises(Refused, match="as_of is not a date"):
         parse_local_time("soon")
+    # Times whose UTC falls outside years 1-9999 (the tools take them too): before, or after, everything.
+    first = belief_at(events, parse_local_time("0001-01-01T00:00:00+01:00"))
+    assert first.text is None and first.at == "0001-01-01 00:00+01:00" and "did not exist" in first.note
+    last = belief_at(events, parse_local_time("9999-12-31T23:59:59-01:00"))
+    assert last.text is None and last.at == "9999-12-31 23:59-01:00" and "deleted" in last.note
 
 
 def test_form_json_and_redirects_and_hosts() -> None:
