@@ -50,9 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     demo_p = sub.add_parser("demo", help="Replay the reference walk-through against a fresh server and print it.")
     _add_setting_flags(demo_p)
     doctor_p = sub.add_parser(
-        "doctor", help="Check that Milvus agrees with SQLite's record (exit 1 if not); --repair fixes it."
+        "doctor", help="Check that Milvus agrees with the history's record (exit 1 if not); --repair fixes it."
     )
-    doctor_p.add_argument("--repair", action="store_true", help="Re-embed and rewrite Milvus from SQLite's record.")
+    doctor_p.add_argument("--repair", action="store_true", help="Re-embed; rewrite Milvus from the history's record.")
     doctor_p.add_argument("--data-dir", help="The data dir [env MEMORY_DATA_DIR]; other settings: MEMORY_* variables.")
     ui_p = sub.add_parser(
         "ui", help="Serve only the web dashboard, on 127.0.0.1 (--port, default 8765); see the README."

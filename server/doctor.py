@@ -1,6 +1,7 @@
-"""`milvus-memory-mcp doctor`: check that Milvus agrees with SQLite's record, and repair it.
+"""`milvus-memory-mcp doctor`: check that Milvus agrees with the history's record, and repair it.
 
-SQLite is the record (docs/ARCHITECTURE.md, "The write protocol"): every live memory there must be in
+The history (SQLite, or PostgreSQL with MEMORY_HISTORY_URL) is the record (docs/ARCHITECTURE.md, "The
+write protocol"), and the report names the one in use: every live memory there must be in
 the vector store with the same text hash, scope, metadata and update time (and, where the
 collection keeps one, the keyword text this release's analysis makes of it: a Milvus 2.5+ or Lite
 collection's BM25 field written by an older release differs in "keywords"), and the vector store
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from milvus_memory_mcp.errors import MemoryServiceError
+from milvus_memory_mcp.history.postgres.url import redacted
 from milvus_memory_mcp.records import SCOPE_FIELDS, MemoryRecord, text_hash
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
@@ -30,15 +32,24 @@ STALE_KEYWORDS = "keywords (written by an older keyword analysis)"
 SHOWN = 20
 
 
+def history_in_use(settings: Settings) -> tuple[str, str]:
+    """The history store the settings name, and where it is (a URL as `redacted` shows it)."""
+    if settings.history_url:
+        return "PostgreSQL", redacted(settings.history_url)
+    return "SQLite", str(settings.resolved_history_path)
+
+
 @dataclass
 class Report:
-    records: int = 0  # live memories in SQLite
+    records: int = 0  # live memories in the history
     rows: int = 0  # rows in the vector store
-    missing: list[str] = field(default_factory=list)  # live in SQLite, absent from the vector store
-    extra: list[str] = field(default_factory=list)  # in the vector store, not live in SQLite
+    history: str = "SQLite"  # the history store in use: SQLite or PostgreSQL
+    where: str = ""  # its file or its URL (redacted)
+    missing: list[str] = field(default_factory=list)  # live in the history, absent from the vector store
+    extra: list[str] = field(default_factory=list)  # in the vector store, not live in the history
     differing: dict[str, list[str]] = field(default_factory=dict)  # id -> fields that differ
     pending: list[str] = field(default_factory=list)  # changes recorded but not marked applied
-    refused: dict[str, str] = field(default_factory=dict)  # live in SQLite, refused by the vector store: id -> why
+    refused: dict[str, str] = field(default_factory=dict)  # live in the history, refused by the vector store: id -> why
 
     @property
     def clean(self) -> bool:
@@ -59,11 +70,12 @@ class Report:
         return sorted({*self.missing, *self.extra, *self.differing, *self.pending})
 
     def lines(self) -> list[str]:
-        out = [f"SQLite: {self.records} live memories; vector store: {self.rows} rows."]
+        history = f"{self.history} at {self.where}" if self.where else self.history
+        out = [f"History ({history}): {self.records} live memories; vector store: {self.rows} rows."]
         unexplained = self.unexplained
         for label, ids in (
             ("missing from the vector store", [i for i in self.missing if i in unexplained]),
-            ("in the vector store but not live in SQLite", [i for i in self.extra if i in unexplained]),
+            (f"in the vector store but not live in {self.history}", [i for i in self.extra if i in unexplained]),
         ):
             if ids:
                 out.append(f"{len(ids)} {label}: {_sample(ids)}")
@@ -73,15 +85,15 @@ class Report:
                 out.append(f"  {memory_id}: {', '.join(fields)}")
         if self.refused:
             out.append(
-                f"{len(self.refused)} refused by the vector store (kept in SQLite, pending; update their "
+                f"{len(self.refused)} refused by the vector store (kept in {self.history}, pending; update their "
                 "metadata or delete them):"
             )
             for memory_id, why in sorted(self.refused.items())[:SHOWN]:
                 out.append(f"  {memory_id}: {why}")
         if waiting := [i for i in self.pending if i not in self.refused]:
             out.append(
-                f"{len(waiting)} pending write(s), recorded in SQLite and not yet confirmed in the vector store "
-                f"(as after a stop right after a write; the next start applies them, or --repair now): "
+                f"{len(waiting)} pending write(s), recorded in {self.history} and not yet confirmed in the vector "
+                f"store (as after a stop right after a write; the next start applies them, or --repair now): "
                 f"{_sample(waiting)}"
             )
         if self.clean:
@@ -158,7 +170,8 @@ def _compare(
     pending: list[str],
     stale: set[str],
 ) -> Report:
-    report = Report(records=len(records), rows=len(rows), pending=sorted(pending))
+    history, where = history_in_use(service.settings)
+    report = Report(records=len(records), rows=len(rows), history=history, where=where, pending=sorted(pending))
     report.missing = sorted(records.keys() - rows.keys())
     report.extra = sorted(rows.keys() - records.keys())
     for memory_id in records.keys() & rows.keys():
@@ -175,7 +188,7 @@ def _compare(
 
 
 async def repair(service: MemoryService, report: Report) -> None:
-    """Make the vector store match SQLite for every id the report names."""
+    """Make the vector store match the history for every id the report names."""
     if ids := report.to_repair:
         await service.resync(ids)
         await service.flush()
@@ -212,7 +225,7 @@ async def run(settings: Settings, *, fix: bool, out: TextIO) -> int:
                 print(line, file=out)
             if report.clean or not fix:
                 return 0 if report.agree else 1
-            print(f"Repairing {len(report.to_repair)} memory id(s) from SQLite's record...", file=out)
+            print(f"Repairing {len(report.to_repair)} memory id(s) from {report.history}'s record...", file=out)
             await repair(service, report)
             after = await check(service)
             for line in after.lines():

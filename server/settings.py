@@ -180,15 +180,10 @@ class Settings(BaseModel):
     def _history_url(cls, v: str | None) -> str | None:
         if v is None:
             return v
-        from urllib.parse import urlsplit
+        from milvus_memory_mcp.history.postgres.url import problem  # as asyncpg reads it (several hosts too)
 
-        try:
-            parts = urlsplit(v)
-            parts.port  # noqa: B018 (raises on a bad port)
-        except ValueError as e:
-            raise ValueError(f"not a valid URL ({e})") from None
-        if parts.scheme not in ("postgresql", "postgres") or not (parts.hostname or parts.path.strip("/")):
-            raise ValueError("must be a PostgreSQL URL such as postgresql://user:password@host:5432/dbname")
+        if (why := problem(v)) is not None:  # says what is wrong, quoting nothing: the URL may hold a password
+            raise ValueError(why)
         return v
 
     @field_validator("milvus_db_name")

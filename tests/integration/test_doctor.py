@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from milvus_memory_mcp.settings import Settings
 
 from ..conftest import make_settings
 from ..support.older_analysis import write_under_analysis_1
+from ..support.postgres_server import PostgresServer
 from ..support.processes import run_doctor
 
 pytestmark = pytest.mark.anyio
@@ -67,7 +69,26 @@ async def test_doctor_command_exits_nonzero_until_repaired(tmp_path: Path, local
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
     assert repaired.stdout.strip().endswith("The stores agree.")
     again = run_doctor(tmp_path)
-    assert again.returncode == 0 and "SQLite: 4 live memories; vector store: 4 rows." in again.stdout
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"History (SQLite at {tmp_path / 'history.db'}): 4 live memories; vector store: 4 rows." in again.stdout
+
+
+async def test_doctor_names_the_postgresql_history_it_checks_and_repairs_from(
+    tmp_path: Path, local_embedder: LocalEmbedder, postgres_server: PostgresServer
+) -> None:
+    secret = "S3cr3t-Lk4"
+    url = f"{postgres_server.new_database()}?password={secret}"  # trust authentication: accepted, not checked
+    settings = make_settings(tmp_path, history_url=url)
+    ids = await diverge(settings, local_embedder)
+    out = io.StringIO()
+    assert await doctor.run(settings, fix=True, out=out) == 0
+    text = out.getvalue()
+    shown = url.replace(secret, "***")
+    assert f"History (PostgreSQL at {shown}): 4 live memories; vector store: 4 rows." in text
+    assert f"1 in the vector store but not live in PostgreSQL: {ids['extra']}" in text
+    assert "Repairing 4 memory id(s) from PostgreSQL's record..." in text
+    assert text.strip().endswith("The stores agree.")
+    assert "SQLite" not in text and secret not in text
 
 
 async def test_doctor_reports_unapplied_changes_without_applying_them(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import random
 import sys
 from decimal import Decimal
@@ -241,6 +242,43 @@ async def test_an_unreachable_or_bad_url_is_a_clear_error(tmp_path: Path, local_
     for bad in ("mysql://x/y", "postgresql://", "postgresql://h:99999/db"):
         with pytest.raises(ConfigurationError, match="MEMORY_HISTORY_URL"):
             Settings.load({"MEMORY_HISTORY_URL": bad})
+
+
+async def test_a_password_in_the_query_string_is_masked_in_the_errors_agents_and_logs_read(
+    tmp_path: Path, local_embedder: LocalEmbedder, postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "TOPSECRET-q7Zx"
+    caplog.set_level(logging.INFO)
+    port = free_port()
+    unreachable = f"postgresql://memory@127.0.0.1:{port}/memories?password={secret}&sslpassword={secret}-key"
+    settings = make_settings(tmp_path / "a", history_url=unreachable)
+    async with MemoryService(settings, embedder=local_embedder) as service:
+        async with Client(build_server(service)) as client:
+            message = await error_of(client, "list_memories", user_id="u")
+    shown = f"postgresql://memory@127.0.0.1:{port}/memories?password=***&sslpassword=***"
+    assert f"Could not connect to the history database at {shown}: " in message
+    # A database that answers (trust authentication: the password is sent to no one), then fails a statement.
+    url = f"{postgres_server.new_database()}?password={secret}"
+    async with MemoryService(make_settings(tmp_path / "b", history_url=url), embedder=local_embedder) as service:
+        async with Client(build_server(service)) as client:
+            await call(client, "add_memory", messages="Has two cats", user_id="u")
+            postgres_server.psql("DROP TABLE memories CASCADE", url.rsplit("/", 1)[1].split("?")[0])
+            message = await error_of(client, "list_memories", user_id="u")
+    assert f"The history database at {url.replace(secret, '***')} failed: " in message
+    assert secret not in message and secret not in caplog.text
+
+
+async def test_a_url_with_several_hosts_reaches_the_first_that_answers(
+    tmp_path: Path, local_embedder: LocalEmbedder, postgres_server: PostgresServer
+) -> None:
+    database = postgres_server.new_database().rsplit("/", 1)[1]
+    url = f"postgresql://postgres:pw@127.0.0.1:{free_port()},127.0.0.1:{postgres_server.port}/{database}"
+    settings = Settings.load({"MEMORY_DATA_DIR": str(tmp_path), "MEMORY_HISTORY_URL": url})  # as asyncpg reads it
+    async with MemoryService(settings, embedder=local_embedder) as service:
+        async with Client(build_server(service)) as client:
+            await call(client, "add_memory", messages="Has two cats", user_id="u")
+            listed = (await call(client, "list_memories", user_id="u"))["results"]
+    assert [m["memory"] for m in listed] == ["Has two cats"]
 
 
 async def test_a_dropped_connection_fails_one_call_clearly_and_the_next_reconnects(

@@ -44,3 +44,29 @@ def test_bad_settings_are_refused_by_name(env: dict[str, str], expected: str) ->
     with pytest.raises(ConfigurationError) as e:
         Settings.load(env)
     assert expected in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("password", "rest"),
+    [("Xk9vLp2Q", "/Zw8"), ("Rt5mNq1", "#a4T"), ("Hy3kPl0", "?zB7"), ("Pq7Lm2", "@Vb8")],
+)
+def test_a_history_url_with_an_unencoded_password_is_refused_without_echoing_it(password: str, rest: str) -> None:
+    with pytest.raises(ConfigurationError) as e:
+        Settings.load({"MEMORY_HISTORY_URL": f"postgresql://memory:{password}{rest}@db:5432/memory"})
+    message = str(e.value)
+    assert "MEMORY_HISTORY_URL" in message and "must be percent-encoded" in message
+    assert password not in message and rest[1:] not in message
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://memory:Xk9vLp2Q%2FZw8@db:5432/memory",  # the same password, percent-encoded
+        "postgresql://memory@db:5432/memory?password=Xk9vLp2Q%2FZw8&sslmode=require",
+        "postgresql://memory:pw@db1:5432,db2:5433/memory",  # several hosts, as asyncpg tries them
+        "postgresql://memory:pw@[::1]:5432/memory",
+        "postgres:///memory?host=/run/postgresql",
+    ],
+)
+def test_a_history_url_asyncpg_reads_is_accepted(url: str) -> None:
+    assert Settings.load({"MEMORY_HISTORY_URL": url}).history_url == url

@@ -1,6 +1,7 @@
 """PostgreSQL adapter of the history store (MEMORY_HISTORY_URL), part for part the SQLite one's twin.
 
 - `database.py`: the asyncpg pool, the change counter, error translation;
+- `url.py`: MEMORY_HISTORY_URL checked as asyncpg reads it, and shown with its secrets masked;
 - `log.py`: each memory's state and its event log; `filters.py`: filter trees as SQL;
 - `transfer.py`: export pages and verbatim imports;
 - `pending.py`, `embeddings.py`, `reembed.py`: marks, stored vectors, `reembed`'s record;

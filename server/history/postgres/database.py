@@ -4,7 +4,8 @@ asyncpg with a small pool. The SQL keeps SQLite's `?` placeholders (numbered her
 each part reads like its SQLite twin. Every write transaction bumps the `changes` counter row:
 that row's lock orders writers (as SQLite's BEGIN IMMEDIATE does) and its value is `change_mark`,
 which moves on any commit by any process. asyncpg and connection errors are translated here, at
-the boundary, into `StoreUnavailable`.
+the boundary, into `StoreUnavailable`; they name the URL only as `url.redacted` shows it, and their
+text goes through `url.scrubbed` (a driver may quote what it was given).
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from milvus_memory_mcp.errors import StoreUnavailable
 from milvus_memory_mcp.history.postgres.migrations import apply_migrations
+from milvus_memory_mcp.history.postgres.url import problem, redacted, scrubbed
 
 if TYPE_CHECKING:
     import asyncpg
@@ -41,16 +42,6 @@ def _numbered(sql: str) -> str:
         return f"${count}"
 
     return _PLACEHOLDER.sub(number, sql)
-
-
-def redacted(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class Conn:
@@ -106,9 +97,13 @@ class Database:
         self._pool: asyncpg.Pool | None = None
         self._notes = 0  # write timestamps this process noted (history/reembed.py `note_vector_ts`)
 
+    def _detail(self, e: BaseException) -> str:
+        """The error's text, without any secret of the URL."""
+        return scrubbed(str(e), self._url) or type(e).__name__
+
     def _failed(self, e: BaseException) -> StoreUnavailable:
-        logger.error("PostgreSQL call failed: %s: %s", type(e).__name__, e)
-        detail = str(e) or type(e).__name__
+        detail = self._detail(e)
+        logger.error("PostgreSQL call failed: %s: %s", type(e).__name__, detail)
         return StoreUnavailable(f"The history database at {redacted(self._url)} failed: {detail}")
 
     async def _run(self, fn: Callable[[Conn], Awaitable[T]]) -> T:
@@ -151,13 +146,15 @@ class Database:
                 "MEMORY_HISTORY_URL needs the asyncpg driver: pip install 'milvus-memory-mcp[postgres]'."
             ) from e
 
+        if (why := problem(self._url)) is not None:  # Settings refuses it first; asyncpg's errors quote it
+            raise StoreUnavailable(f"MEMORY_HISTORY_URL: {why}.")
         try:
             pool = await asyncpg.create_pool(
                 self._url, min_size=1, max_size=POOL_SIZE, timeout=TIMEOUT, command_timeout=TIMEOUT
             )
         except (*_errors(), ValueError) as e:
             raise StoreUnavailable(
-                f"Could not connect to the history database at {redacted(self._url)}: {str(e) or type(e).__name__}. "
+                f"Could not connect to the history database at {redacted(self._url)}: {self._detail(e)}. "
                 "Check MEMORY_HISTORY_URL and that the server is running."
             ) from e
         try:

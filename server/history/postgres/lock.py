@@ -96,7 +96,7 @@ class ClusterLock(Database):
                 try:
                     await conn.execute("SELECT pg_advisory_unlock($1)", lock_key(self._collection))
                 except _errors() as e:
-                    logger.warning("could not release the write lock (%s); closing its connection", e)
+                    logger.warning("could not release the write lock (%s); closing its connection", self._detail(e))
                     self._drop_lock_connection()
 
     async def close(self) -> None:
