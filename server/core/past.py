@@ -144,8 +144,8 @@ class PastSearch:
         """Each text's vector (float32 array) and analysed words: stored ones, the rest computed and stored."""
         import numpy as np
 
-        model = self._embedder.model_id
-        stored = await self._history.embeddings_with_words(model, sorted({r.hash for r in records}))
+        model, dims = self._embedder.model_id, self._embedder.dimensions
+        stored = await self._history.embeddings_with_words(model, dims, sorted({r.hash for r in records}))
         out = {h: (np.frombuffer(blob, dtype=np.float32), words) for h, (blob, words) in stored.items()}
         items = list({r.hash: r.memory for r in records if r.hash not in out}.items())
         for start in range(0, len(items), EMBED_CHUNK):

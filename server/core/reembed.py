@@ -203,7 +203,7 @@ class Reembedder:
 
     async def _vectors_for(self, new: Embedder, records: list[MemoryRecord]) -> list[list[float]]:
         """The new embedder's vectors of these texts: cached ones from SQLite, the rest computed and cached."""
-        stored = await self._history.embeddings(new.model_id, list({r.hash for r in records}))
+        stored = await self._history.embeddings(new.model_id, new.dimensions, list({r.hash for r in records}))
         missing = {r.hash: r.memory for r in records if r.hash not in stored}
         if missing:
             computed = await new.embed(list(missing.values()))

@@ -82,7 +82,7 @@ class Restorer:
     async def _vector(self, text: str) -> Signed:
         """The text's embedding: stored in the history database when it was, else computed."""
         made_by = signature(self._embedder)
-        stored = await self._history.embeddings(made_by[0], [text_hash(text)])
+        stored = await self._history.embeddings(*made_by, [text_hash(text)])
         if stored:
             return Signed(made_by, list(stored.values()))
         return await embed_signed(self._embedder, [text])

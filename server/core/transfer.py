@@ -216,7 +216,8 @@ async def export(
     after: tuple[int, str] | None = None
     written = 0
     while page := await history.export_page(where, after, PAGE):
-        vectors = await history.embeddings(model, [r.hash for r, _ in page]) if with_vectors else {}
+        hashes = [r.hash for r, _ in page]
+        vectors = await history.embeddings(model, embedder.dimensions, hashes) if with_vectors else {}
         for record, evs in page:
             vector = vectors.get(record.hash) if record.deleted_at is None else None
             out.write(json.dumps(to_json(record, evs, vector), ensure_ascii=False) + "\n")
@@ -300,7 +301,7 @@ class Importer:
             return reuse and v is not None and len(v) == dims
 
         live = [r for r, _, v in items if r.deleted_at is None and not usable(v)]
-        stored = await self._history.embeddings(model, [r.hash for r in live])
+        stored = await self._history.embeddings(model, dims, [r.hash for r in live])
         missing = sorted({r.memory for r in live if r.hash not in stored})
         if missing:
             stored.update((text_hash(t), v) for t, v in zip(missing, await self._embedder.embed(missing), strict=True))

@@ -260,8 +260,8 @@ class WriteProtocol:
 
     async def _vectors_for(self, records: list[MemoryRecord]) -> list[list[float]]:
         """The embeddings of these memories' texts: stored ones from SQLite, the rest computed."""
-        model = self._embedder.model_id
-        stored = await self._history.embeddings(model, [r.hash for r in records])
+        model, dims = signature(self._embedder)
+        stored = await self._history.embeddings(model, dims, [r.hash for r in records])
         if missing := [r for r in records if r.hash not in stored]:
             computed = list(zip(missing, await self._embedder.embed([r.memory for r in missing]), strict=True))
             stored.update((r.hash, v) for r, v in computed)

@@ -59,21 +59,22 @@ class EmbeddingCache(Database):
 
         await self._transaction(run)
 
-    async def embeddings(self, model: str, hashes: list[str]) -> dict[str, list[float]]:
-        """Stored embeddings by text hash (those there are)."""
+    async def embeddings(self, model: str, dims: int, hashes: list[str]) -> dict[str, list[float]]:
+        """Stored embeddings of `dims` numbers by text hash (those there are)."""
 
         def run(conn: sqlite3.Connection) -> dict[str, list[float]]:
-            sql = "SELECT hash, vector FROM embeddings WHERE model = ? AND hash IN ({})"
-            return {h: array("f", blob).tolist() for h, blob in rows_in(conn, sql, [model], hashes)}
+            sql = "SELECT hash, vector FROM embeddings WHERE model = ? AND length(vector) = ? AND hash IN ({})"
+            return {h: array("f", blob).tolist() for h, blob in rows_in(conn, sql, [model, 4 * dims], hashes)}
 
         return await self._run(run)
 
-    async def embeddings_with_words(self, model: str, hashes: list[str]) -> dict[str, tuple[bytes, str]]:
-        """Stored embeddings (float32 bytes) and analysed words by text hash (those there are)."""
+    async def embeddings_with_words(self, model: str, dims: int, hashes: list[str]) -> dict[str, tuple[bytes, str]]:
+        """Stored embeddings of `dims` numbers (float32 bytes) and analysed words by text hash (those
+        there are)."""
 
         def run(conn: sqlite3.Connection) -> dict[str, tuple[bytes, str]]:
-            sql = "SELECT hash, vector, words FROM embeddings WHERE model = ? AND hash IN ({})"
-            return {h: (blob, words) for h, blob, words in rows_in(conn, sql, [model], hashes)}
+            sql = "SELECT hash, vector, words FROM embeddings WHERE model = ? AND length(vector) = ? AND hash IN ({})"
+            return {h: (blob, words) for h, blob, words in rows_in(conn, sql, [model, 4 * dims], hashes)}
 
         return await self._run(run)
 
@@ -90,15 +91,15 @@ class EmbeddingCache(Database):
 
         return await self._run(run)
 
-    async def live_embeddings(self, model: str) -> list[Embedded]:
-        """Every live memory with its stored embedding (None when missing)."""
+    async def live_embeddings(self, model: str, dims: int) -> list[Embedded]:
+        """Every live memory with its stored embedding of `dims` numbers (None when missing)."""
 
         def run(conn: sqlite3.Connection) -> list[Embedded]:
             rows = conn.execute(
                 "SELECT m.id, m.user_id, m.agent_id, m.run_id, m.hash, m.memory, e.vector, e.words, m.metadata "
-                "FROM memories m LEFT JOIN embeddings e ON e.model = ? AND e.hash = m.hash "
+                "FROM memories m LEFT JOIN embeddings e ON e.model = ? AND e.hash = m.hash AND length(e.vector) = ? "
                 "WHERE m.collection = ? AND m.deleted_at IS NULL",
-                (model, self._collection),
+                (model, 4 * dims, self._collection),
             )
             return [embedded_row(r) for r in rows]
 

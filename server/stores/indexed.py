@@ -121,7 +121,7 @@ class IndexedStore:
         False when some embeddings must first be read from Milvus (a database written before they
         were stored)."""
         if self._index is None and not await self._load_saved(model_id):
-            rows = await self._history.live_embeddings(model_id)
+            rows = await self._history.live_embeddings(model_id, dimensions)
             if any(r.vector is None for r in rows):
                 return False
             self._index = await self._load(model_id, dimensions, rows)
@@ -174,7 +174,7 @@ class IndexedStore:
         from milvus_memory_mcp.search_index import Entry, SearchIndex
 
         if rows is None:
-            rows = await self._history.live_embeddings(model_id)
+            rows = await self._history.live_embeddings(model_id, dimensions)
         missing = [r for r in rows if r.vector is None]
         found: dict[str, list[float]] = {}
         if missing:

@@ -40,17 +40,23 @@ class EmbeddingCache(Database):
 
         await self._transaction(run)
 
-    async def embeddings(self, model: str, hashes: list[str]) -> dict[str, list[float]]:
+    async def embeddings(self, model: str, dims: int, hashes: list[str]) -> dict[str, list[float]]:
         async def run(conn: Conn) -> dict[str, list[float]]:
-            sql = "SELECT hash, vector FROM embeddings WHERE model = ? AND hash = ANY(?::text[])"
-            return {h: array("f", blob).tolist() for h, blob in await conn.fetch(sql, model, hashes)}
+            sql = (
+                "SELECT hash, vector FROM embeddings WHERE model = ? AND octet_length(vector) = ? "
+                "AND hash = ANY(?::text[])"
+            )
+            return {h: array("f", blob).tolist() for h, blob in await conn.fetch(sql, model, 4 * dims, hashes)}
 
         return await self._run(run)
 
-    async def embeddings_with_words(self, model: str, hashes: list[str]) -> dict[str, tuple[bytes, str]]:
+    async def embeddings_with_words(self, model: str, dims: int, hashes: list[str]) -> dict[str, tuple[bytes, str]]:
         async def run(conn: Conn) -> dict[str, tuple[bytes, str]]:
-            sql = "SELECT hash, vector, words FROM embeddings WHERE model = ? AND hash = ANY(?::text[])"
-            return {h: (bytes(blob), words) for h, blob, words in await conn.fetch(sql, model, hashes)}
+            sql = (
+                "SELECT hash, vector, words FROM embeddings "
+                "WHERE model = ? AND octet_length(vector) = ? AND hash = ANY(?::text[])"
+            )
+            return {h: (bytes(blob), words) for h, blob, words in await conn.fetch(sql, model, 4 * dims, hashes)}
 
         return await self._run(run)
 
@@ -67,15 +73,17 @@ class EmbeddingCache(Database):
 
         return await self._run(run)
 
-    async def live_embeddings(self, model: str) -> list[Embedded]:
-        """Every live memory with its stored embedding (None when missing)."""
+    async def live_embeddings(self, model: str, dims: int) -> list[Embedded]:
+        """Every live memory with its stored embedding of `dims` numbers (None when missing)."""
 
         async def run(conn: Conn) -> list[Embedded]:
             rows = await conn.fetch(
                 "SELECT m.id, m.user_id, m.agent_id, m.run_id, m.hash, m.memory, e.vector, e.words, m.metadata "
-                "FROM memories m LEFT JOIN embeddings e ON e.model = ? AND e.hash = m.hash "
+                "FROM memories m LEFT JOIN embeddings e "
+                "ON e.model = ? AND e.hash = m.hash AND octet_length(e.vector) = ? "
                 "WHERE m.collection = ? AND m.deleted_at IS NULL",
                 model,
+                4 * dims,
                 self._collection,
             )
             return [embedded_row(r) for r in rows]
