@@ -13,13 +13,18 @@ import changes nothing) or replaced whole. Writes go through the write protocol,
 A line is held to what the tools accept (the text's size and visible content, a scope, metadata,
 no NUL or lone surrogate in any text), and one whose history event ids belong to another memory is
 refused (importing it would move that memory's events): such lines are reported by id, the rest of
-the batch is imported.
+the batch is imported. A memory's history must end in its state (deleted by a DELETE, live with
+its text): `as_of`, `memory_history` and undo read it. A line without one (written by hand or by
+another tool) gets the events that say what the line does: an ADD at its `created_at`, and a
+DELETE at its `deleted_at` when it is deleted (ids derived from the memory's, so that importing
+the line again gives the same events).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TextIO
@@ -29,7 +34,15 @@ from milvus_memory_mcp.embedders import Embedder, signature
 from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.filters import Node, parse_time
 from milvus_memory_mcp.history import HistoryStore
-from milvus_memory_mcp.records import HistoryEntry, MemoryRecord, context_of, public_metadata, text_hash, with_context
+from milvus_memory_mcp.records import (
+    STATE_EVENTS,
+    HistoryEntry,
+    MemoryRecord,
+    context_of,
+    public_metadata,
+    text_hash,
+    with_context,
+)
 from milvus_memory_mcp.validation import (
     check_memory_id,
     check_metadata,
@@ -164,9 +177,10 @@ def from_json(obj: object, max_bytes: int) -> Item:
     history = obj.get("history") or []
     if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
         raise InvalidInput("history must be a list of event objects")
-    events = [_event(h, record) for h in history]
+    events = [_event(h, record) for h in history] or _events_of(record)
     if len({h.id for h in events}) < len(events):
         raise InvalidInput("history has the same event id twice")
+    _check_ends_in(record, events)
     vector = obj.get("vector")
     if vector is not None and (not isinstance(vector, list) or not all(_finite(x) for x in vector)):
         raise InvalidInput("vector must be a list of finite numbers")
@@ -175,6 +189,49 @@ def from_json(obj: object, max_bytes: int) -> Item:
 
 def _finite(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+_IMPORTED = uuid.UUID("5d0c1a8e-8f4e-4a7e-9a51-3f0e6b2c9d17")  # the namespace of the ids `_events_of` makes
+
+
+def _events_of(record: MemoryRecord) -> list[HistoryEntry]:
+    """The events a line without a history stands for: its ADD, and its DELETE when deleted."""
+
+    def event(kind: Literal["ADD", "DELETE"], at: int) -> HistoryEntry:
+        return HistoryEntry(
+            id=str(uuid.uuid5(_IMPORTED, f"{record.id} {kind}")),
+            memory_id=record.id,
+            old_memory=record.memory if kind == "DELETE" else None,
+            new_memory=record.memory if kind == "ADD" else None,
+            event=kind,
+            created_at=record.created_at,
+            updated_at=at,
+            user_id=record.user_id,
+            agent_id=record.agent_id,
+            run_id=record.run_id,
+            reason="Imported without a history.",
+            metadata=record.metadata,
+        )
+
+    events = [event("ADD", record.created_at)]
+    if record.deleted_at is not None:
+        events.append(event("DELETE", record.deleted_at))
+    return events
+
+
+def _check_ends_in(record: MemoryRecord, events: list[HistoryEntry]) -> None:
+    """Refuse a history whose last change (the latest ADD / UPDATE / DELETE / RESTORE, the file's
+    order among equal times) does not leave the memory as the line states it."""
+    changes = sorted((h for h in events if h.event in STATE_EVENTS), key=lambda h: h.updated_at)
+    if not changes:
+        raise InvalidInput("history has no ADD, UPDATE, DELETE or RESTORE event; omit it to import the memory as added")
+    last = changes[-1]
+    if record.deleted_at is not None and last.event != "DELETE":
+        raise InvalidInput(f"history does not end in the memory's state: it is deleted, its last event is {last.event}")
+    if record.deleted_at is None and last.event == "DELETE":
+        raise InvalidInput("history does not end in the memory's state: it is live, its last event is a DELETE")
+    if record.deleted_at is None and last.new_memory != record.memory:
+        raise InvalidInput("history does not end in the memory's state: its last event's new_memory is not its text")
 
 
 def _event(h: dict[str, Any], record: MemoryRecord) -> HistoryEntry:

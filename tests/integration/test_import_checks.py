@@ -50,6 +50,10 @@ def with_event(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
         (line(vector=[True] * 384), "finite numbers"),
         (with_event(line(), reason="bad \ud800 text"), "reason contains a NUL character or a lone UTF-16 surrogate"),
         (with_event(line(), id="a\x1bb"), "history event id contains a control character"),
+        (with_event(line(), new_memory="Sails on Sundays"), "its last event's new_memory is not its text"),
+        (line(deleted_at=WHEN), "it is deleted, its last event is ADD"),
+        (with_event(line(), event="DELETE"), "it is live, its last event is a DELETE"),
+        (with_event(line(), event="NONE"), "history has no ADD, UPDATE, DELETE or RESTORE event"),
     ],
     ids=[
         "text-over-the-limit",
@@ -62,6 +66,10 @@ def with_event(base: dict[str, Any], **fields: Any) -> dict[str, Any]:
         "boolean-vector",
         "surrogate-in-event",
         "control-in-event-id",
+        "history-ends-in-another-text",
+        "deleted-but-history-ends-live",
+        "live-but-history-ends-deleted",
+        "history-of-no-change",
     ],
 )
 async def test_a_line_the_tools_would_refuse_is_refused_alone(
@@ -119,3 +127,27 @@ async def test_an_event_id_already_its_own_is_replaced_in_place(service: MemoryS
     assert outcome == {"imported": 1, "skipped": 0, "refused": []}
     events = (await service.memory_history(imported["id"])).events
     assert [(e.id, e.new_memory) for e in events] == [(imported["history"][0]["id"], "Plays go")]
+
+
+@pytest.mark.parametrize("deleted", [False, True], ids=["live", "deleted"])
+async def test_a_line_without_a_history_gets_the_events_it_stands_for(service: MemoryService, deleted: bool) -> None:
+    later = "2024-02-01T00:00:00+00:00"
+    bare = line("Keeps bees", history=[], deleted_at=later if deleted else None)
+    for _ in range(2):  # importing it again, replacing it, gives the same events
+        assert (await service.import_batch([bare], "replace", None))["imported"] == 1
+    events = await service.history.history(bare["id"])
+    assert [(h.event, h.new_memory) for h in events] == [("ADD", "Keeps bees")] + (
+        [("DELETE", None)] if deleted else []
+    )
+    assert all(h.reason == "Imported without a history." for h in events)
+    alice = Scope("alice")
+    now = "2030-01-01T00:00:00+00:00"
+    for as_of in (None, now):
+        listed = [m.memory for m in (await service.list(alice, as_of=as_of)).results]
+        assert listed == ([] if deleted else ["Keeps bees"])
+    assert [m.memory for m in (await service.list(alice, as_of="2024-01-15T00:00:00+00:00")).results] == ["Keeps bees"]
+    if deleted:  # undone like a deletion made here
+        assert (await service.restore(bare["id"])).memory == "Keeps bees"
+        assert [m.memory for m in (await service.list(alice)).results] == ["Keeps bees"]
+    await service.flush()
+    assert (await doctor.check(service)).clean
