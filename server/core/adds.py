@@ -26,6 +26,7 @@ from milvus_memory_mcp.records import (
     MemoryRecord,
     Scope,
     conversation_context,
+    now_us,
     text_hash,
     with_context,
 )
@@ -73,6 +74,7 @@ class VerbatimAdds:
             batch: list[tuple[MemoryRecord, list[float]]] = []
             texts = [m.content for m in parsed]
             vectors = await self.writes.current(texts, signed)
+            said = now_us() if at is None else at
             for i, (message, vector) in enumerate(zip(parsed, vectors, strict=True)):
                 # a stored message's context (records.CONTEXT_KEY): the messages around it
                 context = conversation_context(texts, i)
@@ -102,7 +104,8 @@ class VerbatimAdds:
                             )
                         )
                         continue
-                record = MemoryRecord.new(message.content, with_context(meta, context), scope, at)
+                # a microsecond apart, so that they list in the order they were said (`at` is one time)
+                record = MemoryRecord.new(message.content, with_context(meta, context), scope, said + i)
                 seen[digest] = record
                 batch.append((record, vector))
                 change = Change.of(

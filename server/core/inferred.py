@@ -143,7 +143,8 @@ class InferredAdds:
         changes: list[Change] = []
         known: Known = []
 
-        for action in actions:
+        said = now_us() if at is None else at
+        for n, action in enumerate(actions):
             old = current.get(action.target) if action.target else None
             if action.target is not None:
                 if action.event == "NONE" and old is not None and old.id in updated:
@@ -169,7 +170,7 @@ class InferredAdds:
                     results.append(AddEvent(id=existing.id, memory=existing.memory, event="NONE", reason=action.reason))
                     known.append((existing, action.reason))
                     continue
-                new = MemoryRecord.new(action.text, meta, scope, at)
+                new = MemoryRecord.new(action.text, meta, scope, said + n)  # a µs apart: listed in order
                 added[digest] = new
                 changes.append(
                     Change.of(

@@ -40,13 +40,24 @@ async def first_for(service: MemoryService, question: str) -> str:
 async def test_an_add_dated_at_a_past_time_is_created_updated_and_recorded_then(service: MemoryService) -> None:
     messages = [{"role": "user", "content": "I'm taking a pottery class."}, {"role": "user", "content": "On Mondays."}]
     out = await service.add(messages, SCOPE, infer=False, at="2023-05-08T13:56:00Z")
-    for event in out.results:
+    # dated a microsecond apart, in the order they were said
+    for event, said in zip(out.results, [MAY, "2023-05-08T13:56:00.000001+00:00"], strict=True):
         item = await service.get(event.id)
-        assert item.created_at == item.updated_at == MAY
+        assert item.created_at == item.updated_at == said
         [added] = (await service.memory_history(event.id)).events
-        assert added.event == "ADD" and added.updated_at == MAY
+        assert added.event == "ADD" and added.updated_at == said
     listed = await service.list(SCOPE, {"created_at": {"lt": "2023-06-01"}})
-    assert len(listed.results) == 2
+    assert [m.memory for m in listed.results] == ["I'm taking a pottery class.", "On Mondays."]
+
+
+async def test_a_dated_conversation_lists_in_the_order_it_was_said(service: MemoryService) -> None:
+    said = [f"Message number {n}" for n in ("one", "two", "three", "four", "five", "six", "seven", "eight")]
+    await service.add([{"role": "user", "content": t} for t in said], SCOPE, infer=False, at=MAY)
+    assert [m.memory for m in (await service.list(SCOPE)).results] == said
+    first = await service.list(SCOPE, limit=3)
+    rest = await service.list(SCOPE, limit=10, cursor=first.next_cursor)
+    assert [m.memory for m in first.results + rest.results] == said
+    assert [m.memory for m in (await service.list(SCOPE, as_of=AUGUST)).results] == said
 
 
 async def test_a_question_naming_a_month_finds_what_was_said_that_month_first(service: MemoryService) -> None:
