@@ -25,6 +25,7 @@ from milvus_memory_mcp.heap import release_free_memory
 from milvus_memory_mcp.history import HistoryStore
 from milvus_memory_mcp.settings import Settings
 from milvus_memory_mcp.stores import Store
+from milvus_memory_mcp.stores.identity import switched_message
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class Lifecycle:
     _warming: bool = field(default=False, init=False)
     _sweeping: bool = field(default=False, init=False)
     _selected: bool = field(default=False, init=False)  # the active collection is chosen
+    _refused: bool = field(default=False, init=False)  # the vector store refused to open: reads wait for it too
     _lock: anyio.Lock = field(default_factory=anyio.Lock, init=False)
     _tg: TaskGroup | None = field(default=None, init=False)
 
@@ -120,7 +122,14 @@ class Lifecycle:
             # Under the write lock: on a shared history another replica may be creating the collection
             # (Milvus refuses a second index on one being loaded) or have a write in flight.
             async with self.writes.lock:
-                await self.vectors.open(self.embedder.model_id, self.embedder.dimensions)
+                try:
+                    await self.vectors.open(self.embedder.model_id, self.embedder.dimensions)
+                except ConfigurationError:
+                    # Not this store's collection, or not this embedder's: searches served early (from
+                    # the search index) stop too, and every call says why until it opens.
+                    self._readable, self._refused = False, True
+                    raise
+                self._refused = False
                 if self.vectors.stale_schema:
                     await self._rebuild_collection()
                 pending = await self.history.pending_ids()
@@ -140,17 +149,14 @@ class Lifecycle:
         store to another embedder with `reembed`: this one still writes the old collection's vectors."""
         active = (await self.history.store_state()).get("active_model")
         if self.is_ready and active and active != self.embedder.model_id:
-            raise ConfigurationError(
-                f"Another server process switched this memory store to the embedder {active!r} (reembed); "
-                f"nothing was changed. Restart this server with MEMORY_EMBEDDER={active}."
-            )
+            raise ConfigurationError(switched_message(active, changed=True))
 
     async def _open_reads(self) -> bool:
         """Open what reads need; False when the vector store needs `ready()` before searching."""
         if self._readable:
             return True
         async with self._lock:
-            if not self._readable:
+            if not self._readable and not self._refused:
                 await self._select_collection()
                 await self.embedder.open()
                 self._readable = await self.vectors.open_reads(self.embedder.model_id, self.embedder.dimensions)

@@ -3,7 +3,8 @@
 `store_state` holds, per history collection, a few keys: `active` (the Milvus collection searches
 use; none: `settings.collection`), `active_model`, `target`, `target_model`, `target_dims` (the
 collection being filled for another embedder) and `retired` (an old collection left to drop); also
-`vector_ts`, the latest write's Milvus server timestamp (`note_vector_ts`), which is not reembed's.
+`vector_ts`, the latest write's Milvus server timestamp (`note_vector_ts`), and `store_id` /
+`store_location`, which collections this history feeds (server/stores/identity.py): not reembed's.
 `reembedded` lists each memory's state (hash, updated_at) the target holds durably, so a re-run
 resumes and a memory changed meanwhile is written again. The switch is one transaction
 (`switch_collection`). server/core/reembed.py drives it.

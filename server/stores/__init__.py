@@ -4,7 +4,9 @@ Two contracts, by who needs them:
 
 `VectorStore`, what searches and writes need (the core's view):
 - `await open(model_id, dimensions)` creates the collection or checks that an existing one was
-  made by the same embedder (ConfigurationError naming both otherwise), then loads it.
+  made by the same embedder (ConfigurationError naming both otherwise), then loads it. A Milvus
+  store first checks that the collection belongs to this memory store, before reading or writing
+  it (stores/identity.py; ConfigurationError otherwise); the in-process test store does not.
   `await open_reads(model_id, dimensions)` may open only what searches need, before `open`
   (True when searches can then be served; False when they need `open`).
 - `upsert(rows)` and `delete(ids)` are idempotent by id; writes are serialised by the adapter.
@@ -36,7 +38,8 @@ Two contracts, by who needs them:
 - `reembed` (server/core/reembed.py): `use_collection(name)` picks the collection `open` opens
   (no I/O); `sibling(name, model_id, dimensions)` is a plain store of another collection on the
   same open engine, made or checked for that embedder (its `close` closes nothing shared);
-  `has_collection(name)`; `drop_collection(name)` drops another collection if it exists.
+  `has_collection(name)`; `drop_collection(name)` drops another collection if it exists (never
+  another memory store's).
 
 Failures raise BackendError subclasses with a message fit for the agent. `make_vector_store` is
 the only place that picks a concrete store (docs/ARCHITECTURE.md, "Adding a store").
@@ -131,10 +134,23 @@ def make_vector_store(settings: Settings, history: HistoryStore) -> Store:
     """The configured store, no I/O: Milvus Lite answered by the in-memory search index (the
     default), Milvus Lite alone (MEMORY_SEARCH_INDEX=false), or a Milvus server / Zilliz Cloud."""
     from milvus_memory_mcp.stores.capabilities import Capabilities
+    from milvus_memory_mcp.stores.identity import StoreIdentity, location_of
     from milvus_memory_mcp.stores.milvus import MilvusStore
 
     uri = settings.resolved_milvus_uri
-    indexed = Capabilities.detect(uri).lite and settings.search_index
+    lite = Capabilities.detect(uri).lite
+    indexed = lite and settings.search_index
+    if settings.history_url:
+        history_name = f"the PostgreSQL history (MEMORY_HISTORY_URL) of MEMORY_COLLECTION={settings.collection!r}"
+    else:
+        history_name = f"the history database {settings.resolved_history_path}"
+    identity = StoreIdentity(
+        history,
+        settings.collection,
+        location_of(uri, settings.milvus_db_name, lite),
+        shared=bool(settings.history_url),
+        history_name=history_name,
+    )
     milvus = MilvusStore(
         uri,
         settings.collection,
@@ -144,13 +160,14 @@ def make_vector_store(settings: Settings, history: HistoryStore) -> Store:
         num_partitions=settings.milvus_num_partitions,
         park=indexed,
         recorded_write=history.vector_ts_of,
+        identity=identity,
     )
     if indexed:
         from milvus_memory_mcp.stores.indexed import IndexedStore
 
         history_path = settings.resolved_history_path
         saved = history_path.with_name(f"{history_path.name}.{settings.collection}.index")
-        return IndexedStore(milvus, history, saved)
+        return IndexedStore(milvus, history, saved, identity)
     return milvus
 
 

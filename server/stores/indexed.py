@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # numpy is imported after the MCP handshake, with the index
     from milvus_memory_mcp.history import Embedded, HistoryStore
     from milvus_memory_mcp.search_index import Entry, Hits, SearchIndex
     from milvus_memory_mcp.stores import Store
+    from milvus_memory_mcp.stores.identity import StoreIdentity
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +68,12 @@ class _Confined:
 
 
 class IndexedStore:
-    def __init__(self, inner: Store, history: HistoryStore, saved: Path | None = None) -> None:
+    def __init__(
+        self, inner: Store, history: HistoryStore, saved: Path | None = None, identity: StoreIdentity | None = None
+    ) -> None:
         self.inner = inner
         self._history = history
+        self._identity = identity  # whether searches may be served before Milvus opens (`open_reads`)
         self._saved = saved  # where the index is saved at close and loaded at open (server/index_file.py)
         self._index: SearchIndex | None = None
         self._model = ""
@@ -119,7 +123,10 @@ class IndexedStore:
     async def open_reads(self, model_id: str, dimensions: int) -> bool:
         """Load the saved index or build it from the history database alone, before Milvus opens;
         False when some embeddings must first be read from Milvus (a database written before they
-        were stored)."""
+        were stored), or when a shared history feeds other vectors than this Lite file's (`open` decides
+        whether they are this store's: stores/identity.py)."""
+        if self._identity is not None and not await self._identity.readable_here():
+            return False
         if self._index is None and not await self._load_saved(model_id):
             rows = await self._history.live_embeddings(model_id, dimensions)
             if any(r.vector is None for r in rows):

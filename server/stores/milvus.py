@@ -24,6 +24,7 @@ from milvus_memory_mcp.stores.milvus_client import (
     ReadWriteLock,
     WriteClock,
     all_ids,
+    collection_gone,
     connection_problem,
     load_collection,
     short,
@@ -32,6 +33,7 @@ from milvus_memory_mcp.stores.milvus_client import (
 from milvus_memory_mcp.stores.milvus_schema import (
     KEYWORD_FIELD,
     OUTPUT_FIELDS,
+    PROP_EMBEDDER,
     PROP_TENANCY,
     SPARSE_FIELD,
     check_signature,
@@ -42,6 +44,7 @@ from milvus_memory_mcp.stores.milvus_schema import (
 )
 
 if TYPE_CHECKING:
+    from milvus_memory_mcp.stores.identity import StoreIdentity
     from milvus_memory_mcp.stores.lite import LiteServer
 
 logger = logging.getLogger(__name__)
@@ -65,10 +68,12 @@ class MilvusStore:
         partition_key: bool | None = None,
         park: bool = False,
         recorded_write: Callable[[Collection[str]], Awaitable[dict[str, int]]] | None = None,
+        identity: StoreIdentity | None = None,
     ) -> None:
         """`timeout` bounds each call including pymilvus's own retries; `partition_key` None = where supported;
         `park` (Lite behind the search index): not loaded at open, and given back when `idle`; `recorded_write`
-        reads the latest writes' timestamps any process recorded, per scope term (`WriteClock`)."""
+        reads the latest writes' timestamps any process recorded, per scope term (`WriteClock`); `identity`
+        refuses another memory store's collection and stamps the ones made (none: no check)."""
         self._uri = uri
         self._collection = collection
         self._token = token
@@ -83,6 +88,7 @@ class MilvusStore:
         self._lite: LiteServer | None = None
         self._write_lock = ReadWriteLock()
         self._clock = WriteClock(recorded_write)
+        self._identity = identity
         self.capabilities = Capabilities.detect(uri)  # refined from the server's version by open()
         self.tenancy: str | None = None  # recorded with the collection; known after open()
         # Set by open(): whether the collection has the BM25 field, and whether it was made before
@@ -115,6 +121,10 @@ class MilvusStore:
         except BackendError:
             raise
         except Exception as e:  # pymilvus raises many unrelated types; translate them all here
+            if self._identity is not None and collection_gone(e):
+                gone = await self._identity.gone(self._collection)
+                logger.warning("Milvus %s failed: collection %r is gone: %s", what, self._collection, gone)
+                raise gone from e
             unavailable = connection_problem(e, self._uri, self._timeout)
             if unavailable is not None:
                 logger.warning("Milvus %s failed: %s", what, unavailable)
@@ -177,7 +187,24 @@ class MilvusStore:
     async def open(self, model_id: str, dimensions: int) -> None:
         if self._client is None:
             await anyio.to_thread.run_sync(self._connect)
-        await self._call(lambda: self._prepare(model_id, dimensions), "open the collection")
+        await self._open_collection(model_id, dimensions)
+
+    async def _open_collection(self, model_id: str, dimensions: int) -> None:
+        """Check that the collection is this store's (`identity`), then create, check or stamp it, and load it."""
+        name = self._collection
+
+        def describe() -> dict[str, Any] | None:
+            return self._client.describe_collection(name) if self._client.has_collection(name) else None
+
+        def rows() -> int:
+            return int(self._client.get_collection_stats(name).get("row_count", 0))
+
+        described = await self._call(describe, "open the collection")
+        properties = None if described is None else dict(described.get("properties") or {})
+        stamp: dict[str, str] = {}
+        if self._identity is not None and (properties is None or PROP_EMBEDDER in properties):
+            stamp = await self._identity.claim(name, properties, lambda: self._call(rows, "count the rows"))
+        await self._call(lambda: self._prepare(model_id, dimensions, described, stamp), "open the collection")
 
     def _connect(self) -> None:
         lite = self.capabilities.lite
@@ -204,12 +231,13 @@ class MilvusStore:
         self.capabilities = Capabilities.detect(self._uri, version)
         logger.info("connected to %s: %s", self._uri, self.capabilities.describe())
 
-    def _prepare(self, model_id: str, dimensions: int) -> None:
+    def _prepare(self, model_id: str, dimensions: int, described: dict[str, Any] | None, stamp: dict[str, str]) -> None:
         c = self._client
         name = self._collection
-        if c.has_collection(name):
-            described = c.describe_collection(name)
+        if described is not None:
             check_signature(name, described, model_id, dimensions)
+            if stamp:  # made by an earlier release: now this store's (stores/identity.py)
+                c.alter_collection_properties(name, stamp)
             self.tenancy = (described.get("properties") or {}).get(PROP_TENANCY, "scalar_index")
             fields = {f["name"] for f in described.get("fields") or []}
             self.keyword_search = SPARSE_FIELD in fields and self.capabilities.bm25
@@ -240,19 +268,24 @@ class MilvusStore:
         other._collection, other._borrowed, other._lite, other.refused = collection, True, None, {}
         other._unflushed, other._durable = set(), set()
         other._parks = False  # loaded, as it has no Lite server of its own to park it
-        await other._call(lambda: other._prepare(model_id, dimensions), "open the collection")
+        await other._open_collection(model_id, dimensions)
         return other
 
     async def has_collection(self, name: str) -> bool:
         return bool(await self._read(lambda: self._client.has_collection(name), "list collections"))
 
     async def drop_collection(self, name: str) -> None:
-        """Drop another collection of this engine, if it exists."""
+        """Drop another collection of this engine, if it exists and is not another memory store's."""
 
         def run() -> None:
             with self._write_lock:
-                if self._client.has_collection(name):
-                    self._client.drop_collection(name)
+                if not self._client.has_collection(name):
+                    return
+                properties = self._client.describe_collection(name).get("properties") or {}
+                if self._identity is not None and not self._identity.owned(properties):
+                    logger.warning("collection %r belongs to another memory store: not dropped", name)
+                    return
+                self._client.drop_collection(name)
 
         await self._call(run, "drop a collection")
 
@@ -273,9 +306,9 @@ class MilvusStore:
         # partition only); otherwise scope fields are filtered through a scalar index.
         wanted = self.capabilities.partition_key if self._partition_key is None else self._partition_key
         tenancy = "partition_key" if wanted and self._num_partitions > 0 else "scalar_index"
-        create_collection(
-            self._client, self._collection, self.capabilities, (model_id, dimensions), tenancy, self._num_partitions
-        )
+        stamp = self._identity.stamp() if self._identity is not None else {}
+        name, model, partitions = self._collection, (model_id, dimensions), self._num_partitions
+        create_collection(self._client, name, self.capabilities, model, tenancy, partitions, stamp)
         self.tenancy = tenancy
         self.keyword_search = self.capabilities.bm25
 

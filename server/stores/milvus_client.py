@@ -124,6 +124,16 @@ def connection_problem(e: BaseException, uri: str, timeout: float) -> str | None
     return None
 
 
+COLLECTION_NOT_FOUND = 100  # Milvus error code (a server's and Lite's)
+
+
+def collection_gone(e: BaseException) -> bool:
+    """`e` says the collection does not exist (dropped while this process used it)."""
+    from pymilvus import MilvusException
+
+    return isinstance(e, MilvusException) and e.code == COLLECTION_NOT_FOUND
+
+
 def rpc_details(rpc: BaseException | None) -> str:
     details = getattr(rpc, "details", None)
     text = details() if callable(details) else ""

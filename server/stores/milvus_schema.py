@@ -20,6 +20,7 @@ PROP_EMBEDDER = "memory.embedder"
 PROP_DIMS = "memory.dims"
 PROP_SCHEMA = "memory.schema"
 PROP_TENANCY = "memory.tenancy"  # how scopes are separated: "partition_key" or "scalar_index"
+# The memory store a collection belongs to: stores/identity.py (`memory.store`, `memory.made_for`).
 MAX_TEXT_BYTES = 65535
 KEYWORD_FIELD = "keywords"
 SPARSE_FIELD = "sparse"
@@ -124,15 +125,23 @@ def create_indexes(client: Any, collection: str, capabilities: Capabilities) -> 
 
 
 def create_collection(
-    client: Any, name: str, capabilities: Capabilities, model: tuple[str, int], tenancy: str, num_partitions: int
+    client: Any,
+    name: str,
+    capabilities: Capabilities,
+    model: tuple[str, int],
+    tenancy: str,
+    num_partitions: int,
+    stamp: dict[str, str] | None = None,
 ) -> None:
-    """Create the collection for this embedder (`model`: its id and dimensions) and its indexes."""
+    """Create the collection for this embedder (`model`: its id and dimensions) and its indexes; `stamp`:
+    the properties naming the memory store it belongs to (stores/identity.py)."""
     model_id, dimensions = model
     properties = {
         PROP_EMBEDDER: model_id,
         PROP_DIMS: str(dimensions),
         PROP_SCHEMA: str(SCHEMA_VERSION),
         PROP_TENANCY: tenancy,
+        **(stamp or {}),
     }
     partitions = {"num_partitions": num_partitions} if tenancy == "partition_key" else {}
     client.create_collection(
