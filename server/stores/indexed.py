@@ -329,7 +329,8 @@ class IndexedStore:
             await self.drain()
             return await self.inner.search(vector, where, limit)
         scope, among = await self._confine(where)
-        return await self._records(await anyio.to_thread.run_sync(self._index.search, vector, scope, limit, among))
+        hits = await anyio.to_thread.run_sync(self._index.search, vector, scope, limit, among)
+        return await self._records(hits, None if among is None else where)
 
     async def search_keywords(self, text: str, where: And, limit: int) -> list[tuple[MemoryRecord, float]]:
         if self._index is None:
@@ -340,10 +341,12 @@ class IndexedStore:
             return []
         scope, among = await self._confine(where)
         hits = await anyio.to_thread.run_sync(self._index.search_words, words, scope, limit, among)
-        return await self._records(hits)
+        return await self._records(hits, None if among is None else where)
 
-    async def _records(self, hits: Hits) -> list[tuple[MemoryRecord, float]]:
-        records = await self._history.get_many([memory_id for memory_id, _ in hits])
+    async def _records(self, hits: Hits, where: And | None) -> list[tuple[MemoryRecord, float]]:
+        """The hits' memories as SQLite holds them now; with `where` (a filter beyond the scope), only
+        those that still match it: a write may have changed one since `_confine` read the ids."""
+        records = await self._history.get_many([memory_id for memory_id, _ in hits], where)
         return [
             (record, score)
             for memory_id, score in hits

@@ -9,7 +9,8 @@ import anyio
 import pytest
 from mcp import Client
 
-from milvus_memory_mcp import doctor
+from milvus_memory_mcp import doctor, filters
+from milvus_memory_mcp.records import Change, Scope
 from milvus_memory_mcp.service import MemoryService
 
 from ..conftest import ToolFailed, call
@@ -109,3 +110,27 @@ async def test_fifty_concurrent_calls_lose_no_update_and_keep_history_complete_a
     )
     report = await doctor.check(service)
     assert report.clean, report.lines()
+
+
+@pytest.mark.parametrize("mode", ["dense", "keyword"])
+async def test_a_filtered_search_returns_no_memory_that_stopped_matching_while_it_ran(
+    service: MemoryService, mode: str
+) -> None:
+    """The search index confines a filtered search to the ids SQLite matched, then reads the hits'
+    rows: a write committed in between (here: committed to SQLite, the search index not told yet,
+    as during any write) must not put a memory that no longer matches in the answer."""
+    alice = Scope("alice")
+    added = await service.add("Plays tennis on Sundays", alice, metadata={"cat": "a"}, infer=False)
+    tennis = (await service.history.get(added.results[0].id)) or pytest.fail("not stored")
+    where = filters.within(alice, {"cat": "a"})
+
+    async def found() -> list[str]:
+        if mode == "keyword":
+            return [r.id for r, _ in await service.vectors.search_keywords("tennis", where, 5)]
+        [vector] = await service.embedder.embed(["tennis"])
+        return [r.id for r, _ in await service.vectors.search(vector, where, 5)]
+
+    assert await found() == [tennis.id]
+    moved = tennis.updated(metadata={"cat": "b"}, updated_at=tennis.updated_at + 1)
+    await service.history.commit([Change.of("UPDATE", tennis, moved, "test")])
+    assert await found() == []

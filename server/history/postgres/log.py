@@ -55,10 +55,14 @@ class RecordLog(Database):
 
         return await self._run(run)
 
-    async def get_many(self, ids: list[str]) -> dict[str, MemoryRecord]:
+    async def get_many(self, ids: list[str], where: Node | None = None) -> dict[str, MemoryRecord]:
+        """The memories of these ids (those that match the filter tree now, when given)."""
+        condition, params = _where(where)
+
         async def run(conn: Conn) -> dict[str, MemoryRecord]:
-            sql = f"SELECT {MEMORY_COLUMNS} FROM memories WHERE collection = ? AND id = ANY(?::text[])"
-            return {row[0]: _record(row) for row in await conn.fetch(sql, self._collection, ids)}
+            sql = f"SELECT {MEMORY_COLUMNS} FROM memories WHERE collection = ? AND ({condition}) "
+            sql += "AND id = ANY(?::text[])"
+            return {row[0]: _record(row) for row in await conn.fetch(sql, self._collection, *params, ids)}
 
         return await self._run(run)
 
