@@ -22,6 +22,7 @@ from milvus_memory_mcp.embedders.local import LocalEmbedder
 from milvus_memory_mcp.service import MemoryService
 from milvus_memory_mcp.settings import Settings
 
+from .support.fake_openai import FakeOpenAI
 from .support.milvus_server import MilvusStandalone, unavailable_reason
 from .support.postgres_server import PostgresServer
 from .support.postgres_server import unavailable_reason as postgres_unavailable
@@ -160,3 +161,14 @@ async def error_of(client: Client, tool: str, **args: Any) -> str:
     with pytest.raises(ToolFailed) as e:
         await call(client, tool, **args)
     return str(e.value)
+
+
+@pytest.fixture
+def openai_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
+    """An OpenAI-compatible API on 127.0.0.1 that `openai:` embedders of this process (and of the
+    processes it starts) reach; its embeddings have 32 dimensions unless a request asks for others
+    (set `dims` for another default)."""
+    with FakeOpenAI(dims=32).running() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "test")
+        yield server

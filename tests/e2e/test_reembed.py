@@ -15,7 +15,6 @@ import subprocess
 import sys
 import termios
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -37,11 +36,9 @@ COUNT = 40
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(dims=64).running() as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        yield server
+def fake(openai_api: FakeOpenAI) -> FakeOpenAI:
+    openai_api.dims = 64
+    return openai_api
 
 
 def old_env(fake: FakeOpenAI) -> dict[str, str]:

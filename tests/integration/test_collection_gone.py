@@ -6,7 +6,6 @@ collection stand for two replicas; the embedder is the fake OpenAI-compatible se
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,11 +28,8 @@ ALICE = Scope("alice")
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(dims=32).running() as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        yield server
+def fake(openai_api: FakeOpenAI) -> FakeOpenAI:
+    return openai_api
 
 
 async def test_a_replica_left_behind_by_another_replicas_reembed_is_told_to_restart_on_reads_as_on_writes(

@@ -5,7 +5,6 @@ The old embedder is the hashing test embedder, the new one an OpenAI-compatible 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,11 +25,8 @@ TOPICS = ["tennis", "piano", "Lisbon", "coffee", "hiking", "chess", "sushi", "Ru
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(dims=32).running() as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        yield server
+def fake(openai_api: FakeOpenAI) -> FakeOpenAI:
+    return openai_api
 
 
 async def seed(svc: MemoryService, n: int) -> list[str]:

@@ -6,7 +6,6 @@ only vectors of the size in use (real Milvus Lite and SQLite; the API is the fak
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from io import StringIO
 from pathlib import Path
@@ -25,11 +24,9 @@ ALICE = Scope("alice")
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(dims=64).running() as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        yield server
+def fake(openai_api: FakeOpenAI) -> FakeOpenAI:
+    openai_api.dims = 64
+    return openai_api
 
 
 async def test_reembed_to_the_same_model_with_fewer_dimensions_switches_and_serves(

@@ -8,7 +8,7 @@ OpenAI-compatible API (the fake)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -29,11 +29,9 @@ TEXT = "held up: plays squash on Sundays"
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(dims=64).running() as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        yield server
+def fake(openai_api: FakeOpenAI) -> FakeOpenAI:
+    openai_api.dims = 64
+    return openai_api
 
 
 class HeldEmbedder(HashEmbedder):

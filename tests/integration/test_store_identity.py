@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,8 @@ FACTS = ["Plays tennis on Sundays", "Allergic to peanuts", "Salary is 93k EUR"]
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(dims=32).running() as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "test")
-        yield server
+def fake(openai_api: FakeOpenAI) -> FakeOpenAI:
+    return openai_api
 
 
 def properties(server: MilvusStandalone, name: str) -> dict[str, str]:
