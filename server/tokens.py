@@ -26,7 +26,13 @@ def _tokenizer() -> Any:
 
 
 def count(text: str) -> int:
-    """Tokens in `text`, without the [CLS] / [SEP] markers."""
+    """Tokens in `text`, without the [CLS] / [SEP] markers. A stretch WordPiece cannot split (a word
+    over 100 characters, such as a run of emoji, a base64 blob or a long URL, or characters out of
+    its vocabulary) is one [UNK] to it, whatever its length, but many tokens to the agent's model:
+    it counts one token per character, so that a budget holds whatever the text."""
     with _lock:
         tokenizer = _tokenizer()
-    return len(tokenizer.encode(text, add_special_tokens=False).ids)
+    unknown = tokenizer.token_to_id("[UNK]")
+    encoded = tokenizer.encode(text, add_special_tokens=False)
+    pairs = zip(encoded.ids, encoded.offsets, strict=True)
+    return sum(max(1, end - start) if i == unknown else 1 for i, (start, end) in pairs)

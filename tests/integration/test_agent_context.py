@@ -143,6 +143,19 @@ async def test_max_tokens_cuts_results_and_says_how_to_get_the_rest(client: Clie
     assert "truncated" not in whole and len(whole["results"]) == 10
 
 
+@pytest.mark.parametrize("word", ["😀", "Zm9vYmFy"], ids=["emoji", "base64"])
+async def test_max_tokens_holds_for_texts_the_tokenizer_cannot_split(client: Client, word: str) -> None:
+    """A run of emoji or a base64 blob is one [UNK] to WordPiece whatever its length: counted so, 30
+    memories of 8 KB fitted in a budget of 5,000 tokens."""
+    blob = word * (2000 // len(word))
+    for i in range(30):
+        await call(client, "add_memory", messages=f"{i}{blob}", user_id="alice", infer=False)
+    for tool, args in [("list_memories", {}), ("search_memories", {"query": blob[:50]})]:
+        text, page = await raw(client, tool, user_id="alice", max_tokens=5000, **args)
+        assert page["truncated"] is True and 1 <= len(page["results"]) <= 2, (tool, len(page["results"]))
+        assert len(text) < 5000
+
+
 BAD_ARGUMENTS = [
     ("add_memory", {"messages": "x", "user_id": 42}, "user_id", "42"),
     ("search_memories", {"query": "x", "user_id": "a", "filters": "category=hobbies"}, "filters", "JSON object"),
