@@ -88,11 +88,12 @@ def build_server(
     """
     from milvus_memory_mcp.resources import register_resources
     from milvus_memory_mcp.tools import register
+    from milvus_memory_mcp.tools.prompts import StrictPrompts
 
     # Static tokens: no OAuth server; the issuer URL is required by the SDK but never published.
     auth = AuthSettings(issuer_url=AnyHttpUrl("http://127.0.0.1"), resource_server_url=None) if token_verifier else None
     with _rich_import_blocked():
-        server: MCPServer = MCPServer(
+        server: MCPServer = StrictPrompts(
             "milvus-memory-mcp",
             instructions=INSTRUCTIONS,
             version=__version__,

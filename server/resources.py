@@ -15,9 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
+from milvus_memory_mcp.errors import InvalidInput
 from milvus_memory_mcp.records import Caller
 from milvus_memory_mcp.terminal import one_line
+from milvus_memory_mcp.validation import check_memory_id, check_scope
 
 if TYPE_CHECKING:
     from milvus_memory_mcp.sharing import SharedStore
@@ -39,6 +43,13 @@ def register_resources(server: MCPServer, caller: Callable[[], Caller], store: S
             raise ResourceError(" ".join(getattr(c, "text", "") for c in result.content))
         return dict(result.structured_content or {})
 
+    def checked(check: Callable[[], object]) -> None:
+        """A URI's value checked as the tool checks it: a client's mistake is invalid params (-32602)."""
+        try:
+            check()
+        except InvalidInput as e:
+            raise MCPError(INVALID_PARAMS, str(e)) from None
+
     @server.resource(
         "memory://{user_id}/memories",
         name="memories",
@@ -46,6 +57,7 @@ def register_resources(server: MCPServer, caller: Callable[[], Caller], store: S
         mime_type="text/plain",
     )
     async def memories(user_id: str) -> str:
+        checked(lambda: check_scope(user_id))
         page = await tool("list_memories", {"user_id": user_id, "limit": PAGE, "verbose": True})
         lines = [
             f"- {one_line(m['memory'])} (id {one_line(m['id'])}, updated {one_line(m['updated_at'])})"
@@ -62,6 +74,7 @@ def register_resources(server: MCPServer, caller: Callable[[], Caller], store: S
         mime_type="text/plain",
     )
     async def history(memory_id: str) -> str:
+        checked(lambda: check_memory_id(memory_id))
         events = (await tool("memory_history", {"memory_id": memory_id, "verbose": True}))["events"]
         lines = []
         for e in events:

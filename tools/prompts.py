@@ -49,3 +49,14 @@ def register_prompts(server: MCPServer, threshold: float) -> None:
 
     description = "When to search memory before answering; what to remember."
     server.add_prompt(StrictPrompt.from_function(memory_guide, name="memory_guide", description=description))
+
+
+class StrictPrompts(MCPServer):
+    """MCPServer whose prompts/get of an unknown prompt is invalid params (-32602, as the MCP spec
+    says) naming the prompts there are; the SDK answers code 0."""
+
+    async def get_prompt(self, name: str, arguments: dict[str, Any] | None = None, context: Any = None) -> Any:
+        known = [p.name for p in await self.list_prompts()]
+        if name not in known:
+            raise MCPError(INVALID_PARAMS, f"Unknown prompt {name!r}; the prompts are: {', '.join(known)}.")
+        return await super().get_prompt(name, arguments, context)

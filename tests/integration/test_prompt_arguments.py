@@ -30,3 +30,10 @@ async def test_the_known_argument_still_renders(client: Client) -> None:
         assert content.text.startswith(f"Use the memory tools like this{who}:")
     [prompt] = (await client.list_prompts()).prompts
     assert [(a.name, a.required) for a in prompt.arguments or []] == [("user_id", False)]
+
+
+async def test_an_unknown_prompt_is_invalid_params_naming_the_prompts_there_are(client: Client) -> None:
+    with pytest.raises(MCPError) as e:
+        await client.get_prompt("nope", {})
+    assert e.value.code == INVALID_PARAMS
+    assert e.value.message == "Unknown prompt 'nope'; the prompts are: memory_guide."

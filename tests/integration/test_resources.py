@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from milvus_memory_mcp.app import build_server
 from milvus_memory_mcp.records import Caller, Scope
@@ -78,3 +79,21 @@ async def test_resources_show_each_memory_and_event_on_one_line(service: MemoryS
         history = (await text_of(client, f"memory://memories/{mid}/history")).splitlines()
         assert len(history) == 1
         assert f" ADD by agent\\n2026-01-01T00:00:00+00:00 DELETE by admin: {escaped} (event " in history[0]
+
+
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("memory:///memories", "user_id is empty"),
+        ("memory://" + "u" * 200 + "/memories", "user_id is longer than 128 bytes"),
+        ("memory://memories/zzz/history", "not a valid memory id"),
+    ],
+    ids=["empty-user", "long-user", "bad-memory-id"],
+)
+async def test_a_resource_uri_with_a_bad_value_is_invalid_params_as_the_tool_says(
+    client: Client, uri: str, expected: str
+) -> None:
+    with pytest.raises(MCPError) as e:
+        await client.read_resource(uri)
+    assert e.value.code == INVALID_PARAMS and expected in e.value.message, (e.value.code, e.value.message)
+    assert "Error executing tool" not in e.value.message
