@@ -22,7 +22,7 @@ import anyio
 from milvus_memory_mcp import ranking
 from milvus_memory_mcp.core.query import content_query, dense_vectors, favour_answer_type, scope_names
 from milvus_memory_mcp.core.search import GATE_POOL
-from milvus_memory_mcp.embedders import Embedder
+from milvus_memory_mcp.embedders import Embedder, signature
 from milvus_memory_mcp.errors import BackendError
 from milvus_memory_mcp.filters import And
 from milvus_memory_mcp.history import HistoryStore
@@ -144,7 +144,7 @@ class PastSearch:
         """Each text's vector (float32 array) and analysed words: stored ones, the rest computed and stored."""
         import numpy as np
 
-        model, dims = self._embedder.model_id, self._embedder.dimensions
+        model, dims = signature(self._embedder)
         stored = await self._history.embeddings_with_words(model, dims, sorted({r.hash for r in records}))
         out = {h: (np.frombuffer(blob, dtype=np.float32), words) for h, (blob, words) in stored.items()}
         items = list({r.hash: r.memory for r in records if r.hash not in out}.items())
